@@ -1,0 +1,91 @@
+"""sluice.v1.AdminService: tenants and API keys, for admin keys only."""
+
+from __future__ import annotations
+
+import grpc
+from google.protobuf.timestamp_pb2 import Timestamp
+
+from control_plane.auth import Authenticator
+from control_plane.store.tenants import (
+    ApiKeyRecord,
+    Tenant,
+    TenantExists,
+    TenantStore,
+    UnknownTenant,
+)
+from sluice.observability import get_logger
+from sluice.v1 import admin_service_pb2 as adm
+from sluice.v1 import admin_service_pb2_grpc as adm_grpc
+
+log = get_logger(__name__)
+
+
+def _ts(seconds: float | None) -> Timestamp | None:
+    if seconds is None:
+        return None
+    ts = Timestamp()
+    ts.FromNanoseconds(int(seconds * 1e9))
+    return ts
+
+
+def tenant_message(tenant: Tenant) -> adm.Tenant:
+    return adm.Tenant(id=tenant.id, name=tenant.name, create_time=_ts(tenant.created_at))
+
+
+def key_message(key: ApiKeyRecord) -> adm.ApiKey:
+    return adm.ApiKey(id=key.id, tenant_id=key.tenant_id, prefix=key.prefix, admin=key.admin,
+                      create_time=_ts(key.created_at), revoke_time=_ts(key.revoked_at))
+
+
+class AdminService(adm_grpc.AdminServiceServicer):
+    def __init__(self, auth: Authenticator, tenants: TenantStore) -> None:
+        self._auth = auth
+        self._tenants = tenants
+
+    async def CreateTenant(self, request: adm.CreateTenantRequest,
+                           context: grpc.aio.ServicerContext) -> adm.CreateTenantResponse:
+        actor = await self._auth.admin(context)
+        if not request.name.strip() or len(request.name) > 128:
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT,
+                                "name must be 1-128 characters")
+        try:
+            tenant = await self._tenants.create_tenant(request.name.strip())
+        except TenantExists as exc:
+            await context.abort(grpc.StatusCode.ALREADY_EXISTS, str(exc))
+        key, secret = await self._tenants.create_key(tenant.id)
+        log.info("tenant_created", tenant=tenant.id, actor=actor.key_id, name=tenant.name)
+        return adm.CreateTenantResponse(tenant=tenant_message(tenant), api_key=key_message(key),
+                                        secret=secret)
+
+    async def ListTenants(self, request: adm.ListTenantsRequest,
+                          context: grpc.aio.ServicerContext) -> adm.ListTenantsResponse:
+        await self._auth.admin(context)
+        tenants = await self._tenants.list_tenants()
+        return adm.ListTenantsResponse(tenants=[tenant_message(t) for t in tenants])
+
+    async def CreateApiKey(self, request: adm.CreateApiKeyRequest,
+                           context: grpc.aio.ServicerContext) -> adm.CreateApiKeyResponse:
+        actor = await self._auth.admin(context)
+        try:
+            key, secret = await self._tenants.create_key(request.tenant_id, admin=request.admin)
+        except UnknownTenant as exc:
+            await context.abort(grpc.StatusCode.NOT_FOUND, str(exc))
+        log.info("key_created", tenant=key.tenant_id, actor=actor.key_id, key_id=key.id,
+                 admin=key.admin)
+        return adm.CreateApiKeyResponse(api_key=key_message(key), secret=secret)
+
+    async def ListApiKeys(self, request: adm.ListApiKeysRequest,
+                          context: grpc.aio.ServicerContext) -> adm.ListApiKeysResponse:
+        await self._auth.admin(context)
+        keys = await self._tenants.list_keys(request.tenant_id)
+        return adm.ListApiKeysResponse(api_keys=[key_message(k) for k in keys])
+
+    async def RevokeApiKey(self, request: adm.RevokeApiKeyRequest,
+                           context: grpc.aio.ServicerContext) -> adm.RevokeApiKeyResponse:
+        actor = await self._auth.admin(context)
+        key = await self._tenants.revoke_key(request.key_id)
+        if key is None:
+            await context.abort(grpc.StatusCode.NOT_FOUND, f"no key {request.key_id!r}")
+        assert key is not None
+        log.info("key_revoked", tenant=key.tenant_id, actor=actor.key_id, key_id=key.id)
+        return adm.RevokeApiKeyResponse(api_key=key_message(key))

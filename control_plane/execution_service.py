@@ -1,0 +1,172 @@
+"""sluice.v1.ExecutionService: the public API. It stores and queues; it never runs code."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import time
+from collections.abc import AsyncIterator
+
+import grpc
+
+from control_plane import metrics
+from control_plane.auth import Authenticator
+from control_plane.job_publisher import BrokerUnavailable, JobPublisher
+from control_plane.store.jobs import TERMINAL_STATES, JobStore
+from control_plane.submit_validation import InvalidRequest, validate_submission
+from control_plane.watch_hub import WatchHub
+from control_plane.worker_gateway import WorkerGateway
+from sluice.observability import get_logger
+from sluice.settings import Settings
+from sluice.topology import JobMessage
+from sluice.v1 import execution_service_pb2 as api
+from sluice.v1 import execution_service_pb2_grpc as api_grpc
+from sluice.v1 import job_pb2 as pb
+
+log = get_logger(__name__)
+MAX_PAGE_SIZE = 1000
+DEFAULT_PAGE_SIZE = 100
+# A watcher re-reads the store this often even without a wake-up (events from elsewhere).
+WATCH_POLL_S = 1.0
+
+
+def _is_terminal_event(event: pb.JobEvent) -> bool:
+    return event.HasField("state_change") and event.state_change.state in TERMINAL_STATES
+
+
+class ExecutionService(api_grpc.ExecutionServiceServicer):
+    def __init__(self, settings: Settings, auth: Authenticator, jobs: JobStore,
+                 publisher: JobPublisher, hub: WatchHub, gateway: WorkerGateway) -> None:
+        self._settings = settings
+        self._auth = auth
+        self._jobs = jobs
+        self._publisher = publisher
+        self._hub = hub
+        self._gateway = gateway
+
+    async def SubmitJob(self, request: api.SubmitJobRequest,
+                        context: grpc.aio.ServicerContext) -> api.SubmitJobResponse:
+        started = time.perf_counter()
+        principal = await self._auth.principal(context)
+        try:
+            spec = validate_submission(request, self._settings, await self._gateway.language_ids())
+        except InvalidRequest as exc:
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
+        job, created = await self._jobs.create(principal.tenant_id, spec)
+        if created:
+            try:
+                await self._publisher.publish(JobMessage(job.id, principal.tenant_id))
+            except BrokerUnavailable as exc:
+                metrics.PUBLISH_FAILURES.inc()
+                await self._jobs.delete_unpublished(job.id)
+                log.warning("job_not_accepted", tenant=principal.tenant_id, job_id=job.id,
+                            error=str(exc))
+                await context.abort(
+                    grpc.StatusCode.UNAVAILABLE,
+                    "the job queue (RabbitMQ) did not accept the job, so it was not created; "
+                    "retry shortly",
+                )
+            metrics.JOBS_SUBMITTED.inc()
+            log.info("job_submitted", tenant=principal.tenant_id, job_id=job.id,
+                     language=job.language)
+        metrics.RPC_SECONDS.labels("SubmitJob", "OK").observe(time.perf_counter() - started)
+        return api.SubmitJobResponse(job=job)
+
+    async def GetJob(self, request: api.GetJobRequest,
+                     context: grpc.aio.ServicerContext) -> pb.Job:
+        principal = await self._auth.principal(context)
+        return await self._job_or_abort(request.job_id, principal.tenant_id, context)
+
+    async def _job_or_abort(self, job_id: str, tenant_id: str,
+                            context: grpc.aio.ServicerContext) -> pb.Job:
+        if not job_id:
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "job_id is empty")
+        job = await self._jobs.get(job_id, tenant_id)
+        if job is None:
+            # Another tenant's job reads the same as no job: ids leak nothing.
+            await context.abort(grpc.StatusCode.NOT_FOUND, f"job {job_id!r} not found")
+        assert job is not None
+        return job
+
+    async def WatchJob(self, request: api.WatchJobRequest,
+                       context: grpc.aio.ServicerContext) -> AsyncIterator[pb.JobEvent]:
+        principal = await self._auth.principal(context)
+        await self._job_or_abort(request.job_id, principal.tenant_id, context)
+        if request.after_seq < 0:
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "after_seq must be >= 0")
+        after = request.after_seq
+        metrics.WATCHERS.inc()
+        try:
+            while True:
+                with self._hub.subscribe(request.job_id) as woken:
+                    events = await self._jobs.events_after(request.job_id, after)
+                    if not events:
+                        try:
+                            async with asyncio.timeout(WATCH_POLL_S):
+                                await woken.wait()
+                        except TimeoutError:
+                            pass
+                        continue
+                for event in events:
+                    yield event
+                    after = event.seq
+                    if _is_terminal_event(event):
+                        return
+        finally:
+            metrics.WATCHERS.dec()
+
+    async def CancelJob(self, request: api.CancelJobRequest,
+                        context: grpc.aio.ServicerContext) -> pb.Job:
+        principal = await self._auth.principal(context)
+        if not request.job_id:
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "job_id is empty")
+        outcome = await self._jobs.cancel(request.job_id, principal.tenant_id)
+        if outcome is None:
+            await context.abort(grpc.StatusCode.NOT_FOUND, f"job {request.job_id!r} not found")
+        assert outcome is not None
+        job, events = outcome
+        if events:
+            self._hub.notify(job.id)
+            metrics.JOBS_FINISHED.labels(pb.JobState.Name(job.state)).inc()
+        if job.state == pb.JOB_STATE_RUNNING:
+            await self._gateway.cancel_running(job.id)
+        log.info("job_cancel_requested", tenant=principal.tenant_id, job_id=job.id,
+                 state=pb.JobState.Name(job.state))
+        return job
+
+    async def ListJobs(self, request: api.ListJobsRequest,
+                       context: grpc.aio.ServicerContext) -> api.ListJobsResponse:
+        principal = await self._auth.principal(context)
+        if request.page_size < 0 or request.page_size > MAX_PAGE_SIZE:
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT,
+                                f"page_size is {request.page_size}; it must be 0-{MAX_PAGE_SIZE}")
+        size = request.page_size or DEFAULT_PAGE_SIZE
+        before_id = None
+        if request.page_token:
+            try:
+                before_id = base64.urlsafe_b64decode(request.page_token.encode()).decode()
+            except (ValueError, UnicodeDecodeError):
+                await context.abort(grpc.StatusCode.INVALID_ARGUMENT,
+                                    "page_token is not one ListJobs returned")
+        jobs = await self._jobs.list_for_tenant(
+            principal.tenant_id,
+            states=list(request.states),
+            labels=dict(request.labels),
+            created_after=(request.created_after.ToNanoseconds() / 1e9
+                           if request.HasField("created_after") else None),
+            created_before=(request.created_before.ToNanoseconds() / 1e9
+                            if request.HasField("created_before") else None),
+            before_id=before_id,
+            limit=size + 1,
+        )
+        token = ""
+        if len(jobs) > size:
+            jobs = jobs[:size]
+            token = base64.urlsafe_b64encode(jobs[-1].id.encode()).decode()
+        return api.ListJobsResponse(jobs=jobs, next_page_token=token)
+
+    async def ListLanguages(self, request: api.ListLanguagesRequest,
+                            context: grpc.aio.ServicerContext) -> api.ListLanguagesResponse:
+        await self._auth.principal(context)
+        return api.ListLanguagesResponse(languages=await self._gateway.languages())
+

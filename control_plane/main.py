@@ -1,0 +1,102 @@
+"""The control-plane process: public API and worker gateway on separate ports."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import signal
+
+import grpc
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+
+from control_plane.admin_service import AdminService
+from control_plane.auth import Authenticator
+from control_plane.execution_service import ExecutionService
+from control_plane.job_publisher import JobPublisher
+from control_plane.language_catalog import LanguageCatalog
+from control_plane.lease_reaper import LeaseReaper
+from control_plane.store.database import Database
+from control_plane.store.jobs import JobStore
+from control_plane.store.tenants import TenantStore
+from control_plane.watch_hub import WatchHub
+from control_plane.worker_gateway import WorkerGateway
+from sluice.observability import configure_logging, get_logger, serve_metrics
+from sluice.settings import Settings, get_settings
+from sluice.topology import Topology
+from sluice.v1 import admin_service_pb2_grpc, execution_service_pb2_grpc, worker_gateway_pb2_grpc
+
+log = get_logger(__name__)
+SERVICE_NAMES = ("sluice.v1.ExecutionService", "sluice.v1.AdminService")
+
+
+def _server() -> grpc.aio.Server:
+    return grpc.aio.server(options=[
+        ("grpc.max_receive_message_length", 64 * 1024 * 1024),
+        ("grpc.max_send_message_length", 64 * 1024 * 1024),
+        ("grpc.so_reuseport", 0),
+    ])
+
+
+async def serve(settings: Settings, stop: asyncio.Event) -> None:
+    db = Database(settings.sqlite_path)
+    await db.open()
+    jobs, tenants, hub = JobStore(db), TenantStore(db), WatchHub()
+    topology = Topology(settings.queue_prefix, delivery_limit=settings.queue_delivery_limit)
+    publisher = JobPublisher(settings.amqp_url, topology)
+    await publisher.start()
+    auth = Authenticator(tenants)
+    gateway = WorkerGateway(settings, jobs, hub, LanguageCatalog(jobs))
+
+    api_server, gateway_server = _server(), _server()
+    api_health, gateway_health = health.aio.HealthServicer(), health.aio.HealthServicer()
+    execution_service_pb2_grpc.add_ExecutionServiceServicer_to_server(
+        ExecutionService(settings, auth, jobs, publisher, hub, gateway), api_server)
+    admin_service_pb2_grpc.add_AdminServiceServicer_to_server(
+        AdminService(auth, tenants), api_server)
+    health_pb2_grpc.add_HealthServicer_to_server(api_health, api_server)
+    worker_gateway_pb2_grpc.add_WorkerGatewayServicer_to_server(gateway, gateway_server)
+    health_pb2_grpc.add_HealthServicer_to_server(gateway_health, gateway_server)
+    api_server.add_insecure_port(settings.api_listen)
+    gateway_server.add_insecure_port(settings.gateway_listen)
+    await api_server.start()
+    await gateway_server.start()
+    for name in (*SERVICE_NAMES, ""):
+        await api_health.set(name, health_pb2.HealthCheckResponse.SERVING)
+    await gateway_health.set("sluice.v1.WorkerGateway", health_pb2.HealthCheckResponse.SERVING)
+    await gateway_health.set("", health_pb2.HealthCheckResponse.SERVING)
+
+    reaper = asyncio.create_task(
+        LeaseReaper(jobs, publisher, hub, max_attempts=settings.max_attempts).run_forever())
+    log.info("control_plane_started", api=settings.api_listen, gateway=settings.gateway_listen,
+             store=settings.store_url, queue_prefix=settings.queue_prefix)
+    await stop.wait()
+
+    log.info("control_plane_stopping")
+    await api_health.enter_graceful_shutdown()
+    await gateway_health.enter_graceful_shutdown()
+    reaper.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await reaper
+    await api_server.stop(grace=5)
+    await gateway_server.stop(grace=5)
+    await publisher.close()
+    await db.close()
+
+
+def main() -> None:
+    settings = get_settings()
+    configure_logging(settings.log_level, settings.log_format, service="control-plane")
+    serve_metrics(settings.metrics_listen)
+
+    async def run() -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, stop.set)
+        await serve(settings, stop)
+
+    asyncio.run(run())
+
+
+if __name__ == "__main__":
+    main()

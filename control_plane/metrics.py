@@ -1,0 +1,19 @@
+"""The control plane's Prometheus metrics."""
+
+from __future__ import annotations
+
+from prometheus_client import Counter, Gauge, Histogram
+
+RPC_SECONDS = Histogram(
+    "sluice_rpc_seconds", "Time to answer a public RPC", ["method", "code"],
+    buckets=(0.001, 0.0025, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 1.0, 5.0),
+)
+JOBS_SUBMITTED = Counter("sluice_jobs_submitted_total", "Jobs accepted by SubmitJob")
+JOBS_FINISHED = Counter("sluice_jobs_finished_total", "Jobs that reached a terminal state",
+                        ["state"])
+JOBS_REQUEUED = Counter("sluice_jobs_requeued_total",
+                        "Attempts lost by a worker and queued again")
+PUBLISH_FAILURES = Counter("sluice_publish_failures_total",
+                           "Publishes the broker did not confirm")
+WATCHERS = Gauge("sluice_watch_streams", "Open WatchJob streams")
+RUNNING_STREAMS = Gauge("sluice_gateway_job_streams", "Open worker RunJob streams")

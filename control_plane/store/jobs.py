@@ -1,0 +1,475 @@
+"""Jobs and their events: the state machine that makes at-least-once delivery run jobs once.
+
+    QUEUED ──claim──▶ RUNNING ──finish──▶ SUCCEEDED | FAILED | CANCELLED
+      ▲                 │ lease lost (no heartbeat, worker gone)
+      └──── requeue ────┘ while attempts remain, else DEAD_LETTERED
+
+Only the holder of the current attempt may report; a claim for a job that is finished or
+leased to a live worker is refused, so a redelivered message never runs a job twice.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+import time
+from dataclasses import dataclass, field
+
+from google.protobuf.timestamp_pb2 import Timestamp
+
+from control_plane.store.database import Database
+from sluice.v1 import execution_service_pb2 as api
+from sluice.v1 import job_pb2 as pb
+from sluice.v1 import worker_gateway_pb2 as gw
+
+TERMINAL_STATES = frozenset(
+    {pb.JOB_STATE_SUCCEEDED, pb.JOB_STATE_FAILED, pb.JOB_STATE_CANCELLED,
+     pb.JOB_STATE_DEAD_LETTERED}
+)
+
+_JOB_COLUMNS = (
+    "id, tenant_id, state, language, attempt, spec, idempotency_key, ordering_key, labels,"
+    " created_at, started_at, ended_at, result, state_reason"
+)
+
+
+def new_job_id() -> str:
+    """Time-ordered (so ids sort by creation, which paging relies on) and unguessable."""
+    return f"{time.time_ns() // 1_000_000:012x}{os.urandom(8).hex()}"
+
+
+def _timestamp(seconds: float | None) -> Timestamp | None:
+    if seconds is None:
+        return None
+    ts = Timestamp()
+    ts.FromNanoseconds(int(seconds * 1e9))
+    return ts
+
+
+def state_for_verdict(verdict: int) -> int:
+    if verdict == pb.VERDICT_OK:
+        return pb.JOB_STATE_SUCCEEDED
+    if verdict == pb.VERDICT_CANCELLED:
+        return pb.JOB_STATE_CANCELLED
+    return pb.JOB_STATE_FAILED
+
+
+def _job_from_row(row: tuple) -> pb.Job:
+    spec = api.SubmitJobRequest.FromString(row[5])
+    job = pb.Job(
+        id=row[0], state=row[2], language=row[3], attempt=row[4], idempotency_key=row[6],
+        ordering_key=row[7], labels=json.loads(row[8]), limits=spec.limits,
+        create_time=_timestamp(row[9]), start_time=_timestamp(row[10]),
+        end_time=_timestamp(row[11]), state_reason=row[13],
+    )
+    if row[12] is not None:
+        job.result.ParseFromString(row[12])
+    return job
+
+
+@dataclass
+class ClaimOutcome:
+    assignment: gw.Assignment | None = None
+    refusal: int = gw.REFUSAL_REASON_UNSPECIFIED
+    detail: str = ""
+    tenant_id: str = ""
+    events: list[pb.JobEvent] = field(default_factory=list)
+
+
+@dataclass
+class LeaseState:
+    valid: bool
+    cancel_requested: bool
+
+
+@dataclass(frozen=True)
+class ExpiredLease:
+    job_id: str
+    tenant_id: str
+    attempt: int
+    worker_id: str
+
+
+class JobStore:
+    def __init__(self, db: Database) -> None:
+        self._db = db
+
+    # Events ------------------------------------------------------------------------------
+
+    @staticmethod
+    def _append_event(conn: sqlite3.Connection, job_id: str, now: float,
+                      **event: object) -> pb.JobEvent:
+        seq = conn.execute(
+            "UPDATE jobs SET last_seq = last_seq + 1 WHERE id = ? RETURNING last_seq", (job_id,)
+        ).fetchone()[0]
+        message = pb.JobEvent(job_id=job_id, seq=seq, time=_timestamp(now), **event)
+        conn.execute(
+            "INSERT INTO job_events (job_id, seq, event) VALUES (?, ?, ?)",
+            (job_id, seq, message.SerializeToString()),
+        )
+        return message
+
+    @classmethod
+    def _change_state(cls, conn: sqlite3.Connection, job_id: str, now: float, state: int,
+                      attempt: int, reason: str = "") -> pb.JobEvent:
+        return cls._append_event(
+            conn, job_id, now,
+            state_change=pb.StateChange(state=state, attempt=attempt, reason=reason),
+        )
+
+    async def events_after(self, job_id: str, after_seq: int, limit: int = 500
+                           ) -> list[pb.JobEvent]:
+        def tx(conn: sqlite3.Connection) -> list[pb.JobEvent]:
+            rows = conn.execute(
+                "SELECT event FROM job_events WHERE job_id = ? AND seq > ? ORDER BY seq LIMIT ?",
+                (job_id, after_seq, limit),
+            )
+            return [pb.JobEvent.FromString(row[0]) for row in rows]
+
+        return await self._db.run(tx)
+
+    # Submission and reads ----------------------------------------------------------------
+
+    async def create(self, tenant_id: str, spec: api.SubmitJobRequest) -> tuple[pb.Job, bool]:
+        """Stores a QUEUED job. Returns (job, created); created is False when the tenant's
+        idempotency key names an existing job, which comes back unchanged."""
+        now = time.time()
+        job_id = new_job_id()
+
+        def tx(conn: sqlite3.Connection) -> tuple[pb.Job, bool]:
+            if spec.idempotency_key:
+                row = conn.execute(
+                    f"SELECT {_JOB_COLUMNS} FROM jobs WHERE tenant_id = ? AND idempotency_key = ?",
+                    (tenant_id, spec.idempotency_key),
+                ).fetchone()
+                if row:
+                    return _job_from_row(row), False
+            conn.execute(
+                "INSERT INTO jobs (id, tenant_id, state, language, spec, idempotency_key,"
+                " ordering_key, labels, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (job_id, tenant_id, pb.JOB_STATE_QUEUED, spec.language,
+                 spec.SerializeToString(), spec.idempotency_key, spec.ordering_key,
+                 json.dumps(dict(spec.labels), sort_keys=True), now),
+            )
+            self._change_state(conn, job_id, now, pb.JOB_STATE_QUEUED, 0)
+            row = conn.execute(f"SELECT {_JOB_COLUMNS} FROM jobs WHERE id = ?", (job_id,))
+            return _job_from_row(row.fetchone()), True
+
+        return await self._db.run(tx)
+
+    async def delete_unpublished(self, job_id: str) -> None:
+        """Undoes create() when the broker would not take the job: nothing half-made stays."""
+
+        def tx(conn: sqlite3.Connection) -> None:
+            conn.execute("DELETE FROM job_events WHERE job_id = ?", (job_id,))
+            conn.execute("DELETE FROM jobs WHERE id = ? AND state = ?",
+                         (job_id, pb.JOB_STATE_QUEUED))
+
+        await self._db.run(tx)
+
+    async def get(self, job_id: str, tenant_id: str | None) -> pb.Job | None:
+        """tenant_id None reads any tenant's job (the platform's own calls)."""
+
+        def tx(conn: sqlite3.Connection) -> pb.Job | None:
+            row = conn.execute(
+                f"SELECT {_JOB_COLUMNS} FROM jobs WHERE id = ?", (job_id,)
+            ).fetchone()
+            if row is None or (tenant_id is not None and row[1] != tenant_id):
+                return None
+            return _job_from_row(row)
+
+        return await self._db.run(tx)
+
+    async def list_for_tenant(self, tenant_id: str, *, states: list[int], labels: dict[str, str],
+                   created_after: float | None, created_before: float | None,
+                   before_id: str | None, limit: int) -> list[pb.Job]:
+        clauses = ["tenant_id = ?"]
+        params: list[object] = [tenant_id]
+        if states:
+            clauses.append(f"state IN ({', '.join('?' * len(states))})")
+            params.extend(states)
+        for key, value in labels.items():
+            clauses.append("json_extract(labels, ?) = ?")
+            params.extend([f'$."{key}"', value])
+        if created_after is not None:
+            clauses.append("created_at >= ?")
+            params.append(created_after)
+        if created_before is not None:
+            clauses.append("created_at < ?")
+            params.append(created_before)
+        if before_id:
+            clauses.append("id < ?")
+            params.append(before_id)
+        sql = (f"SELECT {_JOB_COLUMNS} FROM jobs WHERE {' AND '.join(clauses)}"
+               " ORDER BY id DESC LIMIT ?")
+        params.append(limit)
+
+        def tx(conn: sqlite3.Connection) -> list[pb.Job]:
+            return [_job_from_row(row) for row in conn.execute(sql, params)]
+
+        return await self._db.run(tx)
+
+    # The worker's side ---------------------------------------------------------------------
+
+    async def claim(self, job_id: str, worker_id: str, *, replays: int, lease_s: float,
+                    max_attempts: int, heartbeat_interval_ms: int) -> ClaimOutcome:
+        now = time.time()
+
+        def tx(conn: sqlite3.Connection) -> ClaimOutcome:
+            row = conn.execute(
+                "SELECT tenant_id, state, attempt, replays, lease_expires_at, spec"
+                " FROM jobs WHERE id = ?",
+                (job_id,),
+            ).fetchone()
+            if row is None:
+                return ClaimOutcome(refusal=gw.REFUSAL_REASON_NOT_FOUND,
+                                    detail=f"no job {job_id}")
+            tenant_id, state, attempt, job_replays, lease_expires_at, spec_bytes = row
+            events: list[pb.JobEvent] = []
+            if state == pb.JOB_STATE_DEAD_LETTERED and replays > job_replays:
+                # The recovery service replayed it: a fresh budget of attempts.
+                conn.execute(
+                    "UPDATE jobs SET state = ?, attempt = 0, replays = ?, state_reason = ''"
+                    " WHERE id = ?",
+                    (pb.JOB_STATE_QUEUED, replays, job_id),
+                )
+                events.append(self._change_state(
+                    conn, job_id, now, pb.JOB_STATE_QUEUED, 0,
+                    f"replayed from the dead letters (replay {replays})"))
+                state, attempt = pb.JOB_STATE_QUEUED, 0
+            if state in TERMINAL_STATES:
+                return ClaimOutcome(refusal=gw.REFUSAL_REASON_FINISHED, tenant_id=tenant_id,
+                                    detail=f"job is {pb.JobState.Name(state)}", events=events)
+            if state == pb.JOB_STATE_RUNNING and (lease_expires_at or 0) > now:
+                return ClaimOutcome(refusal=gw.REFUSAL_REASON_LEASED, tenant_id=tenant_id,
+                                    detail=f"attempt {attempt} holds a live lease")
+            if attempt >= max_attempts:
+                reason = (f"the platform failed to run the job {attempt} times "
+                          f"(limit {max_attempts}); dead-lettered")
+                conn.execute(
+                    "UPDATE jobs SET state = ?, ended_at = ?, lease_owner = NULL,"
+                    " lease_expires_at = NULL, state_reason = ? WHERE id = ?",
+                    (pb.JOB_STATE_DEAD_LETTERED, now, reason, job_id),
+                )
+                events.append(self._change_state(
+                    conn, job_id, now, pb.JOB_STATE_DEAD_LETTERED, attempt, reason))
+                return ClaimOutcome(refusal=gw.REFUSAL_REASON_EXHAUSTED, tenant_id=tenant_id,
+                                    detail=reason, events=events)
+            attempt += 1
+            event = self._change_state(conn, job_id, now, pb.JOB_STATE_RUNNING, attempt)
+            events.append(event)
+            conn.execute(
+                "UPDATE jobs SET state = ?, attempt = ?, started_at = ?, lease_owner = ?,"
+                " lease_expires_at = ?, attempt_seq = ? WHERE id = ?",
+                (pb.JOB_STATE_RUNNING, attempt, now, worker_id, now + lease_s, event.seq,
+                 job_id),
+            )
+            spec = api.SubmitJobRequest.FromString(spec_bytes)
+            assignment = gw.Assignment(
+                job_id=job_id, attempt=attempt, language=spec.language, files=spec.files,
+                stdin=spec.stdin, args=spec.args, limits=spec.limits,
+                heartbeat_interval_ms=heartbeat_interval_ms,
+            )
+            return ClaimOutcome(assignment=assignment, tenant_id=tenant_id, events=events)
+
+        return await self._db.run(tx)
+
+    async def heartbeat(self, job_id: str, attempt: int, lease_s: float) -> LeaseState:
+        now = time.time()
+
+        def tx(conn: sqlite3.Connection) -> LeaseState:
+            row = conn.execute(
+                "UPDATE jobs SET lease_expires_at = ? WHERE id = ? AND attempt = ? AND state = ?"
+                " RETURNING cancel_requested",
+                (now + lease_s, job_id, attempt, pb.JOB_STATE_RUNNING),
+            ).fetchone()
+            if row is None:
+                return LeaseState(valid=False, cancel_requested=False)
+            return LeaseState(valid=True, cancel_requested=bool(row[0]))
+
+        return await self._db.run(tx)
+
+    async def append_output(self, job_id: str, attempt: int, stream: int, data: bytes
+                            ) -> pb.JobEvent | None:
+        """None when the attempt is no longer current: a superseded worker's late report."""
+        now = time.time()
+
+        def tx(conn: sqlite3.Connection) -> pb.JobEvent | None:
+            current = conn.execute(
+                "SELECT 1 FROM jobs WHERE id = ? AND attempt = ? AND state = ?",
+                (job_id, attempt, pb.JOB_STATE_RUNNING),
+            ).fetchone()
+            if current is None:
+                return None
+            return self._append_event(conn, job_id, now,
+                                      output=pb.OutputChunk(stream=stream, data=data))
+
+        return await self._db.run(tx)
+
+    async def finish(self, job_id: str, attempt: int, result: pb.Result
+                     ) -> tuple[pb.Job, list[pb.JobEvent]] | None:
+        """Stores the attempt's result; None when the attempt is not current. Reporting the
+        same attempt's result again returns the job as stored, so a retried report is safe."""
+        now = time.time()
+
+        def tx(conn: sqlite3.Connection) -> tuple[pb.Job, list[pb.JobEvent]] | None:
+            row = conn.execute(
+                "SELECT state, attempt, attempt_seq, cancel_requested FROM jobs WHERE id = ?",
+                (job_id,),
+            ).fetchone()
+            if row is None or row[1] != attempt:
+                return None
+            state, _, attempt_seq, cancel_requested = row
+            if state != pb.JOB_STATE_RUNNING:
+                if state in TERMINAL_STATES:
+                    job_row = conn.execute(
+                        f"SELECT {_JOB_COLUMNS} FROM jobs WHERE id = ?", (job_id,)).fetchone()
+                    return _job_from_row(job_row), []
+                return None
+            stored = pb.Result()
+            stored.CopyFrom(result)
+            stdout, stderr = bytearray(), bytearray()
+            for (blob,) in conn.execute(
+                "SELECT event FROM job_events WHERE job_id = ? AND seq > ? ORDER BY seq",
+                (job_id, attempt_seq),
+            ):
+                event = pb.JobEvent.FromString(blob)
+                if event.HasField("output"):
+                    target = stdout if event.output.stream == pb.OUTPUT_STREAM_STDOUT else stderr
+                    target += event.output.data
+            stored.stdout, stored.stderr = bytes(stdout), bytes(stderr)
+            if cancel_requested and stored.verdict != pb.VERDICT_OK:
+                stored.verdict = pb.VERDICT_CANCELLED
+            new_state = state_for_verdict(stored.verdict)
+            events = [
+                self._append_event(conn, job_id, now, result=stored),
+                self._change_state(conn, job_id, now, new_state, attempt),
+            ]
+            conn.execute(
+                "UPDATE jobs SET state = ?, ended_at = ?, result = ?, lease_owner = NULL,"
+                " lease_expires_at = NULL WHERE id = ?",
+                (new_state, now, stored.SerializeToString(), job_id),
+            )
+            job_row = conn.execute(
+                f"SELECT {_JOB_COLUMNS} FROM jobs WHERE id = ?", (job_id,)).fetchone()
+            return _job_from_row(job_row), events
+
+        return await self._db.run(tx)
+
+    async def drop_lease(self, job_id: str, attempt: int) -> None:
+        """The worker's stream ended without a result: let the next delivery take over now
+        rather than after the lease would have run out."""
+
+        def tx(conn: sqlite3.Connection) -> None:
+            conn.execute(
+                "UPDATE jobs SET lease_expires_at = ? WHERE id = ? AND attempt = ? AND state = ?",
+                (time.time(), job_id, attempt, pb.JOB_STATE_RUNNING),
+            )
+
+        await self._db.run(tx)
+
+    async def expired_leases(self) -> list[ExpiredLease]:
+        """RUNNING jobs whose worker stopped reporting. Nothing changes here: the caller
+        publishes the job again first and then calls release_lost_attempt, so a job is never
+        QUEUED without a message to run it."""
+        now = time.time()
+
+        def tx(conn: sqlite3.Connection) -> list[ExpiredLease]:
+            rows = conn.execute(
+                "SELECT id, tenant_id, attempt, lease_owner FROM jobs"
+                " WHERE state = ? AND lease_expires_at < ?",
+                (pb.JOB_STATE_RUNNING, now),
+            )
+            return [ExpiredLease(*row) for row in rows]
+
+        return await self._db.run(tx)
+
+    async def release_lost_attempt(self, lost: ExpiredLease, *, dead_reason: str | None
+                                   ) -> list[pb.JobEvent]:
+        """Back to QUEUED, or DEAD_LETTERED with dead_reason; no-op if the attempt moved on."""
+        now = time.time()
+
+        def tx(conn: sqlite3.Connection) -> list[pb.JobEvent]:
+            row = conn.execute(
+                "SELECT 1 FROM jobs WHERE id = ? AND attempt = ? AND state = ?"
+                " AND lease_expires_at < ?",
+                (lost.job_id, lost.attempt, pb.JOB_STATE_RUNNING, now),
+            ).fetchone()
+            if row is None:
+                return []
+            if dead_reason is not None:
+                conn.execute(
+                    "UPDATE jobs SET state = ?, ended_at = ?, state_reason = ?,"
+                    " lease_owner = NULL, lease_expires_at = NULL WHERE id = ?",
+                    (pb.JOB_STATE_DEAD_LETTERED, now, dead_reason, lost.job_id),
+                )
+                return [self._change_state(conn, lost.job_id, now, pb.JOB_STATE_DEAD_LETTERED,
+                                           lost.attempt, dead_reason)]
+            conn.execute(
+                "UPDATE jobs SET state = ?, lease_owner = NULL, lease_expires_at = NULL"
+                " WHERE id = ?",
+                (pb.JOB_STATE_QUEUED, lost.job_id),
+            )
+            reason = f"attempt {lost.attempt} lost (worker {lost.worker_id} stopped reporting)"
+            return [self._change_state(conn, lost.job_id, now, pb.JOB_STATE_QUEUED,
+                                       lost.attempt, reason)]
+
+        return await self._db.run(tx)
+
+    # Cancellation --------------------------------------------------------------------------
+
+    async def cancel(self, job_id: str, tenant_id: str
+                     ) -> tuple[pb.Job, list[pb.JobEvent]] | None:
+        """A QUEUED job ends CANCELLED here; a RUNNING one is marked, and the gateway tells
+        its worker to kill it. None: no such job for this tenant."""
+        now = time.time()
+
+        def tx(conn: sqlite3.Connection) -> tuple[pb.Job, list[pb.JobEvent]] | None:
+            row = conn.execute(
+                "SELECT tenant_id, state, attempt FROM jobs WHERE id = ?", (job_id,)
+            ).fetchone()
+            if row is None or row[0] != tenant_id:
+                return None
+            _, state, attempt = row
+            events: list[pb.JobEvent] = []
+            if state == pb.JOB_STATE_QUEUED:
+                result = pb.Result(verdict=pb.VERDICT_CANCELLED,
+                                   detail="cancelled before it started")
+                conn.execute(
+                    "UPDATE jobs SET state = ?, ended_at = ?, result = ?, cancel_requested = 1"
+                    " WHERE id = ?",
+                    (pb.JOB_STATE_CANCELLED, now, result.SerializeToString(), job_id),
+                )
+                events.append(self._append_event(conn, job_id, now, result=result))
+                events.append(self._change_state(
+                    conn, job_id, now, pb.JOB_STATE_CANCELLED, attempt, "cancelled by caller"))
+            elif state == pb.JOB_STATE_RUNNING:
+                conn.execute("UPDATE jobs SET cancel_requested = 1 WHERE id = ?", (job_id,))
+            job_row = conn.execute(
+                f"SELECT {_JOB_COLUMNS} FROM jobs WHERE id = ?", (job_id,)).fetchone()
+            return _job_from_row(job_row), events
+
+        return await self._db.run(tx)
+
+    # Languages the workers have announced --------------------------------------------------
+
+    async def record_languages(self, languages: list[pb.Language]) -> None:
+        now = time.time()
+
+        def tx(conn: sqlite3.Connection) -> None:
+            conn.executemany(
+                "INSERT INTO languages (id, language, last_seen) VALUES (?, ?, ?)"
+                " ON CONFLICT(id) DO UPDATE SET language = excluded.language,"
+                " last_seen = excluded.last_seen",
+                [(lang.id, lang.SerializeToString(), now) for lang in languages],
+            )
+
+        await self._db.run(tx)
+
+    async def languages(self) -> list[pb.Language]:
+        def tx(conn: sqlite3.Connection) -> list[pb.Language]:
+            rows = conn.execute("SELECT language FROM languages ORDER BY id")
+            return [pb.Language.FromString(row[0]) for row in rows]
+
+        return await self._db.run(tx)

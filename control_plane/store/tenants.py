@@ -1,0 +1,162 @@
+"""Tenants and their API keys. A key is shown once and stored only as its SHA-256.
+
+SHA-256 rather than a slow password hash: keys are 256 random bits, so there is nothing to
+brute-force, and a lookup by hash on every call must stay cheap.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+import sqlite3
+import time
+import uuid
+from dataclasses import dataclass
+
+from control_plane.store.database import Database
+
+KEY_PREFIX = "sk_"
+
+
+class TenantExists(ValueError):
+    pass
+
+
+class UnknownTenant(LookupError):
+    pass
+
+
+@dataclass(frozen=True)
+class Tenant:
+    id: str
+    name: str
+    created_at: float
+
+
+@dataclass(frozen=True)
+class ApiKeyRecord:
+    id: str
+    tenant_id: str
+    prefix: str
+    admin: bool
+    created_at: float
+    revoked_at: float | None
+
+
+@dataclass(frozen=True)
+class Principal:
+    """Who is calling: resolved from the bearer key on every request."""
+
+    tenant_id: str
+    key_id: str
+    admin: bool
+
+
+def hash_key(secret: str) -> str:
+    return hashlib.sha256(secret.encode()).hexdigest()
+
+
+def _new_secret() -> str:
+    return KEY_PREFIX + secrets.token_urlsafe(32)
+
+
+def _key_from_row(row: sqlite3.Row | tuple) -> ApiKeyRecord:
+    return ApiKeyRecord(
+        id=row[0], tenant_id=row[1], prefix=row[2], admin=bool(row[3]),
+        created_at=row[4], revoked_at=row[5],
+    )
+
+
+class TenantStore:
+    def __init__(self, db: Database) -> None:
+        self._db = db
+
+    async def create_tenant(self, name: str) -> Tenant:
+        def tx(conn: sqlite3.Connection) -> Tenant:
+            if conn.execute("SELECT 1 FROM tenants WHERE name = ?", (name,)).fetchone():
+                raise TenantExists(f"a tenant named {name!r} exists already")
+            tenant = Tenant(id=f"t_{uuid.uuid4().hex[:16]}", name=name, created_at=time.time())
+            conn.execute(
+                "INSERT INTO tenants (id, name, created_at) VALUES (?, ?, ?)",
+                (tenant.id, tenant.name, tenant.created_at),
+            )
+            return tenant
+
+        return await self._db.run(tx)
+
+    async def get_tenant(self, tenant_id: str) -> Tenant | None:
+        def tx(conn: sqlite3.Connection) -> Tenant | None:
+            row = conn.execute(
+                "SELECT id, name, created_at FROM tenants WHERE id = ? OR name = ?",
+                (tenant_id, tenant_id),
+            ).fetchone()
+            return Tenant(*row) if row else None
+
+        return await self._db.run(tx)
+
+    async def list_tenants(self) -> list[Tenant]:
+        def tx(conn: sqlite3.Connection) -> list[Tenant]:
+            rows = conn.execute("SELECT id, name, created_at FROM tenants ORDER BY name")
+            return [Tenant(*row) for row in rows]
+
+        return await self._db.run(tx)
+
+    async def create_key(self, tenant_id: str, *, admin: bool = False) -> tuple[ApiKeyRecord, str]:
+        """Returns the record and the secret; the secret is not kept."""
+        secret = _new_secret()
+
+        def tx(conn: sqlite3.Connection) -> ApiKeyRecord:
+            if not conn.execute("SELECT 1 FROM tenants WHERE id = ?", (tenant_id,)).fetchone():
+                raise UnknownTenant(f"no tenant with id {tenant_id!r}")
+            record = ApiKeyRecord(
+                id=f"k_{uuid.uuid4().hex[:16]}", tenant_id=tenant_id, prefix=secret[:10],
+                admin=admin, created_at=time.time(), revoked_at=None,
+            )
+            conn.execute(
+                "INSERT INTO api_keys (id, tenant_id, key_hash, prefix, admin, created_at)"
+                " VALUES (?, ?, ?, ?, ?, ?)",
+                (record.id, tenant_id, hash_key(secret), record.prefix, int(admin),
+                 record.created_at),
+            )
+            return record
+
+        return await self._db.run(tx), secret
+
+    async def list_keys(self, tenant_id: str) -> list[ApiKeyRecord]:
+        def tx(conn: sqlite3.Connection) -> list[ApiKeyRecord]:
+            rows = conn.execute(
+                "SELECT id, tenant_id, prefix, admin, created_at, revoked_at FROM api_keys"
+                " WHERE tenant_id = ? ORDER BY created_at",
+                (tenant_id,),
+            )
+            return [_key_from_row(row) for row in rows]
+
+        return await self._db.run(tx)
+
+    async def revoke_key(self, key_id: str) -> ApiKeyRecord | None:
+        def tx(conn: sqlite3.Connection) -> ApiKeyRecord | None:
+            conn.execute(
+                "UPDATE api_keys SET revoked_at = ? WHERE id = ? AND revoked_at IS NULL",
+                (time.time(), key_id),
+            )
+            row = conn.execute(
+                "SELECT id, tenant_id, prefix, admin, created_at, revoked_at FROM api_keys"
+                " WHERE id = ?",
+                (key_id,),
+            ).fetchone()
+            return _key_from_row(row) if row else None
+
+        return await self._db.run(tx)
+
+    async def authenticate(self, secret: str) -> Principal | None:
+        digest = hash_key(secret)
+
+        def tx(conn: sqlite3.Connection) -> Principal | None:
+            row = conn.execute(
+                "SELECT tenant_id, id, admin FROM api_keys"
+                " WHERE key_hash = ? AND revoked_at IS NULL",
+                (digest,),
+            ).fetchone()
+            return Principal(tenant_id=row[0], key_id=row[1], admin=bool(row[2])) if row else None
+
+        return await self._db.run(tx)

@@ -1,0 +1,106 @@
+"""Checks a SubmitJobRequest and fills in default limits; every refusal names the field."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from sluice.settings import Settings
+from sluice.v1 import execution_service_pb2 as api
+from sluice.v1 import job_pb2 as pb
+
+_LABEL_KEY = re.compile(r"^[a-z0-9]([a-z0-9_.\-/]{0,61}[a-z0-9])?$")
+MAX_KEY_CHARS = 128
+MAX_LABEL_VALUE_CHARS = 256
+MAX_ARG_CHARS = 4096
+MAX_FILE_NAME_CHARS = 255
+
+
+class InvalidRequest(ValueError):
+    """The message is one line a caller can act on."""
+
+
+@dataclass(frozen=True)
+class LimitRule:
+    field: str
+    default: int
+    cap: int
+
+
+def limit_rules(settings: Settings) -> list[LimitRule]:
+    return [
+        LimitRule("wall_time_ms", settings.default_wall_time_ms, settings.max_wall_time_ms),
+        LimitRule("cpu_time_ms", settings.default_cpu_time_ms, settings.max_cpu_time_ms),
+        LimitRule("memory_bytes", settings.default_memory_bytes, settings.max_memory_bytes),
+        LimitRule("max_processes", settings.default_max_processes, settings.max_max_processes),
+        LimitRule("max_output_bytes", settings.default_max_output_bytes,
+                  settings.max_max_output_bytes),
+    ]
+
+
+def resolve_limits(requested: pb.Limits, rules: list[LimitRule]) -> pb.Limits:
+    resolved = pb.Limits()
+    for rule in rules:
+        value = getattr(requested, rule.field)
+        if value > rule.cap:
+            raise InvalidRequest(f"limits.{rule.field} is {value}, over the cap of {rule.cap}")
+        setattr(resolved, rule.field, value or rule.default)
+    return resolved
+
+
+def validate_submission(request: api.SubmitJobRequest, settings: Settings,
+                        languages: set[str]) -> api.SubmitJobRequest:
+    """Returns the request as it will be stored: limits resolved, nothing else changed."""
+    if not request.language:
+        raise InvalidRequest("language is empty; ListLanguages gives the ids")
+    if request.language not in languages:
+        known = ", ".join(sorted(languages)) or "none yet: no worker has registered"
+        raise InvalidRequest(f"language {request.language!r} is unknown; available: {known}")
+    if not request.files:
+        raise InvalidRequest("files is empty; the first file is the program's entry point")
+    if len(request.files) > settings.max_files:
+        raise InvalidRequest(f"files has {len(request.files)} entries, over the cap of "
+                             f"{settings.max_files}")
+    seen: set[str] = set()
+    total = 0
+    for index, file in enumerate(request.files):
+        name = file.name
+        if (not name or "/" in name or "\\" in name or "\0" in name or name in (".", "..")
+                or len(name) > MAX_FILE_NAME_CHARS):
+            raise InvalidRequest(
+                f"files[{index}].name {name!r} is not a plain file name "
+                f"(1-{MAX_FILE_NAME_CHARS} characters, no '/', not '.' or '..')")
+        if name in seen:
+            raise InvalidRequest(f"files[{index}].name {name!r} appears twice")
+        seen.add(name)
+        total += len(file.content)
+    if total > settings.max_source_bytes:
+        raise InvalidRequest(f"files total {total} bytes, over the source size cap of "
+                             f"{settings.max_source_bytes} bytes")
+    if len(request.stdin) > settings.max_stdin_bytes:
+        raise InvalidRequest(f"stdin is {len(request.stdin)} bytes, over the cap of "
+                             f"{settings.max_stdin_bytes} bytes")
+    if len(request.args) > settings.max_args:
+        raise InvalidRequest(f"args has {len(request.args)} entries, over the cap of "
+                             f"{settings.max_args}")
+    for index, arg in enumerate(request.args):
+        if len(arg) > MAX_ARG_CHARS or "\0" in arg:
+            raise InvalidRequest(f"args[{index}] is over {MAX_ARG_CHARS} characters or holds "
+                                 "a NUL character")
+    for field in ("idempotency_key", "ordering_key"):
+        if len(getattr(request, field)) > MAX_KEY_CHARS:
+            raise InvalidRequest(f"{field} is over the cap of {MAX_KEY_CHARS} characters")
+    if len(request.labels) > settings.max_labels:
+        raise InvalidRequest(f"labels has {len(request.labels)} entries, over the cap of "
+                             f"{settings.max_labels}")
+    for key, value in request.labels.items():
+        if not _LABEL_KEY.match(key):
+            raise InvalidRequest(f"labels key {key!r} must be 1-63 characters of a-z 0-9 _ . - /"
+                                 ", starting and ending with a letter or digit")
+        if len(value) > MAX_LABEL_VALUE_CHARS:
+            raise InvalidRequest(f"labels[{key!r}] is over the cap of {MAX_LABEL_VALUE_CHARS} "
+                                 "characters")
+    stored = api.SubmitJobRequest()
+    stored.CopyFrom(request)
+    stored.limits.CopyFrom(resolve_limits(request.limits, limit_rules(settings)))
+    return stored

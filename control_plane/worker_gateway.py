@@ -1,0 +1,178 @@
+"""sluice.v1.WorkerGateway: workers claim jobs, stream output and report results here.
+
+One RunJob stream per delivery. The store decides whether the worker may run the job (the
+claim); from then on only that attempt's reports count, heartbeats keep its lease, and a
+stream that ends without a result gives the lease up at once so a redelivery can take over.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+import grpc
+
+from control_plane import metrics
+from control_plane.language_catalog import LanguageCatalog
+from control_plane.store.jobs import JobStore
+from control_plane.watch_hub import WatchHub
+from sluice.observability import get_logger
+from sluice.settings import Settings
+from sluice.v1 import job_pb2 as pb
+from sluice.v1 import worker_gateway_pb2 as gw
+from sluice.v1 import worker_gateway_pb2_grpc as gw_grpc
+
+log = get_logger(__name__)
+
+
+class _LiveAttempt:
+    """The open stream of a running attempt, so CancelJob can reach its worker."""
+
+    def __init__(self, context: grpc.aio.ServicerContext) -> None:
+        self.context = context
+        self.write_lock = asyncio.Lock()
+        self.cancel_sent = False
+
+    async def send_cancel(self) -> None:
+        async with self.write_lock:
+            if self.cancel_sent:
+                return
+            self.cancel_sent = True
+            await self.context.write(gw.RunJobResponse(cancel=gw.Cancel()))
+
+
+class WorkerGateway(gw_grpc.WorkerGatewayServicer):
+    def __init__(self, settings: Settings, jobs: JobStore, hub: WatchHub,
+                 catalog: LanguageCatalog) -> None:
+        self._settings = settings
+        self._jobs = jobs
+        self._hub = hub
+        self._catalog = catalog
+        self._live: dict[str, _LiveAttempt] = {}
+        self._lease_s = settings.lease_timeout_ms / 1000
+
+    # Used by the public API ----------------------------------------------------------------
+
+    async def language_ids(self) -> set[str]:
+        return await self._catalog.ids()
+
+    async def languages(self) -> list[pb.Language]:
+        return await self._catalog.languages()
+
+    async def cancel_running(self, job_id: str) -> None:
+        """Tells the worker now if its stream is here; otherwise its next heartbeat learns
+        of the cancel from the store (streams on another control-plane process)."""
+        live = self._live.get(job_id)
+        if live is not None:
+            try:
+                await live.send_cancel()
+            except (grpc.aio.AioRpcError, RuntimeError) as exc:
+                log.warning("cancel_not_sent", job_id=job_id, error=str(exc))
+
+    # The worker's RPCs ---------------------------------------------------------------------
+
+    async def RegisterWorker(self, request: gw.RegisterWorkerRequest,
+                             context: grpc.aio.ServicerContext) -> gw.RegisterWorkerResponse:
+        await self._catalog.record(list(request.languages))
+        log.info("worker_registered", worker_id=request.worker_id, slots=request.slots,
+                 languages=[language.id for language in request.languages])
+        return gw.RegisterWorkerResponse()
+
+    async def RunJob(self, request_iterator: object,
+                     context: grpc.aio.ServicerContext) -> None:
+        first = await context.read()
+        if first is grpc.aio.EOF or not first.HasField("claim"):
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT,
+                                "the first message of RunJob must be a claim")
+        claim = first.claim
+        outcome = await self._jobs.claim(
+            claim.job_id, claim.worker_id, replays=claim.replays, lease_s=self._lease_s,
+            max_attempts=self._settings.max_attempts,
+            heartbeat_interval_ms=self._settings.heartbeat_interval_ms,
+        )
+        if outcome.events:
+            self._hub.notify(claim.job_id)
+        if outcome.assignment is None:
+            log.info("claim_refused", job_id=claim.job_id, tenant=outcome.tenant_id,
+                     worker_id=claim.worker_id, reason=gw.RefusalReason.Name(outcome.refusal),
+                     detail=outcome.detail, redelivered=claim.redelivered)
+            if outcome.refusal == gw.REFUSAL_REASON_EXHAUSTED:
+                metrics.JOBS_FINISHED.labels("JOB_STATE_DEAD_LETTERED").inc()
+            await context.write(gw.RunJobResponse(
+                refusal=gw.Refusal(reason=outcome.refusal, detail=outcome.detail)))
+            return
+        assignment = outcome.assignment
+        attempt = assignment.attempt
+        log.info("job_started", job_id=claim.job_id, tenant=outcome.tenant_id,
+                 worker_id=claim.worker_id, attempt=attempt)
+        live = _LiveAttempt(context)
+        self._live[claim.job_id] = live
+        metrics.RUNNING_STREAMS.inc()
+        finished = False
+        try:
+            async with live.write_lock:
+                await context.write(gw.RunJobResponse(assignment=assignment))
+            finished = await self._follow_attempt(claim.job_id, attempt, outcome.tenant_id,
+                                                  live, context)
+        finally:
+            metrics.RUNNING_STREAMS.dec()
+            if self._live.get(claim.job_id) is live:
+                del self._live[claim.job_id]
+            if not finished:
+                await self._jobs.drop_lease(claim.job_id, attempt)
+                log.warning("attempt_abandoned", job_id=claim.job_id, tenant=outcome.tenant_id,
+                            worker_id=claim.worker_id, attempt=attempt)
+
+    async def _follow_attempt(self, job_id: str, attempt: int, tenant_id: str,
+                              live: _LiveAttempt, context: grpc.aio.ServicerContext) -> bool:
+        """Reads the worker's reports until its result is stored (True) or it goes (False)."""
+        # The worker heartbeats every interval; silence for a whole lease means it is gone.
+        while True:
+            try:
+                async with asyncio.timeout(self._lease_s):
+                    report = await context.read()
+            except TimeoutError:
+                return False
+            if report is grpc.aio.EOF:
+                return False
+            kind = report.WhichOneof("report")
+            if kind == "output":
+                event = await self._jobs.append_output(job_id, attempt, report.output.stream,
+                                                       report.output.data)
+                if event is None:
+                    await self._refuse_stale(job_id, attempt, context)
+                    return True
+                self._hub.notify(job_id)
+            elif kind == "heartbeat":
+                lease = await self._jobs.heartbeat(job_id, attempt, self._lease_s)
+                if not lease.valid:
+                    await self._refuse_stale(job_id, attempt, context)
+                    return True
+                if lease.cancel_requested:
+                    await live.send_cancel()
+            elif kind == "result":
+                stored = await self._jobs.finish(job_id, attempt, report.result)
+                if stored is None:
+                    await self._refuse_stale(job_id, attempt, context)
+                    return True
+                job, events = stored
+                if events:
+                    self._hub.notify(job_id)
+                    metrics.JOBS_FINISHED.labels(pb.JobState.Name(job.state)).inc()
+                    duration = (job.end_time.ToNanoseconds() - job.start_time.ToNanoseconds())
+                    log.info("job_finished", job_id=job_id, tenant=tenant_id, attempt=attempt,
+                             state=pb.JobState.Name(job.state),
+                             verdict=pb.Verdict.Name(job.result.verdict),
+                             run_ms=round(duration / 1e6, 1), at=time.time())
+                async with live.write_lock:
+                    await context.write(gw.RunJobResponse(result_accepted=gw.ResultAccepted()))
+                return True
+
+    @staticmethod
+    async def _refuse_stale(job_id: str, attempt: int,
+                            context: grpc.aio.ServicerContext) -> None:
+        log.warning("stale_report_refused", job_id=job_id, attempt=attempt)
+        await context.abort(
+            grpc.StatusCode.FAILED_PRECONDITION,
+            f"attempt {attempt} of job {job_id} is no longer current (superseded or finished)",
+        )

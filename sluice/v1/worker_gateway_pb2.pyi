@@ -1,0 +1,114 @@
+from sluice.v1 import job_pb2 as _job_pb2
+from google.protobuf.internal import containers as _containers
+from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
+from google.protobuf import descriptor as _descriptor
+from google.protobuf import message as _message
+from collections.abc import Iterable as _Iterable, Mapping as _Mapping
+from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
+
+DESCRIPTOR: _descriptor.FileDescriptor
+
+class RefusalReason(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    REFUSAL_REASON_UNSPECIFIED: _ClassVar[RefusalReason]
+    REFUSAL_REASON_FINISHED: _ClassVar[RefusalReason]
+    REFUSAL_REASON_LEASED: _ClassVar[RefusalReason]
+    REFUSAL_REASON_NOT_FOUND: _ClassVar[RefusalReason]
+    REFUSAL_REASON_ORDERED: _ClassVar[RefusalReason]
+    REFUSAL_REASON_EXHAUSTED: _ClassVar[RefusalReason]
+REFUSAL_REASON_UNSPECIFIED: RefusalReason
+REFUSAL_REASON_FINISHED: RefusalReason
+REFUSAL_REASON_LEASED: RefusalReason
+REFUSAL_REASON_NOT_FOUND: RefusalReason
+REFUSAL_REASON_ORDERED: RefusalReason
+REFUSAL_REASON_EXHAUSTED: RefusalReason
+
+class RegisterWorkerRequest(_message.Message):
+    __slots__ = ("worker_id", "languages", "slots")
+    WORKER_ID_FIELD_NUMBER: _ClassVar[int]
+    LANGUAGES_FIELD_NUMBER: _ClassVar[int]
+    SLOTS_FIELD_NUMBER: _ClassVar[int]
+    worker_id: str
+    languages: _containers.RepeatedCompositeFieldContainer[_job_pb2.Language]
+    slots: int
+    def __init__(self, worker_id: _Optional[str] = ..., languages: _Optional[_Iterable[_Union[_job_pb2.Language, _Mapping]]] = ..., slots: _Optional[int] = ...) -> None: ...
+
+class RegisterWorkerResponse(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class RunJobRequest(_message.Message):
+    __slots__ = ("claim", "output", "heartbeat", "result")
+    CLAIM_FIELD_NUMBER: _ClassVar[int]
+    OUTPUT_FIELD_NUMBER: _ClassVar[int]
+    HEARTBEAT_FIELD_NUMBER: _ClassVar[int]
+    RESULT_FIELD_NUMBER: _ClassVar[int]
+    claim: Claim
+    output: _job_pb2.OutputChunk
+    heartbeat: Heartbeat
+    result: _job_pb2.Result
+    def __init__(self, claim: _Optional[_Union[Claim, _Mapping]] = ..., output: _Optional[_Union[_job_pb2.OutputChunk, _Mapping]] = ..., heartbeat: _Optional[_Union[Heartbeat, _Mapping]] = ..., result: _Optional[_Union[_job_pb2.Result, _Mapping]] = ...) -> None: ...
+
+class Claim(_message.Message):
+    __slots__ = ("job_id", "worker_id", "redelivered", "replays")
+    JOB_ID_FIELD_NUMBER: _ClassVar[int]
+    WORKER_ID_FIELD_NUMBER: _ClassVar[int]
+    REDELIVERED_FIELD_NUMBER: _ClassVar[int]
+    REPLAYS_FIELD_NUMBER: _ClassVar[int]
+    job_id: str
+    worker_id: str
+    redelivered: bool
+    replays: int
+    def __init__(self, job_id: _Optional[str] = ..., worker_id: _Optional[str] = ..., redelivered: _Optional[bool] = ..., replays: _Optional[int] = ...) -> None: ...
+
+class Heartbeat(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class RunJobResponse(_message.Message):
+    __slots__ = ("assignment", "refusal", "cancel", "result_accepted")
+    ASSIGNMENT_FIELD_NUMBER: _ClassVar[int]
+    REFUSAL_FIELD_NUMBER: _ClassVar[int]
+    CANCEL_FIELD_NUMBER: _ClassVar[int]
+    RESULT_ACCEPTED_FIELD_NUMBER: _ClassVar[int]
+    assignment: Assignment
+    refusal: Refusal
+    cancel: Cancel
+    result_accepted: ResultAccepted
+    def __init__(self, assignment: _Optional[_Union[Assignment, _Mapping]] = ..., refusal: _Optional[_Union[Refusal, _Mapping]] = ..., cancel: _Optional[_Union[Cancel, _Mapping]] = ..., result_accepted: _Optional[_Union[ResultAccepted, _Mapping]] = ...) -> None: ...
+
+class Assignment(_message.Message):
+    __slots__ = ("job_id", "attempt", "language", "files", "stdin", "args", "limits", "heartbeat_interval_ms")
+    JOB_ID_FIELD_NUMBER: _ClassVar[int]
+    ATTEMPT_FIELD_NUMBER: _ClassVar[int]
+    LANGUAGE_FIELD_NUMBER: _ClassVar[int]
+    FILES_FIELD_NUMBER: _ClassVar[int]
+    STDIN_FIELD_NUMBER: _ClassVar[int]
+    ARGS_FIELD_NUMBER: _ClassVar[int]
+    LIMITS_FIELD_NUMBER: _ClassVar[int]
+    HEARTBEAT_INTERVAL_MS_FIELD_NUMBER: _ClassVar[int]
+    job_id: str
+    attempt: int
+    language: str
+    files: _containers.RepeatedCompositeFieldContainer[_job_pb2.File]
+    stdin: bytes
+    args: _containers.RepeatedScalarFieldContainer[str]
+    limits: _job_pb2.Limits
+    heartbeat_interval_ms: int
+    def __init__(self, job_id: _Optional[str] = ..., attempt: _Optional[int] = ..., language: _Optional[str] = ..., files: _Optional[_Iterable[_Union[_job_pb2.File, _Mapping]]] = ..., stdin: _Optional[bytes] = ..., args: _Optional[_Iterable[str]] = ..., limits: _Optional[_Union[_job_pb2.Limits, _Mapping]] = ..., heartbeat_interval_ms: _Optional[int] = ...) -> None: ...
+
+class Refusal(_message.Message):
+    __slots__ = ("reason", "detail")
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    DETAIL_FIELD_NUMBER: _ClassVar[int]
+    reason: RefusalReason
+    detail: str
+    def __init__(self, reason: _Optional[_Union[RefusalReason, str]] = ..., detail: _Optional[str] = ...) -> None: ...
+
+class Cancel(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class ResultAccepted(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
