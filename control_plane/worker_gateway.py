@@ -8,7 +8,6 @@ stream that ends without a result gives the lease up at once so a redelivery can
 from __future__ import annotations
 
 import asyncio
-import time
 
 import grpc
 
@@ -163,7 +162,7 @@ class WorkerGateway(gw_grpc.WorkerGatewayServicer):
                     log.info("job_finished", job_id=job_id, tenant=tenant_id, attempt=attempt,
                              state=pb.JobState.Name(job.state),
                              verdict=pb.Verdict.Name(job.result.verdict),
-                             run_ms=round(duration / 1e6, 1), at=time.time())
+                             run_ms=round(duration / 1e6, 1))
                 async with live.write_lock:
                     await context.write(gw.RunJobResponse(result_accepted=gw.ResultAccepted()))
                 return True

@@ -63,7 +63,11 @@ class Settings(BaseSettings):
 
     # Recovery
     recovery_interval_s: float = 30.0
+    # A cron expression ("*/5 * * * *") instead of the interval, when set.
+    recovery_cron: str = ""
     recovery_replay_budget: int = 3
+    # A dead letter waits this long times 2^replays before it is replayed again.
+    recovery_backoff_s: float = 10.0
 
     @property
     def gateway_address(self) -> str:

@@ -1,0 +1,50 @@
+#!/usr/bin/env bash
+# Makes this machine ready to run Sluice and its tests: Debian packages (RabbitMQ,
+# bubblewrap, ...), a running RabbitMQ, and the virtualenv in .venv with Sluice installed.
+# Safe to run again: each step is skipped when already done. Needs root for apt and cgroups.
+set -euo pipefail
+root=$(cd "$(dirname "$0")/../.." && pwd)
+cd "$root"
+say() { printf 'bootstrap: %s\n' "$*" >&2; }
+
+packages=(rabbitmq-server bubblewrap libseccomp2)
+if [[ -f deploy/local/apt-packages.txt ]]; then
+  while read -r pkg; do
+    [[ -n "$pkg" && "$pkg" != \#* ]] && packages+=("$pkg")
+  done < deploy/local/apt-packages.txt
+fi
+missing=()
+for pkg in "${packages[@]}"; do
+  dpkg -s "$pkg" >/dev/null 2>&1 || missing+=("$pkg")
+done
+if ((${#missing[@]})); then
+  say "installing ${missing[*]}"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+# RabbitMQ: start it unless something already answers on the AMQP port.
+amqp_port=${SLUICE_AMQP_PORT:-5672}
+if ! (exec 3<>"/dev/tcp/127.0.0.1/$amqp_port") 2>/dev/null; then
+  say "starting RabbitMQ"
+  rabbitmq-server -detached
+  timeout 120 rabbitmqctl await_startup >/dev/null
+fi
+
+# Python: a virtualenv with Sluice and its dev tools, reinstalled when pyproject changes.
+python=${PYTHON:-python3}
+if [[ ! -x .venv/bin/python ]]; then
+  say "creating .venv"
+  if ! "$python" -m venv .venv 2>/dev/null; then
+    apt-get install -y -qq python3-venv >/dev/null
+    rm -rf .venv && "$python" -m venv .venv
+  fi
+fi
+stamp=.venv/.sluice-installed
+if [[ ! -f $stamp || pyproject.toml -nt $stamp ]]; then
+  say "installing Sluice into .venv"
+  .venv/bin/python -m pip install -q --upgrade pip
+  .venv/bin/python -m pip install -q -e '.[dev]'
+  touch "$stamp"
+fi

@@ -1,0 +1,49 @@
+"""Consumes every shard queue and feeds the fair scheduler; acks are the runner's business."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Awaitable, Callable
+
+from aio_pika.abc import AbstractChannel, AbstractIncomingMessage, AbstractQueue
+
+from execution_plane.fair_scheduler import FairScheduler
+from execution_plane.job_runner import Delivery
+from sluice.topology import DeclaredTopology
+
+
+class JobConsumer:
+    def __init__(
+        self,
+        channel: AbstractChannel,
+        declared: DeclaredTopology,
+        scheduler: FairScheduler[Delivery],
+        slots: int,
+    ) -> None:
+        self._channel = channel
+        self._declared = declared
+        self._scheduler = scheduler
+        self._slots = slots
+        self._consumers: list[tuple[AbstractQueue, str]] = []
+
+    async def start(self) -> None:
+        # Per consumer (global_=False): each shard may hold up to `slots` messages here, so
+        # a busy shard cannot take every place and a quiet one is always next in line.
+        await self._channel.set_qos(prefetch_count=self._slots, global_=False)
+        for shard, queue in enumerate(self._declared.work_queues):
+            tag = await queue.consume(self._receiver(shard))
+            self._consumers.append((queue, tag))
+
+    def _receiver(self, shard: int) -> Callable[[AbstractIncomingMessage], Awaitable[None]]:
+        async def receive(message: AbstractIncomingMessage) -> None:
+            await self._scheduler.put(shard, Delivery(message, time.monotonic()))
+
+        return receive
+
+    async def stop(self) -> None:
+        """Takes no more messages; those not yet started go back to the broker."""
+        for queue, tag in self._consumers:
+            await queue.cancel(tag)
+        self._consumers.clear()
+        for delivery in self._scheduler.drain():
+            await delivery.message.nack(requeue=True)

@@ -1,0 +1,142 @@
+"""The worker process: consume jobs, run them in the sandbox, report to the gateway."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import signal
+
+import grpc
+
+from execution_plane.consumer import JobConsumer
+from execution_plane.fair_scheduler import FairScheduler
+from execution_plane.job_runner import Delivery, JobRunner
+from execution_plane.proto_mapping import language_message
+from execution_plane.sandbox import SandboxPool
+from sluice.amqp import connect
+from sluice.observability import configure_logging, get_logger, serve_metrics
+from sluice.settings import Settings, get_settings
+from sluice.topology import Topology, declare_topology
+from sluice.v1 import worker_gateway_pb2 as gw
+from sluice.v1 import worker_gateway_pb2_grpc as gw_grpc
+
+log = get_logger(__name__)
+REGISTER_EVERY_S = 30.0
+SHUTDOWN_GRACE_S = 30.0
+
+
+async def keep_registered(
+    stub: gw_grpc.WorkerGatewayStub, request: gw.RegisterWorkerRequest, registered: asyncio.Event
+) -> None:
+    delay = 0.2
+    while True:
+        try:
+            await stub.RegisterWorker(request, timeout=5)
+            registered.set()
+            delay = REGISTER_EVERY_S
+        except grpc.aio.AioRpcError as exc:
+            log.warning("register_failed", code=exc.code().name, detail=exc.details())
+            delay = min(max(delay * 2, 0.5), 5.0)
+        await asyncio.sleep(delay)
+
+
+async def dispatch(
+    scheduler: FairScheduler[Delivery],
+    runner: JobRunner,
+    slots: asyncio.Semaphore,
+    in_flight: set[asyncio.Task[None]],
+) -> None:
+    while True:
+        await slots.acquire()
+        delivery = await scheduler.take()
+        task = asyncio.create_task(runner.handle(delivery))
+        in_flight.add(task)
+
+        def done(finished: asyncio.Task[None]) -> None:
+            in_flight.discard(finished)
+            slots.release()
+
+        task.add_done_callback(done)
+
+
+async def serve(settings: Settings, stop: asyncio.Event) -> None:
+    sandbox = SandboxPool(slots=settings.worker_slots)
+    await sandbox.start()
+    languages = sandbox.languages()
+    channel = grpc.aio.insecure_channel(
+        settings.gateway_address,
+        options=[
+            ("grpc.max_receive_message_length", 64 * 1024 * 1024),
+            ("grpc.max_send_message_length", 64 * 1024 * 1024),
+        ],
+    )
+    stub = gw_grpc.WorkerGatewayStub(channel)
+    registered = asyncio.Event()
+    registration = asyncio.create_task(
+        keep_registered(
+            stub,
+            gw.RegisterWorkerRequest(
+                worker_id=settings.worker_id,
+                slots=settings.worker_slots,
+                languages=[language_message(info) for info in languages],
+            ),
+            registered,
+        )
+    )
+    await registered.wait()
+
+    topology = Topology(settings.queue_prefix, delivery_limit=settings.queue_delivery_limit)
+    connection = await connect(settings.amqp_url, name=f"sluice-worker-{settings.worker_id}")
+    amqp_channel = await connection.channel()
+    declared = await declare_topology(amqp_channel, topology)
+    scheduler: FairScheduler[Delivery] = FairScheduler(topology.shard_count)
+    runner = JobRunner(settings.worker_id, stub, sandbox)
+    consumer = JobConsumer(amqp_channel, declared, scheduler, settings.worker_slots)
+    in_flight: set[asyncio.Task[None]] = set()
+    dispatcher = asyncio.create_task(
+        dispatch(scheduler, runner, asyncio.Semaphore(settings.worker_slots), in_flight)
+    )
+    await consumer.start()
+    log.info(
+        "worker_started",
+        worker_id=settings.worker_id,
+        slots=settings.worker_slots,
+        languages=[info.id for info in languages],
+        gateway=settings.gateway_address,
+    )
+
+    await stop.wait()
+    log.info("worker_stopping", running=len(in_flight))
+    dispatcher.cancel()
+    await consumer.stop()
+    if in_flight:
+        _, late = await asyncio.wait(in_flight, timeout=SHUTDOWN_GRACE_S)
+        if late:
+            runner.abandon_all()
+            await asyncio.wait(late)
+    registration.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await dispatcher
+    await connection.close()
+    await channel.close()
+    await sandbox.close()
+    log.info("worker_stopped")
+
+
+def main() -> None:
+    settings = get_settings()
+    configure_logging(settings.log_level, settings.log_format, service="worker")
+    serve_metrics(settings.metrics_listen)
+
+    async def run() -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, stop.set)
+        await serve(settings, stop)
+
+    asyncio.run(run())
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,60 @@
+"""Coalesces a program's output into fewer, larger chunks before they cross the network.
+
+A program that prints a line at a time would otherwise cost one gRPC message and one stored
+event per line. Output is held for at most `delay_s` or until `max_bytes` are waiting, so
+a watcher still sees it promptly; the order of stdout and stderr is kept.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+
+from execution_plane.sandbox.contract import OutputStream
+
+Send = Callable[[OutputStream, bytes], Awaitable[None]]
+
+
+class OutputBatcher:
+    def __init__(self, send: Send, *, delay_s: float = 0.05, max_bytes: int = 64 * 1024):
+        self._send = send
+        self._delay_s = delay_s
+        self._max_bytes = max_bytes
+        self._pending: list[tuple[OutputStream, bytearray]] = []
+        self._size = 0
+        self._timer: asyncio.TimerHandle | None = None
+        self._lock = asyncio.Lock()
+        self._flushing: set[asyncio.Task[None]] = set()
+
+    async def add(self, stream: OutputStream, data: bytes) -> None:
+        if not data:
+            return
+        if self._pending and self._pending[-1][0] is stream:
+            self._pending[-1][1].extend(data)
+        else:
+            self._pending.append((stream, bytearray(data)))
+        self._size += len(data)
+        if self._size >= self._max_bytes:
+            await self.flush()
+        elif self._timer is None:
+            self._timer = asyncio.get_running_loop().call_later(self._delay_s, self._on_timer)
+
+    def _on_timer(self) -> None:
+        self._timer = None
+        task = asyncio.ensure_future(self.flush())
+        self._flushing.add(task)
+        task.add_done_callback(self._flushing.discard)
+
+    async def flush(self) -> None:
+        async with self._lock:
+            if self._timer is not None:
+                self._timer.cancel()
+                self._timer = None
+            pending, self._pending, self._size = self._pending, [], 0
+            for stream, data in pending:
+                await self._send(stream, bytes(data))
+
+    async def close(self) -> None:
+        await self.flush()
+        if self._flushing:
+            await asyncio.gather(*self._flushing, return_exceptions=True)

@@ -1,0 +1,63 @@
+"""Between the gateway's protobuf messages and the sandbox's plain types."""
+
+from __future__ import annotations
+
+from execution_plane.sandbox.contract import (
+    JobOutcome,
+    JobSpec,
+    LanguageInfo,
+    OutputStream,
+    ResourceLimits,
+    SourceFile,
+)
+from sluice.v1 import job_pb2 as pb
+from sluice.v1 import worker_gateway_pb2 as gw
+
+STREAMS = {
+    OutputStream.STDOUT: pb.OUTPUT_STREAM_STDOUT,
+    OutputStream.STDERR: pb.OUTPUT_STREAM_STDERR,
+}
+
+
+def job_spec(assignment: gw.Assignment) -> JobSpec:
+    limits = assignment.limits
+    return JobSpec(
+        language=assignment.language,
+        files=[SourceFile(name=f.name, content=f.content) for f in assignment.files],
+        stdin=assignment.stdin,
+        args=list(assignment.args),
+        limits=ResourceLimits(
+            wall_time_ms=limits.wall_time_ms,
+            cpu_time_ms=limits.cpu_time_ms,
+            memory_bytes=limits.memory_bytes,
+            max_processes=limits.max_processes,
+            max_output_bytes=limits.max_output_bytes,
+        ),
+    )
+
+
+def result_message(outcome: JobOutcome) -> pb.Result:
+    return pb.Result(
+        verdict=pb.Verdict.Value(f"VERDICT_{outcome.verdict.value}"),
+        exit_code=outcome.exit_code,
+        signal=outcome.signal,
+        stdout_truncated=outcome.stdout_truncated,
+        stderr_truncated=outcome.stderr_truncated,
+        compile_output=outcome.compile_output,
+        usage=pb.Usage(
+            cpu_time_ms=outcome.usage.cpu_time_ms,
+            wall_time_ms=outcome.usage.wall_time_ms,
+            peak_memory_bytes=outcome.usage.peak_memory_bytes,
+        ),
+        detail=outcome.detail,
+    )
+
+
+def language_message(info: LanguageInfo) -> pb.Language:
+    return pb.Language(
+        id=info.id,
+        name=info.name,
+        version=info.version,
+        file_name=info.file_name,
+        compiled=info.compiled,
+    )

@@ -1,0 +1,60 @@
+"""The recovery process: on its schedule, replay the dead letters within their budget."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import signal
+
+from recovery.dead_letter_replayer import DeadLetterReplayer
+from recovery.schedule import Schedule
+from sluice.amqp import connect
+from sluice.observability import configure_logging, get_logger, serve_metrics
+from sluice.settings import Settings, get_settings
+from sluice.topology import Topology, declare_topology
+
+log = get_logger(__name__)
+
+
+async def serve(settings: Settings, stop: asyncio.Event) -> None:
+    schedule = Schedule(interval_s=settings.recovery_interval_s, cron=settings.recovery_cron)
+    connection = await connect(settings.amqp_url, name="sluice-recovery")
+    channel = await connection.channel(publisher_confirms=True, on_return_raises=True)
+    declared = await declare_topology(
+        channel, Topology(settings.queue_prefix, delivery_limit=settings.queue_delivery_limit))
+    replayer = DeadLetterReplayer(declared, replay_budget=settings.recovery_replay_budget,
+                                  base_backoff_s=settings.recovery_backoff_s)
+    log.info("recovery_started", schedule=schedule.describe(),
+             replay_budget=settings.recovery_replay_budget)
+    while not stop.is_set():
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(schedule.seconds_until_next()):
+                await stop.wait()
+        if stop.is_set():
+            break
+        try:
+            report = await replayer.sweep()
+            log.info("recovery_sweep", depth_before=report.depth_before,
+                     replayed=report.replayed, parked=report.parked, deferred=report.deferred)
+        except Exception:
+            log.exception("recovery_sweep_failed")
+    await connection.close()
+
+
+def main() -> None:
+    settings = get_settings()
+    configure_logging(settings.log_level, settings.log_format, service="recovery")
+    serve_metrics(settings.metrics_listen)
+
+    async def run() -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, stop.set)
+        await serve(settings, stop)
+
+    asyncio.run(run())
+
+
+if __name__ == "__main__":
+    main()

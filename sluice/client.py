@@ -1,0 +1,84 @@
+"""A small client of the public API, for the CLI, the benchmarks and the tests."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import grpc
+
+from sluice.v1 import execution_service_pb2 as api
+from sluice.v1 import execution_service_pb2_grpc as api_grpc
+from sluice.v1 import job_pb2 as pb
+
+# What `sluice up` leaves for `sluice run` on the same machine.
+LOCAL_KEY_FILE = Path(".sluice") / "local.key"
+
+
+def bearer(api_key: str) -> tuple[tuple[str, str], ...]:
+    return (("authorization", f"Bearer {api_key}"),)
+
+
+def local_api_key() -> str | None:
+    try:
+        return LOCAL_KEY_FILE.read_text().strip() or None
+    except OSError:
+        return None
+
+
+class SluiceClient:
+    def __init__(self, target: str, api_key: str) -> None:
+        self._channel = grpc.aio.insecure_channel(target)
+        self.stub = api_grpc.ExecutionServiceStub(self._channel)
+        self.metadata = bearer(api_key)
+
+    async def __aenter__(self) -> SluiceClient:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    async def close(self) -> None:
+        await self._channel.close()
+
+    async def submit(self, request: api.SubmitJobRequest, deadline_s: float = 10) -> pb.Job:
+        response = await self.stub.SubmitJob(request, metadata=self.metadata,
+                                             timeout=deadline_s)
+        return response.job
+
+    async def get(self, job_id: str) -> pb.Job:
+        return await self.stub.GetJob(api.GetJobRequest(job_id=job_id), metadata=self.metadata,
+                                      timeout=10)
+
+    async def cancel(self, job_id: str) -> pb.Job:
+        return await self.stub.CancelJob(api.CancelJobRequest(job_id=job_id),
+                                         metadata=self.metadata, timeout=10)
+
+    async def languages(self) -> list[pb.Language]:
+        response = await self.stub.ListLanguages(api.ListLanguagesRequest(),
+                                                 metadata=self.metadata, timeout=10)
+        return list(response.languages)
+
+    async def watch(self, job_id: str, after_seq: int = 0, *,
+                    reconnect: bool = True) -> AsyncIterator[pb.JobEvent]:
+        """Every event after after_seq, once each, resuming by seq if the stream drops."""
+        last = after_seq
+        while True:
+            call = self.stub.WatchJob(api.WatchJobRequest(job_id=job_id, after_seq=last),
+                                      metadata=self.metadata)
+            try:
+                async for event in call:
+                    last = event.seq
+                    yield event
+                return
+            except grpc.aio.AioRpcError as exc:
+                if not reconnect or exc.code() != grpc.StatusCode.UNAVAILABLE:
+                    raise
+                await asyncio.sleep(0.5)
+
+    async def wait(self, job_id: str, within_s: float = 60) -> pb.Job:
+        async with asyncio.timeout(within_s):
+            async for _ in self.watch(job_id):
+                pass
+        return await self.get(job_id)
