@@ -1,0 +1,308 @@
+"""SandboxPool: what the worker calls. N slots, each running one job at a time."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+import os
+import shutil
+import tempfile
+from dataclasses import replace
+
+from execution_plane.languages import Language, Registry, load_registry
+from execution_plane.sandbox import workdir
+from execution_plane.sandbox.bwrap import bwrap_argv, find_bwrap
+from execution_plane.sandbox.cgroups import CgroupTree, CgroupUnavailable, open_cgroup_tree
+from execution_plane.sandbox.contract import (
+    JobOutcome,
+    JobSpec,
+    LanguageInfo,
+    OutputSink,
+    ResourceLimits,
+    Verdict,
+)
+from execution_plane.sandbox.output import CollectingSink
+from execution_plane.sandbox.seccomp import compile_bpf
+from execution_plane.sandbox.slot import Slot, SlotBroken
+from execution_plane.sandbox.step import run_step
+
+# Each slot runs as its own unprivileged host uid (no passwd entry needed): RLIMIT_NPROC
+# then counts that slot's tasks only, and even outside its mount namespace a job could not
+# read another slot's files. The range depends on the pid so two workers on one host differ.
+UID_BASE = 1_500_000_000
+UIDS_PER_PROCESS = 1000
+PROBE_LIMITS = ResourceLimits(
+    wall_time_ms=20_000,
+    cpu_time_ms=15_000,
+    memory_bytes=1 << 30,
+    max_processes=64,
+    max_output_bytes=65_536,
+)
+
+_pool_ids = itertools.count()
+
+
+class SandboxUnavailable(Exception):
+    """The host cannot run the sandbox (no bwrap, no cgroups, not root, ...)."""
+
+
+class SandboxPool:
+    def __init__(self, slots: int, work_root: str | None = None) -> None:
+        if slots < 1:
+            raise ValueError("slots must be at least 1")
+        self.slot_count = slots
+        self.requested_work_root = work_root
+        self.work_root = ""
+        self.registry: Registry | None = None
+        self.available: dict[str, Language] = {}
+        self.versions: dict[str, str] = {}
+        self.unavailable: dict[str, str] = {}  # language id -> why it is not offered
+        self.slots: list[Slot] = []
+        self.free: asyncio.Queue[Slot] = asyncio.Queue()
+        self.tree: CgroupTree | None = None
+        self.bwrap = ""
+        self.seccomp_bpf = b""
+        self.pool_id = next(_pool_ids)
+        self.owns_work_root = False
+
+    # -- lifecycle -------------------------------------------------------------------
+
+    async def start(self) -> None:
+        bwrap = find_bwrap()
+        if bwrap is None:
+            raise SandboxUnavailable("bubblewrap not found: install the Debian package bubblewrap")
+        if os.geteuid() != 0:
+            raise SandboxUnavailable(
+                "the sandbox needs root (to switch to per-slot uids, mount and create cgroups)"
+            )
+        self.bwrap = bwrap
+        self.registry = load_registry()
+        self.unavailable = dict(self.registry.missing)
+        self.seccomp_bpf = await asyncio.to_thread(compile_bpf)
+        try:
+            self.tree = open_cgroup_tree(f"sluice-{os.getpid()}-{self.pool_id}")
+        except CgroupUnavailable as exc:
+            raise SandboxUnavailable(str(exc)) from exc
+        try:
+            self._make_work_root()
+            uid_base = UID_BASE + (os.getpid() % 100_000) * UIDS_PER_PROCESS
+            uid_base += (self.pool_id * self.slot_count) % (UIDS_PER_PROCESS - self.slot_count)
+            for index in range(self.slot_count):
+                slot = Slot(
+                    index=index,
+                    uid=uid_base + index,
+                    work_dir=os.path.join(self.work_root, f"slot-{index}"),
+                    bwrap=bwrap,
+                    seccomp_bpf=self.seccomp_bpf,
+                    cgroup=self.tree.slot(index),
+                )
+                await slot.start()
+                slot.reset_workdir(PROBE_LIMITS.workdir_bytes)
+                self.slots.append(slot)
+                self.free.put_nowait(slot)
+            await self._probe_languages()
+        except SandboxUnavailable:
+            await self.close()
+            raise
+        except Exception as exc:
+            await self.close()
+            raise SandboxUnavailable(f"sandbox start failed: {exc}") from exc
+        if not self.available:
+            reasons = "; ".join(f"{k}: {v}" for k, v in self.unavailable.items())
+            await self.close()
+            raise SandboxUnavailable(f"no language works in the sandbox ({reasons})")
+
+    def _make_work_root(self) -> None:
+        if self.requested_work_root:
+            os.makedirs(self.requested_work_root, exist_ok=True)
+            self.work_root = self.requested_work_root
+        else:
+            self.work_root = tempfile.mkdtemp(prefix="sluice-sandbox-")
+            self.owns_work_root = True
+        # Slot uids must traverse it to bind their dir; nobody may list it.
+        os.chmod(self.work_root, 0o711)
+
+    async def close(self) -> None:
+        for slot in self.slots:
+            with contextlib.suppress(Exception):
+                await slot.close()
+        self.slots.clear()
+        self.free = asyncio.Queue()
+        if self.tree:
+            self.tree.remove()
+            self.tree = None
+        if self.owns_work_root and self.work_root:
+            shutil.rmtree(self.work_root, ignore_errors=True)
+            self.owns_work_root = False
+
+    # -- languages -------------------------------------------------------------------
+
+    def languages(self) -> list[LanguageInfo]:
+        return [
+            LanguageInfo(
+                id=lang.id,
+                name=lang.name,
+                version=self.versions.get(lang.id, lang.version),
+                file_name=lang.file_name,
+                compiled=lang.compiled,
+            )
+            for lang in self.available.values()
+        ]
+
+    async def _probe_languages(self) -> None:
+        """Keep the toolchains that actually work inside the sandbox; learn their versions."""
+        assert self.registry is not None
+        results = await asyncio.gather(*(self._probe(lang) for lang in self.registry.languages))
+        for lang, (version, problem) in zip(self.registry.languages, results, strict=True):
+            if problem:
+                self.unavailable[lang.id] = problem
+            else:
+                self.available[lang.id] = lang
+                self.versions[lang.id] = version
+
+    async def _probe(self, lang: Language) -> tuple[str, str]:
+        if not lang.version_command:
+            return lang.version, ""
+        sink = CollectingSink()
+        slot = await self.free.get()
+        try:
+            outcome = await self._step(
+                slot,
+                lang,
+                list(lang.version_command),
+                PROBE_LIMITS,
+                b"",
+                sink,
+                asyncio.Event(),
+            )
+        finally:
+            self.free.put_nowait(slot)
+        if outcome.verdict is not Verdict.OK:
+            return "", f"unusable in the sandbox: {outcome.verdict.value} {outcome.detail}".strip()
+        return lang.parse_version(sink.text()) or lang.version or "unknown", ""
+
+    # -- jobs ------------------------------------------------------------------------
+
+    async def run_job(
+        self, spec: JobSpec, on_output: OutputSink, cancelled: asyncio.Event
+    ) -> JobOutcome:
+        language = self.available.get(spec.language)
+        if language is None:
+            return JobOutcome(Verdict.INTERNAL_ERROR, detail=f"unknown language {spec.language!r}")
+        if not spec.files:
+            return JobOutcome(Verdict.INTERNAL_ERROR, detail="no files")
+        slot = await self._acquire(cancelled)
+        if slot is None:
+            return JobOutcome(Verdict.CANCELLED)
+        try:
+            return await self._run_on(slot, language, spec, on_output, cancelled)
+        except SlotBroken as exc:
+            slot.broken = True
+            return JobOutcome(Verdict.INTERNAL_ERROR, detail=f"sandbox: {exc}")
+        except workdir.WorkDirError as exc:
+            return JobOutcome(Verdict.INTERNAL_ERROR, detail=str(exc))
+        except asyncio.CancelledError:
+            slot.broken = True  # a run may still be in flight: restart the runner
+            raise
+        except Exception as exc:  # the sandbox's own failure: say so, never raise
+            slot.broken = True
+            detail = f"sandbox: {type(exc).__name__}: {exc}".splitlines()[0]
+            return JobOutcome(Verdict.INTERNAL_ERROR, detail=detail)
+        finally:
+            await self._release(slot)
+
+    async def _acquire(self, cancelled: asyncio.Event) -> Slot | None:
+        if cancelled.is_set():
+            return None
+        if not self.free.empty():
+            return self.free.get_nowait()
+        getter = asyncio.ensure_future(self.free.get())
+        waiter = asyncio.ensure_future(cancelled.wait())
+        try:
+            await asyncio.wait([getter, waiter], return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            waiter.cancel()
+            if not getter.done():
+                getter.cancel()
+        if getter.done() and not getter.cancelled():
+            slot = getter.result()
+            if cancelled.is_set():
+                self.free.put_nowait(slot)
+                return None
+            return slot
+        return None
+
+    async def _release(self, slot: Slot) -> None:
+        try:
+            if slot.broken or not slot.alive:
+                await slot.close()
+                await slot.start()
+                slot.broken = False
+            slot.reset_workdir(slot.workdir_bytes or PROBE_LIMITS.workdir_bytes)
+        except Exception:
+            # Keep the slot out of rotation rather than hand a dirty one to the next job.
+            return
+        self.free.put_nowait(slot)
+
+    async def _run_on(
+        self,
+        slot: Slot,
+        language: Language,
+        spec: JobSpec,
+        on_output: OutputSink,
+        cancelled: asyncio.Event,
+    ) -> JobOutcome:
+        assert self.registry is not None
+        if slot.workdir_bytes != spec.limits.workdir_bytes:
+            slot.reset_workdir(spec.limits.workdir_bytes)
+        await asyncio.to_thread(workdir.write_files, slot.work_dir, spec.files, slot.uid, slot.gid)
+        entry = spec.files[0].name
+        compile_output = ""
+        if language.compiled:
+            sink = CollectingSink()
+            limits = replace(self.registry.compile_limits, workdir_bytes=spec.limits.workdir_bytes)
+            compiled = await self._step(
+                slot, language, language.compile_argv(entry), limits, b"", sink, cancelled
+            )
+            compile_output = sink.text()
+            if compiled.verdict in (Verdict.CANCELLED, Verdict.INTERNAL_ERROR):
+                compiled.compile_output = compile_output
+                return compiled
+            if compiled.verdict is not Verdict.OK:
+                why = "" if compiled.verdict is Verdict.RUNTIME_ERROR else compiled.verdict.value
+                return JobOutcome(
+                    Verdict.COMPILE_ERROR,
+                    exit_code=compiled.exit_code,
+                    signal=compiled.signal,
+                    compile_output=compile_output,
+                    usage=compiled.usage,
+                    detail=f"compile step: {why}" if why else "",
+                )
+        outcome = await self._step(
+            slot,
+            language,
+            language.run_argv(entry, spec.args),
+            spec.limits,
+            spec.stdin,
+            on_output,
+            cancelled,
+        )
+        outcome.compile_output = compile_output
+        return outcome
+
+    async def _step(
+        self,
+        slot: Slot,
+        language: Language,
+        command: list[str],
+        limits: ResourceLimits,
+        stdin: bytes,
+        sink: OutputSink,
+        cancelled: asyncio.Event,
+    ) -> JobOutcome:
+        assert self.registry is not None
+        argv = bwrap_argv(self.bwrap, self.registry, language, slot.work_dir, command)
+        return await run_step(
+            slot, argv, limits, stdin, sink, cancelled, runtime_tasks=language.runtime_tasks
+        )

@@ -1,0 +1,108 @@
+"""A slot's private work dir: a size-capped tmpfs the service mounts, fills and wipes.
+
+Why a tmpfs mounted by the service rather than one inside bwrap: the compile step and the
+run step are two sandboxes that must see the same files. Wiping is an unmount and a fresh
+mount, so the service never walks a tree the program could have filled with symlinks or
+hard links; the only writes the service makes go into a brand-new, empty tmpfs, through
+directory fds with O_NOFOLLOW | O_EXCL, before any program ran there. The service never
+reads anything back from it.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import os
+import stat
+
+from execution_plane.sandbox.contract import SourceFile
+
+MNT_DETACH = 2
+MS_NOSUID = 0x2
+MS_NODEV = 0x4
+
+_libc = ctypes.CDLL(None, use_errno=True)
+
+
+class WorkDirError(Exception):
+    """A file name or the mount itself was refused."""
+
+
+def _check(result: int, what: str) -> None:
+    if result != 0:
+        err = ctypes.get_errno()
+        raise OSError(err, f"{what}: {os.strerror(err)}")
+
+
+def mount_tmpfs(path: str, size_bytes: int, uid: int, gid: int) -> None:
+    options = f"size={size_bytes},mode=0700,uid={uid},gid={gid},nr_inodes=16384"
+    flags = MS_NOSUID | MS_NODEV
+    result = _libc.mount(b"sluice-work", path.encode(), b"tmpfs", flags, options.encode())
+    _check(result, f"mount tmpfs on {path}")
+
+
+def unmount(path: str) -> None:
+    # Lazy: a process that still holds a file there (it cannot, it was killed) must not
+    # keep the next job's dir from being mounted.
+    result = _libc.umount2(path.encode(), MNT_DETACH)
+    if result != 0 and ctypes.get_errno() not in (22,):  # EINVAL: not mounted
+        _check(result, f"umount {path}")
+
+
+def is_mount_point(path: str) -> bool:
+    try:
+        return os.stat(path).st_dev != os.stat(os.path.dirname(path.rstrip("/"))).st_dev
+    except FileNotFoundError:
+        return False
+
+
+def validate_name(name: str) -> list[str]:
+    """The path components of a source file name, or WorkDirError."""
+    parts = name.split("/")
+    if not name or name.startswith("/") or len(name) > 255 or "\0" in name:
+        raise WorkDirError(f"bad file name {name!r}")
+    for part in parts:
+        if part in ("", ".", ".."):
+            raise WorkDirError(f"bad file name {name!r}")
+    return parts
+
+
+def write_files(root: str, files: list[SourceFile], uid: int, gid: int) -> None:
+    """Write the job's files into the (fresh) work dir, owned by the sandbox uid."""
+    root_fd = os.open(root, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW)
+    try:
+        for source in files:
+            *dirs, leaf = validate_name(source.name)
+            dir_fd = os.dup(root_fd)
+            try:
+                for part in dirs:
+                    try:
+                        os.mkdir(part, 0o755, dir_fd=dir_fd)
+                        os.chown(part, uid, gid, dir_fd=dir_fd, follow_symlinks=False)
+                    except FileExistsError:
+                        pass
+                    next_fd = os.open(
+                        part, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW, dir_fd=dir_fd
+                    )
+                    os.close(dir_fd)
+                    dir_fd = next_fd
+                fd = os.open(
+                    leaf,
+                    os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC,
+                    0o644,
+                    dir_fd=dir_fd,
+                )
+                try:
+                    if not stat.S_ISREG(os.fstat(fd).st_mode):
+                        raise WorkDirError(f"{source.name!r} is not a regular file")
+                    view = memoryview(source.content)
+                    while view:
+                        view = view[os.write(fd, view) :]
+                    os.fchown(fd, uid, gid)
+                finally:
+                    os.close(fd)
+            except FileExistsError as exc:
+                raise WorkDirError(f"duplicate file name {source.name!r}") from exc
+            finally:
+                os.close(dir_fd)
+    finally:
+        os.close(root_fd)
