@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import re
 import time
 from collections.abc import AsyncIterator
 
@@ -28,6 +29,7 @@ MAX_PAGE_SIZE = 1000
 DEFAULT_PAGE_SIZE = 100
 # A watcher re-reads the store this often even without a wake-up (events from elsewhere).
 WATCH_POLL_S = 1.0
+_JOB_ID = re.compile(r"[0-9a-f]{28}")
 
 
 def _is_terminal_event(event: pb.JobEvent) -> bool:
@@ -146,6 +148,8 @@ class ExecutionService(api_grpc.ExecutionServiceServicer):
             try:
                 before_id = base64.urlsafe_b64decode(request.page_token.encode()).decode()
             except (ValueError, UnicodeDecodeError):
+                before_id = ""
+            if not _JOB_ID.fullmatch(before_id):
                 await context.abort(grpc.StatusCode.INVALID_ARGUMENT,
                                     "page_token is not one ListJobs returned")
         jobs = await self._jobs.list_for_tenant(
