@@ -23,6 +23,10 @@ class Mount:
 
     source: str
     dest: str
+    # Behind a directory an unprivileged uid cannot traverse (rustup under /root, 0700):
+    # bwrap, running as the slot's uid, cannot reach it; the pool stages a read-only bind
+    # of just this directory where it can (see toolchains.py).
+    private: bool = False
 
 
 @dataclass(frozen=True)
@@ -43,15 +47,25 @@ class Language:
     def compiled(self) -> bool:
         return bool(self.compile)
 
-    def compile_argv(self, entry: str) -> list[str]:
-        return [a.replace("{file}", entry) for a in self.compile]
+    def compile_argv(self, entry: str, memory_bytes: int) -> list[str]:
+        return [_expand(a, entry, memory_bytes) for a in self.compile]
 
-    def run_argv(self, entry: str, args: list[str]) -> list[str]:
-        return [a.replace("{file}", entry) for a in self.run] + list(args)
+    def run_argv(self, entry: str, args: list[str], memory_bytes: int) -> list[str]:
+        return [_expand(a, entry, memory_bytes) for a in self.run] + list(args)
+
+    @property
+    def private_mounts(self) -> tuple[Mount, ...]:
+        return tuple(m for m in self.mounts if m.private)
 
     def parse_version(self, output: str) -> str:
         match = re.search(self.version_pattern, output, re.MULTILINE)
         return match.group(1) if match else output.strip().splitlines()[0][:64] if output else ""
+
+
+def _expand(arg: str, entry: str, memory_bytes: int) -> str:
+    # {memory_bytes}: runtimes that size their heap from the machine (the JVM) must size
+    # it from the job's limit instead, or they are OOM-killed before they collect garbage.
+    return arg.replace("{file}", entry).replace("{memory_bytes}", str(memory_bytes))
 
 
 @dataclass(frozen=True)
@@ -65,7 +79,21 @@ class Registry:
 
 def _mount(spec: str) -> Mount:
     source, _, dest = spec.partition("=")
-    return Mount(source=source, dest=dest or source)
+    return Mount(source=source, dest=dest or source, private=not _reachable_by_anyone(source))
+
+
+def _reachable_by_anyone(path: str) -> bool:
+    """Whether every directory above `path` lets other users through."""
+    parent = os.path.dirname(os.path.abspath(path))
+    while True:
+        try:
+            if not os.stat(parent).st_mode & 0o001:
+                return False
+        except OSError:
+            return False
+        if parent == "/":
+            return True
+        parent = os.path.dirname(parent)
 
 
 def _missing_paths(mounts: tuple[Mount, ...]) -> list[str]:

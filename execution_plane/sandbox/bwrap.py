@@ -28,7 +28,9 @@ def bwrap_argv(
     language: Language,
     host_work_dir: str,
     command: list[str],
+    staged: dict[str, str],
 ) -> list[str]:
+    """`staged` maps each private toolchain dir to where the pool made it reachable."""
     argv = [
         bwrap,
         "--unshare-all",
@@ -63,7 +65,8 @@ def bwrap_argv(
     for key, value in language.env:
         argv += ["--setenv", key, value]
     for mount in (*registry.base_mounts, *language.mounts):
-        argv += ["--ro-bind", mount.source, mount.dest]
+        source = staged[mount.source] if mount.private else mount.source
+        argv += ["--ro-bind", source, mount.dest]
     argv += [
         # Debian's merged /usr: scripts and the ELF interpreter still use the old paths.
         "--symlink",

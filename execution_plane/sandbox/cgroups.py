@@ -130,7 +130,7 @@ class SlotCgroup:
         try:
             deadline = time.monotonic() + 1.0
             # v1 offers no notification of "frozen"; it takes microseconds anyway.
-            while not self._is_frozen() and time.monotonic() < deadline:  # noqa: ASYNC110
+            while not self._is_frozen() and time.monotonic() < deadline:
                 await asyncio.sleep(0.001)
             for pid in self.pids():
                 if pid != spare:

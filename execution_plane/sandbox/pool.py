@@ -26,6 +26,7 @@ from execution_plane.sandbox.output import CollectingSink
 from execution_plane.sandbox.seccomp import compile_bpf
 from execution_plane.sandbox.slot import Slot, SlotBroken
 from execution_plane.sandbox.step import run_step
+from execution_plane.sandbox.toolchains import StagedToolchains
 
 # Each slot runs as its own unprivileged host uid (no passwd entry needed): RLIMIT_NPROC
 # then counts that slot's tasks only, and even outside its mount namespace a job could not
@@ -65,6 +66,7 @@ class SandboxPool:
         self.seccomp_bpf = b""
         self.pool_id = next(_pool_ids)
         self.owns_work_root = False
+        self.toolchains = StagedToolchains()
 
     # -- lifecycle -------------------------------------------------------------------
 
@@ -101,6 +103,7 @@ class SandboxPool:
                 slot.reset_workdir(PROBE_LIMITS.workdir_bytes)
                 self.slots.append(slot)
                 self.free.put_nowait(slot)
+            self._stage_private_mounts()
             await self._probe_languages()
         except SandboxUnavailable:
             await self.close()
@@ -112,6 +115,16 @@ class SandboxPool:
             reasons = "; ".join(f"{k}: {v}" for k, v in self.unavailable.items())
             await self.close()
             raise SandboxUnavailable(f"no language works in the sandbox ({reasons})")
+
+    def _stage_private_mounts(self) -> None:
+        assert self.registry is not None
+        staging = os.path.join(self.work_root, "toolchains")
+        for lang in self.registry.languages:
+            for mount in lang.private_mounts:
+                try:
+                    self.toolchains.stage(mount.source, staging)
+                except OSError as exc:
+                    self.unavailable[lang.id] = f"cannot expose {mount.source}: {exc}"
 
     def _make_work_root(self) -> None:
         if self.requested_work_root:
@@ -132,6 +145,7 @@ class SandboxPool:
         if self.tree:
             self.tree.remove()
             self.tree = None
+        self.toolchains.release()
         if self.owns_work_root and self.work_root:
             shutil.rmtree(self.work_root, ignore_errors=True)
             self.owns_work_root = False
@@ -155,6 +169,8 @@ class SandboxPool:
         assert self.registry is not None
         results = await asyncio.gather(*(self._probe(lang) for lang in self.registry.languages))
         for lang, (version, problem) in zip(self.registry.languages, results, strict=True):
+            if lang.id in self.unavailable:
+                continue
             if problem:
                 self.unavailable[lang.id] = problem
             else:
@@ -162,6 +178,8 @@ class SandboxPool:
                 self.versions[lang.id] = version
 
     async def _probe(self, lang: Language) -> tuple[str, str]:
+        if lang.id in self.unavailable:
+            return "", self.unavailable[lang.id]
         if not lang.version_command:
             return lang.version, ""
         sink = CollectingSink()
@@ -263,7 +281,13 @@ class SandboxPool:
             sink = CollectingSink()
             limits = replace(self.registry.compile_limits, workdir_bytes=spec.limits.workdir_bytes)
             compiled = await self._step(
-                slot, language, language.compile_argv(entry), limits, b"", sink, cancelled
+                slot,
+                language,
+                language.compile_argv(entry, limits.memory_bytes),
+                limits,
+                b"",
+                sink,
+                cancelled,
             )
             compile_output = sink.text()
             if compiled.verdict in (Verdict.CANCELLED, Verdict.INTERNAL_ERROR):
@@ -282,7 +306,7 @@ class SandboxPool:
         outcome = await self._step(
             slot,
             language,
-            language.run_argv(entry, spec.args),
+            language.run_argv(entry, spec.args, spec.limits.memory_bytes),
             spec.limits,
             spec.stdin,
             on_output,
@@ -302,7 +326,15 @@ class SandboxPool:
         cancelled: asyncio.Event,
     ) -> JobOutcome:
         assert self.registry is not None
-        argv = bwrap_argv(self.bwrap, self.registry, language, slot.work_dir, command)
+        argv = bwrap_argv(
+            self.bwrap, self.registry, language, slot.work_dir, command, self.toolchains.staged
+        )
         return await run_step(
-            slot, argv, limits, stdin, sink, cancelled, runtime_tasks=language.runtime_tasks
+            slot,
+            argv,
+            limits,
+            stdin,
+            sink,
+            cancelled,
+            runtime_tasks=language.runtime_tasks,
         )

@@ -122,7 +122,7 @@ class Runner:
                 )
 
     def start(self, message: dict[str, object], fds: list[int]) -> None:
-        if self.current is not None or len(fds) != 3:
+        if self.current is not None or len(fds) < 3:
             self.send({"ev": "error", "detail": "runner: bad run request"})
             return
         argv = [str(a) for a in message["argv"]]  # type: ignore[union-attr]
@@ -132,6 +132,8 @@ class Runner:
         if pid == 0:
             try:
                 os.close(err_r)
+                # Park the error pipe high so the dup2 calls cannot land on it.
+                err_w = fcntl.fcntl(err_w, fcntl.F_DUPFD_CLOEXEC, 100)
                 self.exec_child(argv, rlimits, fds, err_w)
             except BaseException as exc:  # the child must never return into the runner's loop
                 try:
@@ -149,18 +151,23 @@ class Runner:
                 break
             failure += chunk
         os.close(err_r)
-        self.current = pid
         if failure:
+            # The child is exiting on its own, right now: reap it here so no stray "exited"
+            # event follows the error.
+            while True:
+                try:
+                    os.waitpid(pid, 0)
+                    break
+                except InterruptedError:
+                    continue
             self.send({"ev": "error", "detail": failure.decode(errors="replace")})
-            # The child exits on its own; reap() will report it, the service ignores it.
             return
+        self.current = pid
         self.send({"ev": "started", "pid": pid})
 
     def exec_child(
         self, argv: list[str], rlimits: list[tuple[int, ...]], fds: list[int], err_w: int
     ) -> None:
-        # Park the error pipe high so the dup2 calls below cannot land on it.
-        err_w = fcntl.fcntl(err_w, fcntl.F_DUPFD_CLOEXEC, 64)
         signal.set_wakeup_fd(-1)
         for sig in (signal.SIGCHLD, signal.SIGPIPE, signal.SIGXFSZ, signal.SIGXCPU):
             signal.signal(sig, signal.SIG_DFL)
@@ -174,12 +181,12 @@ class Runner:
         os.write(seccomp_fd, self.seccomp)
         os.lseek(seccomp_fd, 0, os.SEEK_SET)
         # Move everything above the target numbers first so dup2 cannot clobber a source.
-        moved = [os.dup(fd) for fd in [*fds, seccomp_fd]]
+        ordered = [*fds[:3], seccomp_fd, *fds[3:]]
+        moved = [fcntl.fcntl(fd, fcntl.F_DUPFD_CLOEXEC, 128) for fd in ordered]
         for target, fd in enumerate(moved):
             os.dup2(fd, target, inheritable=True)
-        keep = err_w
-        os.closerange(SECCOMP_FD + 1, keep)
-        os.closerange(keep + 1, 65536)
+        os.closerange(len(ordered), err_w)
+        os.closerange(err_w + 1, 65536)
         for res, soft, hard in rlimits:
             resource.setrlimit(res, (soft, hard))
         os.umask(0o022)
