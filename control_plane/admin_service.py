@@ -52,7 +52,7 @@ class AdminService(adm_grpc.AdminServiceServicer):
             tenant = await self._tenants.create_tenant(request.name.strip())
         except TenantExists as exc:
             await context.abort(grpc.StatusCode.ALREADY_EXISTS, str(exc))
-        key, secret = await self._tenants.create_key(tenant.id)
+        key, secret = await self._tenants.create_key(tenant.id, actor=f"key:{actor.key_id}")
         log.info("tenant_created", tenant=tenant.id, actor=actor.key_id, name=tenant.name)
         return adm.CreateTenantResponse(tenant=tenant_message(tenant), api_key=key_message(key),
                                         secret=secret)
@@ -67,7 +67,8 @@ class AdminService(adm_grpc.AdminServiceServicer):
                            context: grpc.aio.ServicerContext) -> adm.CreateApiKeyResponse:
         actor = await self._auth.admin(context)
         try:
-            key, secret = await self._tenants.create_key(request.tenant_id, admin=request.admin)
+            key, secret = await self._tenants.create_key(
+                request.tenant_id, admin=request.admin, actor=f"key:{actor.key_id}")
         except UnknownTenant as exc:
             await context.abort(grpc.StatusCode.NOT_FOUND, str(exc))
         log.info("key_created", tenant=key.tenant_id, actor=actor.key_id, key_id=key.id,
@@ -83,7 +84,7 @@ class AdminService(adm_grpc.AdminServiceServicer):
     async def RevokeApiKey(self, request: adm.RevokeApiKeyRequest,
                            context: grpc.aio.ServicerContext) -> adm.RevokeApiKeyResponse:
         actor = await self._auth.admin(context)
-        key = await self._tenants.revoke_key(request.key_id)
+        key = await self._tenants.revoke_key(request.key_id, actor=f"key:{actor.key_id}")
         if key is None:
             await context.abort(grpc.StatusCode.NOT_FOUND, f"no key {request.key_id!r}")
         assert key is not None

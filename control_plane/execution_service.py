@@ -54,7 +54,8 @@ class ExecutionService(api_grpc.ExecutionServiceServicer):
             spec = validate_submission(request, self._settings, await self._gateway.language_ids())
         except InvalidRequest as exc:
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
-        job, created = await self._jobs.create(principal.tenant_id, spec)
+        job, created = await self._jobs.create(principal.tenant_id, spec,
+                                               actor=f"key:{principal.key_id}")
         if created:
             try:
                 await self._publisher.publish(JobMessage(job.id, principal.tenant_id))
@@ -122,7 +123,8 @@ class ExecutionService(api_grpc.ExecutionServiceServicer):
         principal = await self._auth.principal(context)
         if not request.job_id:
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "job_id is empty")
-        outcome = await self._jobs.cancel(request.job_id, principal.tenant_id)
+        outcome = await self._jobs.cancel(request.job_id, principal.tenant_id,
+                                          actor=f"key:{principal.key_id}")
         if outcome is None:
             await context.abort(grpc.StatusCode.NOT_FOUND, f"job {request.job_id!r} not found")
         assert outcome is not None

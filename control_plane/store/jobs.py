@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 
 from google.protobuf.timestamp_pb2 import Timestamp
 
+from control_plane.store import audit
 from control_plane.store.database import Database
 from sluice.v1 import execution_service_pb2 as api
 from sluice.v1 import job_pb2 as pb
@@ -45,6 +46,13 @@ def _timestamp(seconds: float | None) -> Timestamp | None:
     ts = Timestamp()
     ts.FromNanoseconds(int(seconds * 1e9))
     return ts
+
+
+_ACTIONS = {
+    pb.JOB_STATE_SUCCEEDED: "succeeded",
+    pb.JOB_STATE_FAILED: "failed",
+    pb.JOB_STATE_CANCELLED: "cancelled",
+}
 
 
 def state_for_verdict(verdict: int) -> int:
@@ -112,7 +120,13 @@ class JobStore:
 
     @classmethod
     def _change_state(cls, conn: sqlite3.Connection, job_id: str, now: float, state: int,
-                      attempt: int, reason: str = "") -> pb.JobEvent:
+                      attempt: int, reason: str = "", *, action: str, actor: str
+                      ) -> pb.JobEvent:
+        """Every state change is an event for watchers and a record in the audit trail."""
+        tenant_id = conn.execute("SELECT tenant_id FROM jobs WHERE id = ?",
+                                 (job_id,)).fetchone()[0]
+        audit.record(conn, tenant_id=tenant_id, actor=actor, action=action, job_id=job_id,
+                     now=now, attempt=attempt, **({"reason": reason} if reason else {}))
         return cls._append_event(
             conn, job_id, now,
             state_change=pb.StateChange(state=state, attempt=attempt, reason=reason),
@@ -131,7 +145,8 @@ class JobStore:
 
     # Submission and reads ----------------------------------------------------------------
 
-    async def create(self, tenant_id: str, spec: api.SubmitJobRequest) -> tuple[pb.Job, bool]:
+    async def create(self, tenant_id: str, spec: api.SubmitJobRequest, *, actor: str
+                     ) -> tuple[pb.Job, bool]:
         """Stores a QUEUED job. Returns (job, created); created is False when the tenant's
         idempotency key names an existing job, which comes back unchanged."""
         now = time.time()
@@ -152,7 +167,8 @@ class JobStore:
                  spec.SerializeToString(), spec.idempotency_key, spec.ordering_key,
                  json.dumps(dict(spec.labels), sort_keys=True), now),
             )
-            self._change_state(conn, job_id, now, pb.JOB_STATE_QUEUED, 0)
+            self._change_state(conn, job_id, now, pb.JOB_STATE_QUEUED, 0,
+                               action="submitted", actor=actor)
             row = conn.execute(f"SELECT {_JOB_COLUMNS} FROM jobs WHERE id = ?", (job_id,))
             return _job_from_row(row.fetchone()), True
 
@@ -163,6 +179,7 @@ class JobStore:
 
         def tx(conn: sqlite3.Connection) -> None:
             conn.execute("DELETE FROM job_events WHERE job_id = ?", (job_id,))
+            conn.execute("DELETE FROM audit_events WHERE job_id = ?", (job_id,))
             conn.execute("DELETE FROM jobs WHERE id = ? AND state = ?",
                          (job_id, pb.JOB_STATE_QUEUED))
 
@@ -236,7 +253,8 @@ class JobStore:
                 )
                 events.append(self._change_state(
                     conn, job_id, now, pb.JOB_STATE_QUEUED, 0,
-                    f"replayed from the dead letters (replay {replays})"))
+                    f"replayed from the dead letters (replay {replays})",
+                    action="replayed", actor="recovery"))
                 state, attempt = pb.JOB_STATE_QUEUED, 0
             if state in TERMINAL_STATES:
                 return ClaimOutcome(refusal=gw.REFUSAL_REASON_FINISHED, tenant_id=tenant_id,
@@ -253,11 +271,13 @@ class JobStore:
                     (pb.JOB_STATE_DEAD_LETTERED, now, reason, job_id),
                 )
                 events.append(self._change_state(
-                    conn, job_id, now, pb.JOB_STATE_DEAD_LETTERED, attempt, reason))
+                    conn, job_id, now, pb.JOB_STATE_DEAD_LETTERED, attempt, reason,
+                    action="dead_lettered", actor=f"worker:{worker_id}"))
                 return ClaimOutcome(refusal=gw.REFUSAL_REASON_EXHAUSTED, tenant_id=tenant_id,
                                     detail=reason, events=events)
             attempt += 1
-            event = self._change_state(conn, job_id, now, pb.JOB_STATE_RUNNING, attempt)
+            event = self._change_state(conn, job_id, now, pb.JOB_STATE_RUNNING, attempt,
+                                       action="started", actor=f"worker:{worker_id}")
             events.append(event)
             conn.execute(
                 "UPDATE jobs SET state = ?, attempt = ?, started_at = ?, lease_owner = ?,"
@@ -315,12 +335,13 @@ class JobStore:
 
         def tx(conn: sqlite3.Connection) -> tuple[pb.Job, list[pb.JobEvent]] | None:
             row = conn.execute(
-                "SELECT state, attempt, attempt_seq, cancel_requested FROM jobs WHERE id = ?",
+                "SELECT state, attempt, attempt_seq, cancel_requested, tenant_id, lease_owner"
+                " FROM jobs WHERE id = ?",
                 (job_id,),
             ).fetchone()
             if row is None or row[1] != attempt:
                 return None
-            state, _, attempt_seq, cancel_requested = row
+            state, _, attempt_seq, cancel_requested, tenant_id, worker_id = row
             if state != pb.JOB_STATE_RUNNING:
                 if state in TERMINAL_STATES:
                     job_row = conn.execute(
@@ -342,9 +363,14 @@ class JobStore:
             if cancel_requested and stored.verdict != pb.VERDICT_OK:
                 stored.verdict = pb.VERDICT_CANCELLED
             new_state = state_for_verdict(stored.verdict)
+            actor = f"worker:{worker_id}"
+            audit.record(conn, tenant_id=tenant_id, actor=actor, action="output_finished",
+                         job_id=job_id, now=now, stdout_bytes=len(stdout),
+                         stderr_bytes=len(stderr))
             events = [
                 self._append_event(conn, job_id, now, result=stored),
-                self._change_state(conn, job_id, now, new_state, attempt),
+                self._change_state(conn, job_id, now, new_state, attempt,
+                                   action=_ACTIONS[new_state], actor=actor),
             ]
             conn.execute(
                 "UPDATE jobs SET state = ?, ended_at = ?, result = ?, lease_owner = NULL,"
@@ -405,7 +431,8 @@ class JobStore:
                     (pb.JOB_STATE_DEAD_LETTERED, now, dead_reason, lost.job_id),
                 )
                 return [self._change_state(conn, lost.job_id, now, pb.JOB_STATE_DEAD_LETTERED,
-                                           lost.attempt, dead_reason)]
+                                           lost.attempt, dead_reason, action="dead_lettered",
+                                           actor="platform")]
             conn.execute(
                 "UPDATE jobs SET state = ?, lease_owner = NULL, lease_expires_at = NULL"
                 " WHERE id = ?",
@@ -413,13 +440,14 @@ class JobStore:
             )
             reason = f"attempt {lost.attempt} lost (worker {lost.worker_id} stopped reporting)"
             return [self._change_state(conn, lost.job_id, now, pb.JOB_STATE_QUEUED,
-                                       lost.attempt, reason)]
+                                       lost.attempt, reason, action="retried",
+                                       actor="platform")]
 
         return await self._db.run(tx)
 
     # Cancellation --------------------------------------------------------------------------
 
-    async def cancel(self, job_id: str, tenant_id: str
+    async def cancel(self, job_id: str, tenant_id: str, *, actor: str
                      ) -> tuple[pb.Job, list[pb.JobEvent]] | None:
         """A QUEUED job ends CANCELLED here; a RUNNING one is marked, and the gateway tells
         its worker to kill it. None: no such job for this tenant."""
@@ -443,9 +471,12 @@ class JobStore:
                 )
                 events.append(self._append_event(conn, job_id, now, result=result))
                 events.append(self._change_state(
-                    conn, job_id, now, pb.JOB_STATE_CANCELLED, attempt, "cancelled by caller"))
+                    conn, job_id, now, pb.JOB_STATE_CANCELLED, attempt, "cancelled by caller",
+                    action="cancelled", actor=actor))
             elif state == pb.JOB_STATE_RUNNING:
                 conn.execute("UPDATE jobs SET cancel_requested = 1 WHERE id = ?", (job_id,))
+                audit.record(conn, tenant_id=tenant_id, actor=actor, action="cancel_requested",
+                             job_id=job_id, now=now, attempt=attempt)
             job_row = conn.execute(
                 f"SELECT {_JOB_COLUMNS} FROM jobs WHERE id = ?", (job_id,)).fetchone()
             return _job_from_row(job_row), events

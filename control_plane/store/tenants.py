@@ -13,6 +13,7 @@ import time
 import uuid
 from dataclasses import dataclass
 
+from control_plane.store import audit
 from control_plane.store.database import Database
 
 KEY_PREFIX = "sk_"
@@ -101,7 +102,8 @@ class TenantStore:
 
         return await self._db.run(tx)
 
-    async def create_key(self, tenant_id: str, *, admin: bool = False) -> tuple[ApiKeyRecord, str]:
+    async def create_key(self, tenant_id: str, *, admin: bool = False, actor: str = "cli"
+                         ) -> tuple[ApiKeyRecord, str]:
         """Returns the record and the secret; the secret is not kept."""
         secret = _new_secret()
 
@@ -118,6 +120,8 @@ class TenantStore:
                 (record.id, tenant_id, hash_key(secret), record.prefix, int(admin),
                  record.created_at),
             )
+            audit.record(conn, tenant_id=tenant_id, actor=actor, action="key_created",
+                         key_id=record.id, admin=admin)
             return record
 
         return await self._db.run(tx), secret
@@ -133,12 +137,16 @@ class TenantStore:
 
         return await self._db.run(tx)
 
-    async def revoke_key(self, key_id: str) -> ApiKeyRecord | None:
+    async def revoke_key(self, key_id: str, *, actor: str = "cli") -> ApiKeyRecord | None:
         def tx(conn: sqlite3.Connection) -> ApiKeyRecord | None:
-            conn.execute(
-                "UPDATE api_keys SET revoked_at = ? WHERE id = ? AND revoked_at IS NULL",
+            revoked = conn.execute(
+                "UPDATE api_keys SET revoked_at = ? WHERE id = ? AND revoked_at IS NULL"
+                " RETURNING tenant_id",
                 (time.time(), key_id),
-            )
+            ).fetchone()
+            if revoked:
+                audit.record(conn, tenant_id=revoked[0], actor=actor, action="key_revoked",
+                             key_id=key_id)
             row = conn.execute(
                 "SELECT id, tenant_id, prefix, admin, created_at, revoked_at FROM api_keys"
                 " WHERE id = ?",
