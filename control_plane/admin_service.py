@@ -6,6 +6,8 @@ import grpc
 from google.protobuf.timestamp_pb2 import Timestamp
 
 from control_plane.auth import Authenticator
+from control_plane.dead_letter_admin import DeadLetterAdmin
+from control_plane.job_publisher import BrokerUnavailable
 from control_plane.store.tenants import (
     ApiKeyRecord,
     Tenant,
@@ -38,9 +40,11 @@ def key_message(key: ApiKeyRecord) -> adm.ApiKey:
 
 
 class AdminService(adm_grpc.AdminServiceServicer):
-    def __init__(self, auth: Authenticator, tenants: TenantStore) -> None:
+    def __init__(self, auth: Authenticator, tenants: TenantStore,
+                 dead_letters: DeadLetterAdmin) -> None:
         self._auth = auth
         self._tenants = tenants
+        self._dead_letters = dead_letters
 
     async def CreateTenant(self, request: adm.CreateTenantRequest,
                            context: grpc.aio.ServicerContext) -> adm.CreateTenantResponse:
@@ -90,3 +94,34 @@ class AdminService(adm_grpc.AdminServiceServicer):
         assert key is not None
         log.info("key_revoked", tenant=key.tenant_id, actor=actor.key_id, key_id=key.id)
         return adm.RevokeApiKeyResponse(api_key=key_message(key))
+
+    # Dead letters ---------------------------------------------------------------------
+
+    async def ListDeadLetters(self, request: adm.ListDeadLettersRequest,
+                              context: grpc.aio.ServicerContext
+                              ) -> adm.ListDeadLettersResponse:
+        await self._auth.admin(context)
+        parked = request.parked if request.HasField("parked") else None
+        return await self._dead_letters.list_dead_letters(parked, request.tenant_id)
+
+    async def ReplayDeadLetters(self, request: adm.ReplayDeadLettersRequest,
+                                context: grpc.aio.ServicerContext
+                                ) -> adm.ReplayDeadLettersResponse:
+        actor = await self._auth.admin(context)
+        if not (request.job_ids or request.tenant_id or request.all):
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT,
+                                "name job_ids, a tenant_id, or set all to replay every one")
+        try:
+            replayed = await self._dead_letters.replay(
+                job_ids=list(request.job_ids), tenant_id=request.tenant_id,
+                replay_all=request.all, actor=f"key:{actor.key_id}")
+        except BrokerUnavailable as exc:
+            await context.abort(grpc.StatusCode.UNAVAILABLE,
+                                f"the broker did not take the replay ({exc}); retry")
+        return adm.ReplayDeadLettersResponse(replayed_job_ids=replayed)
+
+    async def PurgeParked(self, request: adm.PurgeParkedRequest,
+                          context: grpc.aio.ServicerContext) -> adm.PurgeParkedResponse:
+        actor = await self._auth.admin(context)
+        purged = await self._dead_letters.purge_parked(actor=f"key:{actor.key_id}")
+        return adm.PurgeParkedResponse(purged_messages=purged)

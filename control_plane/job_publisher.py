@@ -61,6 +61,20 @@ class JobPublisher:
         except (TimeoutError, aio_pika.exceptions.AMQPError, ConnectionError, RuntimeError) as exc:
             raise BrokerUnavailable(f"{exc.__class__.__name__}: {exc}") from exc
 
+    async def dead_letter_depths(self) -> tuple[int, int]:
+        """Messages in the dead-letter and parking queues, asked of the broker now (a
+        passive declare), never a count remembered from start-up."""
+        assert self._channel is not None
+        depths = []
+        for name in (self._topology.dead_letter_queue, self._topology.parked_queue):
+            queue = await self._channel.declare_queue(name, passive=True)
+            depths.append(queue.declaration_result.message_count or 0)
+        return depths[0], depths[1]
+
+    async def purge_parked(self) -> int:
+        result = await self.declared.parked_queue.purge()
+        return result.message_count or 0
+
     async def close(self) -> None:
         if self._connection is not None:
             await self._connection.close()

@@ -15,14 +15,9 @@ from control_plane.job_publisher import BrokerUnavailable, JobPublisher
 from control_plane.store.jobs import JobStore
 from control_plane.watch_hub import WatchHub
 from sluice.observability import get_logger
-from sluice.topology import RETRY_DELAYS_MS, JobMessage
+from sluice.topology import JobMessage, retry_delay_ms
 
 log = get_logger(__name__)
-
-
-def backoff_ms(attempt: int) -> int:
-    """Exponential by tier: attempt 1 lost waits the first tier, and so on."""
-    return RETRY_DELAYS_MS[min(max(attempt, 1), len(RETRY_DELAYS_MS)) - 1]
 
 
 class LeaseReaper:
@@ -53,7 +48,7 @@ class LeaseReaper:
                 if dead:
                     await self._publisher.publish_dead_letter(message, reason=reason)
                 else:
-                    await self._publisher.publish(message, delay_ms=backoff_ms(lost.attempt))
+                    await self._publisher.publish(message, delay_ms=retry_delay_ms(lost.attempt))
             except BrokerUnavailable as exc:
                 # Left RUNNING with its lease run out: the next sweep tries again.
                 log.warning("requeue_deferred", job_id=lost.job_id, tenant=lost.tenant_id,

@@ -11,6 +11,7 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
 from control_plane.admin_service import AdminService
 from control_plane.auth import Authenticator
+from control_plane.dead_letter_admin import DeadLetterAdmin
 from control_plane.execution_service import ExecutionService
 from control_plane.job_publisher import JobPublisher
 from control_plane.language_catalog import LanguageCatalog
@@ -45,14 +46,14 @@ async def serve(settings: Settings, stop: asyncio.Event) -> None:
     publisher = JobPublisher(settings.amqp_url, topology)
     await publisher.start()
     auth = Authenticator(tenants)
-    gateway = WorkerGateway(settings, jobs, hub, LanguageCatalog(jobs))
+    gateway = WorkerGateway(settings, jobs, hub, LanguageCatalog(jobs), publisher)
 
     api_server, gateway_server = _server(), _server()
     api_health, gateway_health = health.aio.HealthServicer(), health.aio.HealthServicer()
     execution_service_pb2_grpc.add_ExecutionServiceServicer_to_server(
         ExecutionService(settings, auth, jobs, publisher, hub, gateway), api_server)
     admin_service_pb2_grpc.add_AdminServiceServicer_to_server(
-        AdminService(auth, tenants), api_server)
+        AdminService(auth, tenants, DeadLetterAdmin(jobs, publisher)), api_server)
     health_pb2_grpc.add_HealthServicer_to_server(api_health, api_server)
     worker_gateway_pb2_grpc.add_WorkerGatewayServicer_to_server(gateway, gateway_server)
     health_pb2_grpc.add_HealthServicer_to_server(gateway_health, gateway_server)

@@ -12,11 +12,13 @@ import asyncio
 import grpc
 
 from control_plane import metrics
+from control_plane.job_publisher import BrokerUnavailable, JobPublisher
 from control_plane.language_catalog import LanguageCatalog
 from control_plane.store.jobs import JobStore
 from control_plane.watch_hub import WatchHub
 from sluice.observability import get_logger
 from sluice.settings import Settings
+from sluice.topology import JobMessage, retry_delay_ms
 from sluice.v1 import job_pb2 as pb
 from sluice.v1 import worker_gateway_pb2 as gw
 from sluice.v1 import worker_gateway_pb2_grpc as gw_grpc
@@ -24,11 +26,18 @@ from sluice.v1 import worker_gateway_pb2_grpc as gw_grpc
 log = get_logger(__name__)
 
 
+class GatewayError(Exception):
+    def __init__(self, code: grpc.StatusCode, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+
+
 class _LiveAttempt:
     """The open stream of a running attempt, so CancelJob can reach its worker."""
 
-    def __init__(self, context: grpc.aio.ServicerContext) -> None:
+    def __init__(self, context: grpc.aio.ServicerContext, worker_id: str) -> None:
         self.context = context
+        self.worker_id = worker_id
         self.write_lock = asyncio.Lock()
         self.cancel_sent = False
 
@@ -42,9 +51,10 @@ class _LiveAttempt:
 
 class WorkerGateway(gw_grpc.WorkerGatewayServicer):
     def __init__(self, settings: Settings, jobs: JobStore, hub: WatchHub,
-                 catalog: LanguageCatalog) -> None:
+                 catalog: LanguageCatalog, publisher: JobPublisher) -> None:
         self._settings = settings
         self._jobs = jobs
+        self._publisher = publisher
         self._hub = hub
         self._catalog = catalog
         self._live: dict[str, _LiveAttempt] = {}
@@ -104,15 +114,18 @@ class WorkerGateway(gw_grpc.WorkerGatewayServicer):
         attempt = assignment.attempt
         log.info("job_started", job_id=claim.job_id, tenant=outcome.tenant_id,
                  worker_id=claim.worker_id, attempt=attempt)
-        live = _LiveAttempt(context)
+        live = _LiveAttempt(context, claim.worker_id)
         self._live[claim.job_id] = live
         metrics.RUNNING_STREAMS.inc()
         finished = False
         try:
             async with live.write_lock:
                 await context.write(gw.RunJobResponse(assignment=assignment))
-            finished = await self._follow_attempt(claim.job_id, attempt, outcome.tenant_id,
-                                                  live, context)
+            try:
+                finished = await self._follow_attempt(claim.job_id, attempt,
+                                                      outcome.tenant_id, live, context)
+            except GatewayError as exc:
+                await context.abort(exc.code, str(exc))
         finally:
             metrics.RUNNING_STREAMS.dec()
             if self._live.get(claim.job_id) is live:
@@ -150,6 +163,14 @@ class WorkerGateway(gw_grpc.WorkerGatewayServicer):
                 if lease.cancel_requested:
                     await live.send_cancel()
             elif kind == "result":
+                if (report.result.verdict == pb.VERDICT_INTERNAL_ERROR
+                        and attempt < self._settings.max_attempts):
+                    await self._retry_infrastructure_failure(job_id, attempt, tenant_id,
+                                                             report.result.detail)
+                    async with live.write_lock:
+                        await context.write(
+                            gw.RunJobResponse(result_accepted=gw.ResultAccepted()))
+                    return True
                 stored = await self._jobs.finish(job_id, attempt, report.result)
                 if stored is None:
                     await self._refuse_stale(job_id, attempt, context)
@@ -166,6 +187,40 @@ class WorkerGateway(gw_grpc.WorkerGatewayServicer):
                 async with live.write_lock:
                     await context.write(gw.RunJobResponse(result_accepted=gw.ResultAccepted()))
                 return True
+
+    async def _retry_infrastructure_failure(self, job_id: str, attempt: int, tenant_id: str,
+                                            detail: str) -> None:
+        """The sandbox failed, not the program: run the job again after a backoff. The retry
+        is published before the state changes, so a failed publish leaves the worker's own
+        message unacked (it is redelivered) rather than a QUEUED job with no message."""
+        try:
+            await self._publisher.publish(JobMessage(job_id, tenant_id),
+                                          delay_ms=retry_delay_ms(attempt))
+        except BrokerUnavailable as exc:
+            raise GatewayError(grpc.StatusCode.UNAVAILABLE,
+                               f"could not queue the retry: {exc}") from exc
+        reason = f"attempt {attempt} hit a platform error ({detail or 'no detail'}); retrying"
+        if await self._jobs.requeue_failed_attempt(job_id, attempt, reason,
+                                                   actor=f"worker:{self._worker_of(job_id)}"):
+            self._hub.notify(job_id)
+            metrics.JOBS_REQUEUED.inc()
+            log.warning("attempt_failed_retrying", job_id=job_id, tenant=tenant_id,
+                        attempt=attempt, detail=detail)
+
+    def _worker_of(self, job_id: str) -> str:
+        live = self._live.get(job_id)
+        return live.worker_id if live is not None else "?"
+
+    async def ReportDeadLetter(self, request: gw.ReportDeadLetterRequest,
+                               context: grpc.aio.ServicerContext
+                               ) -> gw.ReportDeadLetterResponse:
+        state, current, events = await self._jobs.record_dead_letter(
+            request.job_id, replays=request.replays, reason=request.reason,
+            parked=request.parked, actor="recovery")
+        if events:
+            self._hub.notify(request.job_id)
+            metrics.JOBS_FINISHED.labels("JOB_STATE_DEAD_LETTERED").inc()
+        return gw.ReportDeadLetterResponse(current=current, state=state)
 
     @staticmethod
     async def _refuse_stale(job_id: str, attempt: int,

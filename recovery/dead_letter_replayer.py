@@ -15,6 +15,8 @@ from aio_pika.abc import AbstractIncomingMessage
 
 from sluice.observability import get_logger
 from sluice.topology import DeclaredTopology, JobMessage, job_message
+from sluice.v1 import worker_gateway_pb2 as gw
+from sluice.v1 import worker_gateway_pb2_grpc as gw_grpc
 
 log = get_logger(__name__)
 REPLAYS_HEADER = "x-sluice-replays"
@@ -27,6 +29,7 @@ class SweepReport:
     replayed: int = 0
     parked: int = 0
     deferred: int = 0
+    dropped: int = 0  # stale letters: the job finished or was replayed since
 
 
 def death_reason(message: AbstractIncomingMessage) -> str:
@@ -50,9 +53,10 @@ def shard_routing_key(message: AbstractIncomingMessage) -> str:
 
 
 class DeadLetterReplayer:
-    def __init__(self, declared: DeclaredTopology, *, replay_budget: int,
-                 base_backoff_s: float = 0.0) -> None:
+    def __init__(self, declared: DeclaredTopology, gateway: gw_grpc.WorkerGatewayStub, *,
+                 replay_budget: int, base_backoff_s: float = 0.0) -> None:
         self._declared = declared
+        self._gateway = gateway
         self._budget = replay_budget
         self._base_backoff_s = base_backoff_s
 
@@ -68,8 +72,20 @@ class DeadLetterReplayer:
             message = await self._declared.dead_letter_queue.get(no_ack=False, fail=False)
             if message is None:
                 break
-            await self._handle(message, report)
+            try:
+                await self._handle(message, report)
+            except BaseException:
+                # Unsettled, it stays a dead letter for the next sweep.
+                await message.nack(requeue=True)
+                raise
         return report
+
+    async def _report(self, job: JobMessage, replays: int, reason: str, *,
+                      parked: bool) -> bool:
+        response = await self._gateway.ReportDeadLetter(
+            gw.ReportDeadLetterRequest(job_id=job.job_id, replays=replays, reason=reason,
+                                       parked=parked), timeout=10)
+        return response.current
 
     async def _handle(self, message: AbstractIncomingMessage, report: SweepReport) -> None:
         headers = dict(message.headers or {})
@@ -81,9 +97,16 @@ class DeadLetterReplayer:
             await self._park(message, headers, reason="undecodable message body", job=None)
             report.parked += 1
             return
+        if not await self._report(job, replays, reason, parked=False):
+            await message.ack()
+            report.dropped += 1
+            log.info("dead_letter_dropped", job_id=job.job_id, tenant=job.tenant_id,
+                     reason="stale: the job finished or was replayed since", actor="recovery")
+            return
         if replays >= self._budget:
-            await self._park(message, headers, job=job,
-                             reason=f"replay budget of {self._budget} used up; last: {reason}")
+            parked_reason = f"replay budget of {self._budget} used up; last: {reason}"
+            await self._park(message, headers, job=job, reason=parked_reason)
+            await self._report(job, replays, parked_reason, parked=True)
             report.parked += 1
             return
         wait_s = self._base_backoff_s * (2 ** replays)

@@ -6,12 +6,15 @@ import asyncio
 import contextlib
 import signal
 
+import grpc
+
 from recovery.dead_letter_replayer import DeadLetterReplayer
 from recovery.schedule import Schedule
 from sluice.amqp import connect
 from sluice.observability import configure_logging, get_logger, serve_metrics
 from sluice.settings import Settings, get_settings
 from sluice.topology import Topology, declare_topology
+from sluice.v1 import worker_gateway_pb2_grpc as gw_grpc
 
 log = get_logger(__name__)
 
@@ -22,7 +25,9 @@ async def serve(settings: Settings, stop: asyncio.Event) -> None:
     channel = await connection.channel(publisher_confirms=True, on_return_raises=True)
     declared = await declare_topology(
         channel, Topology(settings.queue_prefix, delivery_limit=settings.queue_delivery_limit))
-    replayer = DeadLetterReplayer(declared, replay_budget=settings.recovery_replay_budget,
+    gateway_channel = grpc.aio.insecure_channel(settings.gateway_address)
+    replayer = DeadLetterReplayer(declared, gw_grpc.WorkerGatewayStub(gateway_channel),
+                                  replay_budget=settings.recovery_replay_budget,
                                   base_backoff_s=settings.recovery_backoff_s)
     log.info("recovery_started", schedule=schedule.describe(),
              replay_budget=settings.recovery_replay_budget)
@@ -35,9 +40,14 @@ async def serve(settings: Settings, stop: asyncio.Event) -> None:
         try:
             report = await replayer.sweep()
             log.info("recovery_sweep", depth_before=report.depth_before,
-                     replayed=report.replayed, parked=report.parked, deferred=report.deferred)
+                     replayed=report.replayed, parked=report.parked, deferred=report.deferred,
+                     dropped=report.dropped)
+        except grpc.aio.AioRpcError as exc:
+            log.warning("recovery_sweep_deferred", reason="worker gateway unreachable",
+                        code=exc.code().name, detail=exc.details())
         except Exception:
             log.exception("recovery_sweep_failed")
+    await gateway_channel.close()
     await connection.close()
 
 

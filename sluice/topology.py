@@ -26,6 +26,11 @@ from aio_pika.abc import AbstractChannel, AbstractExchange, AbstractQueue
 # Backoff tiers for jobs the platform failed to run (not for a program's own failure).
 RETRY_DELAYS_MS: tuple[int, ...] = (1_000, 5_000, 30_000)
 SHARD_COUNT = 8
+
+
+def retry_delay_ms(attempt: int) -> int:
+    """Exponential by tier: after attempt 1 fails the first tier, and so on."""
+    return RETRY_DELAYS_MS[min(max(attempt, 1), len(RETRY_DELAYS_MS)) - 1]
 JOB_MESSAGE_TYPE = "sluice.job.v1"
 
 

@@ -51,7 +51,9 @@ CREATE TABLE IF NOT EXISTS jobs (
     state_reason TEXT NOT NULL DEFAULT '',
     last_seq INTEGER NOT NULL DEFAULT 0,
     -- seq of the event that started the current attempt: its output follows it
-    attempt_seq INTEGER NOT NULL DEFAULT 0
+    attempt_seq INTEGER NOT NULL DEFAULT 0,
+    -- dead-lettered and over its replay budget: waits in the parking lot for an operator
+    parked INTEGER NOT NULL DEFAULT 0
 );
 CREATE UNIQUE INDEX IF NOT EXISTS jobs_idempotency
     ON jobs(tenant_id, idempotency_key) WHERE idempotency_key != '';

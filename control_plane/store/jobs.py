@@ -48,6 +48,8 @@ def _timestamp(seconds: float | None) -> Timestamp | None:
     return ts
 
 
+PURGED = 2  # jobs.parked: purged from the parking lot by an operator
+
 _ACTIONS = {
     pb.JOB_STATE_SUCCEEDED: "succeeded",
     pb.JOB_STATE_FAILED: "failed",
@@ -244,11 +246,15 @@ class JobStore:
                                     detail=f"no job {job_id}")
             tenant_id, state, attempt, job_replays, lease_expires_at, spec_bytes = row
             events: list[pb.JobEvent] = []
+            if replays < job_replays:
+                # A copy from before the job was replayed; the replay's own message runs it.
+                return ClaimOutcome(refusal=gw.REFUSAL_REASON_FINISHED, tenant_id=tenant_id,
+                                    detail=f"stale message (replay {replays} < {job_replays})")
             if state == pb.JOB_STATE_DEAD_LETTERED and replays > job_replays:
                 # The recovery service replayed it: a fresh budget of attempts.
                 conn.execute(
-                    "UPDATE jobs SET state = ?, attempt = 0, replays = ?, state_reason = ''"
-                    " WHERE id = ?",
+                    "UPDATE jobs SET state = ?, attempt = 0, replays = ?, state_reason = '',"
+                    " parked = 0, ended_at = NULL WHERE id = ?",
                     (pb.JOB_STATE_QUEUED, replays, job_id),
                 )
                 events.append(self._change_state(
@@ -442,6 +448,100 @@ class JobStore:
             return [self._change_state(conn, lost.job_id, now, pb.JOB_STATE_QUEUED,
                                        lost.attempt, reason, action="retried",
                                        actor="platform")]
+
+        return await self._db.run(tx)
+
+    async def record_dead_letter(self, job_id: str, *, replays: int, reason: str,
+                                 parked: bool, actor: str) -> tuple[int, bool, list[pb.JobEvent]]:
+        """The recovery service found this job's message among the dead letters (or parked
+        it). Returns (state, current, events); current is False for a stale letter: the job
+        finished, was replayed since, or runs under a live lease, and the letter is dropped."""
+        now = time.time()
+
+        def tx(conn: sqlite3.Connection) -> tuple[int, bool, list[pb.JobEvent]]:
+            row = conn.execute(
+                "SELECT state, attempt, replays, lease_expires_at, parked FROM jobs WHERE id = ?",
+                (job_id,),
+            ).fetchone()
+            if row is None:
+                return pb.JOB_STATE_UNSPECIFIED, False, []
+            state, attempt, job_replays, lease_expires_at, was_parked = row
+            live = state == pb.JOB_STATE_RUNNING and (lease_expires_at or 0) > now
+            finished = state in TERMINAL_STATES and state != pb.JOB_STATE_DEAD_LETTERED
+            if replays != job_replays or live or finished:
+                return state, False, []
+            events: list[pb.JobEvent] = []
+            if state != pb.JOB_STATE_DEAD_LETTERED or bool(was_parked) != parked:
+                conn.execute(
+                    "UPDATE jobs SET state = ?, ended_at = ?, state_reason = ?, parked = ?,"
+                    " lease_owner = NULL, lease_expires_at = NULL WHERE id = ?",
+                    (pb.JOB_STATE_DEAD_LETTERED, now, reason, int(parked), job_id),
+                )
+                events.append(self._change_state(
+                    conn, job_id, now, pb.JOB_STATE_DEAD_LETTERED, attempt, reason,
+                    action="parked" if parked else "dead_lettered", actor=actor))
+            return pb.JOB_STATE_DEAD_LETTERED, True, events
+
+        return await self._db.run(tx)
+
+    async def dead_lettered(self, *, parked: bool | None, tenant_id: str = "",
+                            job_ids: list[str] | None = None, limit: int = 1000
+                            ) -> list[tuple[str, str, int, str, bool]]:
+        """(job id, tenant, replays, reason, parked) of dead-lettered jobs, oldest first."""
+        clauses, params = ["state = ?"], [pb.JOB_STATE_DEAD_LETTERED]
+        if parked is None:
+            clauses.append(f"parked != {PURGED}")
+        else:
+            clauses.append("parked = ?")
+            params.append(int(parked))
+        if tenant_id:
+            clauses.append("tenant_id = ?")
+            params.append(tenant_id)
+        if job_ids:
+            clauses.append(f"id IN ({', '.join('?' * len(job_ids))})")
+            params.extend(job_ids)
+        sql = (f"SELECT id, tenant_id, replays, state_reason, parked FROM jobs"
+               f" WHERE {' AND '.join(clauses)} ORDER BY id LIMIT ?")
+        params.append(limit)
+
+        def tx(conn: sqlite3.Connection) -> list[tuple[str, str, int, str, bool]]:
+            return [(r[0], r[1], r[2], r[3], bool(r[4])) for r in conn.execute(sql, params)]
+
+        return await self._db.run(tx)
+
+    async def purge_parked(self, *, actor: str) -> int:
+        """The parked jobs stay DEAD_LETTERED for good and leave the dead-letter lists."""
+        now = time.time()
+
+        def tx(conn: sqlite3.Connection) -> int:
+            rows = conn.execute(
+                f"UPDATE jobs SET parked = {PURGED} WHERE state = ? AND parked = 1"
+                " RETURNING id, tenant_id",
+                (pb.JOB_STATE_DEAD_LETTERED,),
+            ).fetchall()
+            for job_id, tenant_id in rows:
+                audit.record(conn, tenant_id=tenant_id, actor=actor, action="purged",
+                             job_id=job_id, now=now)
+            return len(rows)
+
+        return await self._db.run(tx)
+
+    async def requeue_failed_attempt(self, job_id: str, attempt: int, reason: str,
+                                     *, actor: str) -> list[pb.JobEvent]:
+        """The platform, not the program, failed this attempt (the worker reported
+        INTERNAL_ERROR): back to QUEUED; the caller has already published the retry."""
+        now = time.time()
+
+        def tx(conn: sqlite3.Connection) -> list[pb.JobEvent]:
+            updated = conn.execute(
+                "UPDATE jobs SET state = ?, lease_owner = NULL, lease_expires_at = NULL"
+                " WHERE id = ? AND attempt = ? AND state = ? RETURNING id",
+                (pb.JOB_STATE_QUEUED, job_id, attempt, pb.JOB_STATE_RUNNING),
+            ).fetchone()
+            if updated is None:
+                return []
+            return [self._change_state(conn, job_id, now, pb.JOB_STATE_QUEUED, attempt, reason,
+                                       action="retried", actor=actor)]
 
         return await self._db.run(tx)
 

@@ -100,3 +100,61 @@ class RevokeApiKeyResponse(_message.Message):
     API_KEY_FIELD_NUMBER: _ClassVar[int]
     api_key: ApiKey
     def __init__(self, api_key: _Optional[_Union[ApiKey, _Mapping]] = ...) -> None: ...
+
+class DeadLetter(_message.Message):
+    __slots__ = ("job_id", "tenant_id", "replays", "reason", "parked")
+    JOB_ID_FIELD_NUMBER: _ClassVar[int]
+    TENANT_ID_FIELD_NUMBER: _ClassVar[int]
+    REPLAYS_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    PARKED_FIELD_NUMBER: _ClassVar[int]
+    job_id: str
+    tenant_id: str
+    replays: int
+    reason: str
+    parked: bool
+    def __init__(self, job_id: _Optional[str] = ..., tenant_id: _Optional[str] = ..., replays: _Optional[int] = ..., reason: _Optional[str] = ..., parked: _Optional[bool] = ...) -> None: ...
+
+class ListDeadLettersRequest(_message.Message):
+    __slots__ = ("parked", "tenant_id")
+    PARKED_FIELD_NUMBER: _ClassVar[int]
+    TENANT_ID_FIELD_NUMBER: _ClassVar[int]
+    parked: bool
+    tenant_id: str
+    def __init__(self, parked: _Optional[bool] = ..., tenant_id: _Optional[str] = ...) -> None: ...
+
+class ListDeadLettersResponse(_message.Message):
+    __slots__ = ("dead_letters", "dead_letter_queue_depth", "parked_queue_depth")
+    DEAD_LETTERS_FIELD_NUMBER: _ClassVar[int]
+    DEAD_LETTER_QUEUE_DEPTH_FIELD_NUMBER: _ClassVar[int]
+    PARKED_QUEUE_DEPTH_FIELD_NUMBER: _ClassVar[int]
+    dead_letters: _containers.RepeatedCompositeFieldContainer[DeadLetter]
+    dead_letter_queue_depth: int
+    parked_queue_depth: int
+    def __init__(self, dead_letters: _Optional[_Iterable[_Union[DeadLetter, _Mapping]]] = ..., dead_letter_queue_depth: _Optional[int] = ..., parked_queue_depth: _Optional[int] = ...) -> None: ...
+
+class ReplayDeadLettersRequest(_message.Message):
+    __slots__ = ("job_ids", "tenant_id", "all")
+    JOB_IDS_FIELD_NUMBER: _ClassVar[int]
+    TENANT_ID_FIELD_NUMBER: _ClassVar[int]
+    ALL_FIELD_NUMBER: _ClassVar[int]
+    job_ids: _containers.RepeatedScalarFieldContainer[str]
+    tenant_id: str
+    all: bool
+    def __init__(self, job_ids: _Optional[_Iterable[str]] = ..., tenant_id: _Optional[str] = ..., all: _Optional[bool] = ...) -> None: ...
+
+class ReplayDeadLettersResponse(_message.Message):
+    __slots__ = ("replayed_job_ids",)
+    REPLAYED_JOB_IDS_FIELD_NUMBER: _ClassVar[int]
+    replayed_job_ids: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, replayed_job_ids: _Optional[_Iterable[str]] = ...) -> None: ...
+
+class PurgeParkedRequest(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class PurgeParkedResponse(_message.Message):
+    __slots__ = ("purged_messages",)
+    PURGED_MESSAGES_FIELD_NUMBER: _ClassVar[int]
+    purged_messages: int
+    def __init__(self, purged_messages: _Optional[int] = ...) -> None: ...

@@ -60,6 +60,21 @@ class AdminServiceStub:
                 request_serializer=sluice_dot_v1_dot_admin__service__pb2.RevokeApiKeyRequest.SerializeToString,
                 response_deserializer=sluice_dot_v1_dot_admin__service__pb2.RevokeApiKeyResponse.FromString,
                 _registered_method=True)
+        self.ListDeadLetters = channel.unary_unary(
+                '/sluice.v1.AdminService/ListDeadLetters',
+                request_serializer=sluice_dot_v1_dot_admin__service__pb2.ListDeadLettersRequest.SerializeToString,
+                response_deserializer=sluice_dot_v1_dot_admin__service__pb2.ListDeadLettersResponse.FromString,
+                _registered_method=True)
+        self.ReplayDeadLetters = channel.unary_unary(
+                '/sluice.v1.AdminService/ReplayDeadLetters',
+                request_serializer=sluice_dot_v1_dot_admin__service__pb2.ReplayDeadLettersRequest.SerializeToString,
+                response_deserializer=sluice_dot_v1_dot_admin__service__pb2.ReplayDeadLettersResponse.FromString,
+                _registered_method=True)
+        self.PurgeParked = channel.unary_unary(
+                '/sluice.v1.AdminService/PurgeParked',
+                request_serializer=sluice_dot_v1_dot_admin__service__pb2.PurgeParkedRequest.SerializeToString,
+                response_deserializer=sluice_dot_v1_dot_admin__service__pb2.PurgeParkedResponse.FromString,
+                _registered_method=True)
 
 
 class AdminServiceServicer:
@@ -97,6 +112,27 @@ class AdminServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ListDeadLetters(self, request, context):
+        """Dead-lettered jobs with their reasons; parked ones are over their replay budget.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ReplayDeadLetters(self, request, context):
+        """Runs dead-lettered (or parked) jobs again: some by id, a tenant's, or all.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def PurgeParked(self, request, context):
+        """Empties the parking lot; the parked jobs stay DEAD_LETTERED for good.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_AdminServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -124,6 +160,21 @@ def add_AdminServiceServicer_to_server(servicer, server):
                     servicer.RevokeApiKey,
                     request_deserializer=sluice_dot_v1_dot_admin__service__pb2.RevokeApiKeyRequest.FromString,
                     response_serializer=sluice_dot_v1_dot_admin__service__pb2.RevokeApiKeyResponse.SerializeToString,
+            ),
+            'ListDeadLetters': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListDeadLetters,
+                    request_deserializer=sluice_dot_v1_dot_admin__service__pb2.ListDeadLettersRequest.FromString,
+                    response_serializer=sluice_dot_v1_dot_admin__service__pb2.ListDeadLettersResponse.SerializeToString,
+            ),
+            'ReplayDeadLetters': grpc.unary_unary_rpc_method_handler(
+                    servicer.ReplayDeadLetters,
+                    request_deserializer=sluice_dot_v1_dot_admin__service__pb2.ReplayDeadLettersRequest.FromString,
+                    response_serializer=sluice_dot_v1_dot_admin__service__pb2.ReplayDeadLettersResponse.SerializeToString,
+            ),
+            'PurgeParked': grpc.unary_unary_rpc_method_handler(
+                    servicer.PurgeParked,
+                    request_deserializer=sluice_dot_v1_dot_admin__service__pb2.PurgeParkedRequest.FromString,
+                    response_serializer=sluice_dot_v1_dot_admin__service__pb2.PurgeParkedResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -262,6 +313,87 @@ class AdminService:
             '/sluice.v1.AdminService/RevokeApiKey',
             sluice_dot_v1_dot_admin__service__pb2.RevokeApiKeyRequest.SerializeToString,
             sluice_dot_v1_dot_admin__service__pb2.RevokeApiKeyResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListDeadLetters(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/sluice.v1.AdminService/ListDeadLetters',
+            sluice_dot_v1_dot_admin__service__pb2.ListDeadLettersRequest.SerializeToString,
+            sluice_dot_v1_dot_admin__service__pb2.ListDeadLettersResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ReplayDeadLetters(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/sluice.v1.AdminService/ReplayDeadLetters',
+            sluice_dot_v1_dot_admin__service__pb2.ReplayDeadLettersRequest.SerializeToString,
+            sluice_dot_v1_dot_admin__service__pb2.ReplayDeadLettersResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def PurgeParked(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/sluice.v1.AdminService/PurgeParked',
+            sluice_dot_v1_dot_admin__service__pb2.PurgeParkedRequest.SerializeToString,
+            sluice_dot_v1_dot_admin__service__pb2.PurgeParkedResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -23,6 +23,26 @@ REFUSAL_REASON_NOT_FOUND: RefusalReason
 REFUSAL_REASON_ORDERED: RefusalReason
 REFUSAL_REASON_EXHAUSTED: RefusalReason
 
+class ReportDeadLetterRequest(_message.Message):
+    __slots__ = ("job_id", "replays", "reason", "parked")
+    JOB_ID_FIELD_NUMBER: _ClassVar[int]
+    REPLAYS_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    PARKED_FIELD_NUMBER: _ClassVar[int]
+    job_id: str
+    replays: int
+    reason: str
+    parked: bool
+    def __init__(self, job_id: _Optional[str] = ..., replays: _Optional[int] = ..., reason: _Optional[str] = ..., parked: _Optional[bool] = ...) -> None: ...
+
+class ReportDeadLetterResponse(_message.Message):
+    __slots__ = ("current", "state")
+    CURRENT_FIELD_NUMBER: _ClassVar[int]
+    STATE_FIELD_NUMBER: _ClassVar[int]
+    current: bool
+    state: _job_pb2.JobState
+    def __init__(self, current: _Optional[bool] = ..., state: _Optional[_Union[_job_pb2.JobState, str]] = ...) -> None: ...
+
 class RegisterWorkerRequest(_message.Message):
     __slots__ = ("worker_id", "languages", "slots")
     WORKER_ID_FIELD_NUMBER: _ClassVar[int]

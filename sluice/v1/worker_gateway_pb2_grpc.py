@@ -45,6 +45,11 @@ class WorkerGatewayStub:
                 request_serializer=sluice_dot_v1_dot_worker__gateway__pb2.RunJobRequest.SerializeToString,
                 response_deserializer=sluice_dot_v1_dot_worker__gateway__pb2.RunJobResponse.FromString,
                 _registered_method=True)
+        self.ReportDeadLetter = channel.unary_unary(
+                '/sluice.v1.WorkerGateway/ReportDeadLetter',
+                request_serializer=sluice_dot_v1_dot_worker__gateway__pb2.ReportDeadLetterRequest.SerializeToString,
+                response_deserializer=sluice_dot_v1_dot_worker__gateway__pb2.ReportDeadLetterResponse.FromString,
+                _registered_method=True)
 
 
 class WorkerGatewayServicer:
@@ -66,6 +71,14 @@ class WorkerGatewayServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ReportDeadLetter(self, request, context):
+        """For the recovery service: a job's message is among the dead letters (or was parked).
+        The store marks the job DEAD_LETTERED unless the letter is stale.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_WorkerGatewayServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -78,6 +91,11 @@ def add_WorkerGatewayServicer_to_server(servicer, server):
                     servicer.RunJob,
                     request_deserializer=sluice_dot_v1_dot_worker__gateway__pb2.RunJobRequest.FromString,
                     response_serializer=sluice_dot_v1_dot_worker__gateway__pb2.RunJobResponse.SerializeToString,
+            ),
+            'ReportDeadLetter': grpc.unary_unary_rpc_method_handler(
+                    servicer.ReportDeadLetter,
+                    request_deserializer=sluice_dot_v1_dot_worker__gateway__pb2.ReportDeadLetterRequest.FromString,
+                    response_serializer=sluice_dot_v1_dot_worker__gateway__pb2.ReportDeadLetterResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -135,6 +153,33 @@ class WorkerGateway:
             '/sluice.v1.WorkerGateway/RunJob',
             sluice_dot_v1_dot_worker__gateway__pb2.RunJobRequest.SerializeToString,
             sluice_dot_v1_dot_worker__gateway__pb2.RunJobResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ReportDeadLetter(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/sluice.v1.WorkerGateway/ReportDeadLetter',
+            sluice_dot_v1_dot_worker__gateway__pb2.ReportDeadLetterRequest.SerializeToString,
+            sluice_dot_v1_dot_worker__gateway__pb2.ReportDeadLetterResponse.FromString,
             options,
             channel_credentials,
             insecure,
