@@ -11,8 +11,10 @@ import re
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from execution_plane.sandbox.contract import ResourceLimits
+if TYPE_CHECKING:
+    from execution_plane.sandbox.contract import ResourceLimits
 
 REGISTRY_FILE = Path(__file__).with_name("languages.toml")
 
@@ -102,6 +104,10 @@ def _missing_paths(mounts: tuple[Mount, ...]) -> list[str]:
 
 def load_registry(path: Path = REGISTRY_FILE) -> Registry:
     """Parse the registry; keep the languages whose toolchain paths exist on this host."""
+    # Imported here: the sandbox package imports this module, and importing this module
+    # first must work too.
+    from execution_plane.sandbox.contract import ResourceLimits
+
     with path.open("rb") as f:
         data = tomllib.load(f)
     sandbox = data.get("sandbox", {})
