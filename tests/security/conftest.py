@@ -18,10 +18,21 @@ WORKER_SECRET = "sluice-canary-" + secrets.token_hex(8)
 
 @pytest.fixture(scope="session")
 async def pool() -> AsyncIterator[SandboxPool]:
-    os.environ["SLUICE_TEST_SECRET"] = WORKER_SECRET
-    os.environ["SLUICE_AMQP_URL"] = f"amqp://guest:{WORKER_SECRET}@127.0.0.1:5672/"
-    sandbox = SandboxPool(slots=2)
-    await sandbox.start()
+    planted = {
+        "SLUICE_TEST_SECRET": WORKER_SECRET,
+        "SLUICE_AMQP_URL": f"amqp://guest:{WORKER_SECRET}@127.0.0.1:5672/",
+    }
+    saved = {name: os.environ.get(name) for name in planted}
+    os.environ.update(planted)
+    try:
+        sandbox = SandboxPool(slots=2)
+        await sandbox.start()  # the runners start now, with the secret in the environment
+    finally:
+        for name, value in saved.items():  # other tests' settings must not see it
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
     yield sandbox
     await sandbox.close()
 
