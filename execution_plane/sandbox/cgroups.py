@@ -22,7 +22,7 @@ from pathlib import Path
 
 V1_CONTROLLERS = ("memory", "pids", "cpuacct", "freezer")
 V2_CONTROLLERS = ("memory", "pids")
-UNLIMITED = "max"
+SERVICE_LEAF = "sluice-service"  # v2: where the service moves itself to delegate controllers
 
 
 class CgroupUnavailable(Exception):
@@ -306,8 +306,8 @@ class CgroupTree:
                 os.rmdir(d)
 
 
-def open_cgroup_tree(name: str) -> CgroupTree:
-    """Create the pool's cgroup directory next to (below) the service's own cgroup."""
+def locate_bases() -> tuple[int, dict[str, str]]:
+    """Where pools of this process create their cgroups: (version, controller -> dir)."""
     mounts = _mountinfo()
     own = _own_cgroups()
     v1: dict[str, str] = {}
@@ -316,26 +316,58 @@ def open_cgroup_tree(name: str) -> CgroupTree:
             if fstype == "cgroup" and controller in options and controller in own:
                 v1[controller] = _join(Mountpoint(root, path), own[controller])
                 break
-    try:
-        if len(v1) == len(V1_CONTROLLERS):
-            parents = {c: f"{d}/{name}" for c, d in v1.items()}
-            for d in parents.values():
-                os.makedirs(d, exist_ok=True)
-            return CgroupTree(1, parents)
-        for root, path, fstype, _ in mounts:
-            if fstype == "cgroup2" and "" in own:
-                base = _join(Mountpoint(root, path), own[""])
+    if len(v1) == len(V1_CONTROLLERS):
+        return 1, v1
+    for root, path, fstype, _ in mounts:
+        if fstype == "cgroup2" and "" in own:
+            base = _join(Mountpoint(root, path), own[""])
+            if os.path.basename(base) == SERVICE_LEAF:  # moved there by an earlier pool
+                base = os.path.dirname(base)
+            try:
                 available = _read(f"{base}/cgroup.controllers").split()
-                if all(c in available for c in V2_CONTROLLERS):
-                    return CgroupTree(2, {"": _create_v2_parent(base, name)})
-    except OSError as exc:
-        raise CgroupUnavailable(f"cannot create the sandbox cgroups: {exc}") from exc
+            except OSError:
+                continue
+            if all(c in available for c in V2_CONTROLLERS):
+                return 2, {"": base}
     missing = [c for c in V1_CONTROLLERS if c not in v1]
     raise CgroupUnavailable(
         "cgroup controllers unusable: need v1 "
         f"{'/'.join(V1_CONTROLLERS)} (missing {', '.join(missing)}) or a v2 hierarchy "
         "with memory and pids delegated to this process"
     )
+
+
+def open_cgroup_tree(name: str) -> CgroupTree:
+    """Create the pool's cgroup directory below the service's own cgroup."""
+    version, bases = locate_bases()
+    try:
+        if version == 1:
+            parents = {c: f"{d}/{name}" for c, d in bases.items()}
+            for d in parents.values():
+                os.makedirs(d, exist_ok=True)
+            return CgroupTree(1, parents)
+        return CgroupTree(2, {"": _create_v2_parent(bases[""], name)})
+    except OSError as exc:
+        raise CgroupUnavailable(f"cannot create the sandbox cgroups: {exc}") from exc
+
+
+def remove_tree_dir(directory: str) -> bool:
+    """Kill whatever is left in a pool's cgroup dir and remove it; False if it stays."""
+    for entry in os.scandir(directory):
+        if entry.is_dir(follow_symlinks=False):
+            remove_tree_dir(entry.path)
+    for _ in range(50):
+        try:
+            for pid in _read(f"{directory}/cgroup.procs").split():
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(int(pid), signal.SIGKILL)
+            os.rmdir(directory)
+            return True
+        except FileNotFoundError:
+            return True
+        except OSError:
+            time.sleep(0.01)  # killed tasks take a moment to leave
+    return False
 
 
 def _create_v2_parent(base: str, name: str) -> str:
@@ -349,7 +381,7 @@ def _create_v2_parent(base: str, name: str) -> str:
         if exc.errno != errno.EBUSY:
             raise
         # The service shares its cgroup with itself: move it into a leaf, then delegate.
-        leaf = f"{base}/sluice-service"
+        leaf = f"{base}/{SERVICE_LEAF}"
         os.makedirs(leaf, exist_ok=True)
         _write(f"{leaf}/cgroup.procs", str(os.getpid()))
         _write(f"{base}/cgroup.subtree_control", wanted)

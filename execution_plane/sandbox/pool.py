@@ -25,6 +25,7 @@ from execution_plane.sandbox.contract import (
 from execution_plane.sandbox.output import CollectingSink
 from execution_plane.sandbox.seccomp import compile_bpf
 from execution_plane.sandbox.slot import Slot, SlotBroken
+from execution_plane.sandbox.stale import cgroup_name, reclaim_stale, work_root_prefix
 from execution_plane.sandbox.step import run_step
 from execution_plane.sandbox.toolchains import StagedToolchains
 
@@ -67,6 +68,7 @@ class SandboxPool:
         self.pool_id = next(_pool_ids)
         self.owns_work_root = False
         self.toolchains = StagedToolchains()
+        self.reclaimed: list[str] = []  # leftovers of dead workers removed at start
 
     # -- lifecycle -------------------------------------------------------------------
 
@@ -82,8 +84,9 @@ class SandboxPool:
         self.registry = load_registry()
         self.unavailable = dict(self.registry.missing)
         self.seccomp_bpf = await asyncio.to_thread(compile_bpf)
+        self.reclaimed = await asyncio.to_thread(reclaim_stale, tempfile.gettempdir())
         try:
-            self.tree = open_cgroup_tree(f"sluice-{os.getpid()}-{self.pool_id}")
+            self.tree = open_cgroup_tree(cgroup_name(self.pool_id))
         except CgroupUnavailable as exc:
             raise SandboxUnavailable(str(exc)) from exc
         try:
@@ -129,9 +132,11 @@ class SandboxPool:
     def _make_work_root(self) -> None:
         if self.requested_work_root:
             os.makedirs(self.requested_work_root, exist_ok=True)
+            # An earlier run of this worker may have died with its slots still mounted.
+            workdir.unmount_all_under(self.requested_work_root)
             self.work_root = self.requested_work_root
         else:
-            self.work_root = tempfile.mkdtemp(prefix="sluice-sandbox-")
+            self.work_root = tempfile.mkdtemp(prefix=work_root_prefix())
             self.owns_work_root = True
         # Slot uids must traverse it to bind their dir; nobody may list it.
         os.chmod(self.work_root, 0o711)

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import ctypes
 import os
+import re
 import stat
 
 from execution_plane.sandbox.contract import SourceFile
@@ -48,11 +49,27 @@ def unmount(path: str) -> None:
         _check(result, f"umount {path}")
 
 
-def is_mount_point(path: str) -> bool:
-    try:
-        return os.stat(path).st_dev != os.stat(os.path.dirname(path.rstrip("/"))).st_dev
-    except FileNotFoundError:
-        return False
+def mounts_under(path: str) -> list[str]:
+    """Mount points at or below `path`, deepest first."""
+    root = os.path.realpath(path).rstrip("/")
+    found = []
+    with open("/proc/self/mountinfo") as f:
+        for line in f:
+            point = _unescape(line.split()[4])
+            if point == root or point.startswith(root + "/"):
+                found.append(point)
+    return sorted(found, key=lambda p: p.count("/"), reverse=True)
+
+
+def _unescape(field: str) -> str:
+    # mountinfo writes space, tab, newline and backslash as octal escapes.
+    return re.sub(r"\\([0-7]{3})", lambda m: chr(int(m.group(1), 8)), field)
+
+
+def unmount_all_under(path: str) -> None:
+    """Lazily unmount everything at or below `path` (leftovers of an earlier run)."""
+    for point in mounts_under(path):
+        _libc.umount2(point.encode(), MNT_DETACH)
 
 
 def validate_name(name: str) -> list[str]:

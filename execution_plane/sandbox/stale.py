@@ -1,0 +1,54 @@
+"""Leftovers of a worker that died without closing its pool (SIGKILL, OOM kill, power loss).
+
+A pool names what it creates after its process: cgroups `sluice-<pid>-<n>` below the
+service's cgroup and a work root `sluice-sandbox-<pid>-*` in the temp dir. At start a pool
+removes those whose process is gone, mounts first (deepest first), then the directories.
+A pid that is alive again (reused) is left alone: better a leak than a live pool's files.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+import shutil
+
+from execution_plane.sandbox import workdir
+from execution_plane.sandbox.cgroups import CgroupUnavailable, locate_bases, remove_tree_dir
+
+CGROUP_NAME = re.compile(r"^sluice-(\d+)-\d+$")
+WORK_ROOT_NAME = re.compile(r"^sluice-sandbox-(\d+)-")
+
+
+def work_root_prefix() -> str:
+    return f"sluice-sandbox-{os.getpid()}-"
+
+
+def cgroup_name(pool_id: int) -> str:
+    return f"sluice-{os.getpid()}-{pool_id}"
+
+
+def _dead(pid: str) -> bool:
+    return int(pid) != os.getpid() and not os.path.exists(f"/proc/{pid}")
+
+
+def reclaim_stale(temp_dir: str) -> list[str]:
+    """Remove dead workers' cgroups and work roots; returns what was removed."""
+    removed: list[str] = []
+    with contextlib.suppress(CgroupUnavailable, OSError):
+        _, bases = locate_bases()
+        for base in bases.values():
+            for entry in os.scandir(base):
+                match = CGROUP_NAME.match(entry.name)
+                if match and entry.is_dir() and _dead(match.group(1)):
+                    if remove_tree_dir(entry.path):
+                        removed.append(entry.path)
+    with contextlib.suppress(OSError):
+        for entry in os.scandir(temp_dir):
+            match = WORK_ROOT_NAME.match(entry.name)
+            if match and entry.is_dir(follow_symlinks=False) and _dead(match.group(1)):
+                workdir.unmount_all_under(entry.path)
+                if not workdir.mounts_under(entry.path):
+                    shutil.rmtree(entry.path, ignore_errors=True)
+                    removed.append(entry.path)
+    return removed
