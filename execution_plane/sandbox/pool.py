@@ -69,10 +69,12 @@ class SandboxPool:
         self.owns_work_root = False
         self.toolchains = StagedToolchains()
         self.reclaimed: list[str] = []  # leftovers of dead workers removed at start
+        self.closing = False
 
     # -- lifecycle -------------------------------------------------------------------
 
     async def start(self) -> None:
+        self.closing = False
         bwrap = find_bwrap()
         if bwrap is None:
             raise SandboxUnavailable("bubblewrap not found: install the Debian package bubblewrap")
@@ -142,6 +144,7 @@ class SandboxPool:
         os.chmod(self.work_root, 0o711)
 
     async def close(self) -> None:
+        self.closing = True  # jobs killed now must not restart their slot's runner
         for slot in self.slots:
             with contextlib.suppress(Exception):
                 await slot.close()
@@ -257,6 +260,8 @@ class SandboxPool:
         return None
 
     async def _release(self, slot: Slot) -> None:
+        if self.closing:
+            return
         try:
             if slot.broken or not slot.alive:
                 await slot.close()

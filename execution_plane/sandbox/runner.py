@@ -23,6 +23,7 @@ In the child the fds are 0, 1, 2 and the seccomp program is fd 3 (`bwrap --secco
 from __future__ import annotations
 
 import base64
+import contextlib
 import ctypes
 import errno
 import fcntl
@@ -79,7 +80,7 @@ class Runner:
                 except InterruptedError:
                     continue
                 if not data:
-                    return  # the service went away: nothing more to run
+                    return  # the service closed the slot (or died)
                 try:
                     self.handle(json.loads(data), fds)
                 finally:
@@ -98,6 +99,19 @@ class Runner:
                     os.kill(self.current, signal.SIGKILL)
                 except ProcessLookupError:
                     pass
+
+    def shut_down(self) -> None:
+        """Kill the current run and reap every child, so no zombie outlives the runner."""
+        if self.current is not None:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(self.current, signal.SIGKILL)
+        while True:
+            try:
+                os.wait4(-1, 0)
+            except ChildProcessError:
+                return
+            except InterruptedError:
+                continue
 
     def reap(self) -> None:
         # As subreaper we inherit whatever a killed bwrap leaves behind; reap it all.
@@ -128,13 +142,14 @@ class Runner:
         argv = [str(a) for a in message["argv"]]  # type: ignore[union-attr]
         rlimits = [tuple(int(x) for x in r) for r in message["rlimits"]]  # type: ignore[union-attr]
         err_r, err_w = os.pipe2(os.O_CLOEXEC)
+        runner_pid = os.getpid()
         pid = os.fork()
         if pid == 0:
             try:
                 os.close(err_r)
                 # Park the error pipe high so the dup2 calls cannot land on it.
                 err_w = fcntl.fcntl(err_w, fcntl.F_DUPFD_CLOEXEC, 100)
-                self.exec_child(argv, rlimits, fds, err_w)
+                self.exec_child(argv, rlimits, fds, err_w, runner_pid)
             except BaseException as exc:  # the child must never return into the runner's loop
                 try:
                     os.write(err_w, f"runner child: {exc}".encode()[:512])
@@ -166,7 +181,12 @@ class Runner:
         self.send({"ev": "started", "pid": pid})
 
     def exec_child(
-        self, argv: list[str], rlimits: list[tuple[int, ...]], fds: list[int], err_w: int
+        self,
+        argv: list[str],
+        rlimits: list[tuple[int, ...]],
+        fds: list[int],
+        err_w: int,
+        runner_pid: int,
     ) -> None:
         signal.set_wakeup_fd(-1)
         for sig in (signal.SIGCHLD, signal.SIGPIPE, signal.SIGXFSZ, signal.SIGXCPU):
@@ -176,7 +196,6 @@ class Runner:
         # runner's -1000, when it could be set, must not be inherited).
         with open("/proc/self/oom_score_adj", "w") as f:
             f.write("1000")
-        _prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
         seccomp_fd = os.memfd_create("sluice-seccomp", 0)
         os.write(seccomp_fd, self.seccomp)
         os.lseek(seccomp_fd, 0, os.SEEK_SET)
@@ -193,6 +212,11 @@ class Runner:
         os.setgroups([])
         os.setresgid(self.gid, self.gid, self.gid)
         os.setresuid(self.uid, self.uid, self.uid)
+        # After the uid change, which clears it: bwrap dies with the runner, and its
+        # sandbox with it (--die-with-parent).
+        _prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+        if os.getppid() != runner_pid:
+            os._exit(127)  # the runner died before the line above
         os.execve(self.bwrap, argv, {})
 
 
@@ -202,11 +226,16 @@ def main() -> None:
     _prctl(PR_SET_CHILD_SUBREAPER, 1)
     # If the service dies, so does the runner (and, through PDEATHSIG, its runs).
     _prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+    runner = Runner(sock, uid, gid, bwrap)
     try:
-        Runner(sock, uid, gid, bwrap).serve()
+        runner.serve()
     except OSError as exc:
-        if exc.errno != errno.EPIPE:
+        if exc.errno not in (errno.EPIPE, errno.ECONNRESET):
             raise
+    finally:
+        # However the service went away, nothing the runner started may be left behind,
+        # not even as a zombie: whatever init adopts it might never reap it.
+        runner.shut_down()
 
 
 if __name__ == "__main__":

@@ -109,6 +109,7 @@ class Slot:
                 await self.events.put(json.loads(data))
         except (OSError, ValueError):
             pass
+        self.broken = True
         await self.events.put({"ev": "gone"})
 
     def _send(self, message: dict[str, object], fds: list[int] | None = None) -> None:
@@ -163,16 +164,23 @@ class Slot:
     async def close(self) -> None:
         if self.process and self.process.returncode is None:
             await self.cgroup.kill_all(spare=self.process.pid)
-            with contextlib.suppress(ProcessLookupError):
-                self.process.kill()
-            await self.process.wait()
         if self.reader:
             self.reader.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self.reader
+            self.events.put_nowait({"ev": "gone"})  # wake a step still waiting on this slot
         if self.sock:
+            # EOF tells the runner to reap its children and exit: a runner killed outright
+            # would leave them as zombies of whatever init adopts them.
             self.sock.close()
             self.sock = None
+        if self.process and self.process.returncode is None:
+            try:
+                await asyncio.wait_for(self.process.wait(), timeout=2.0)
+            except TimeoutError:
+                with contextlib.suppress(ProcessLookupError):
+                    self.process.kill()
+                await self.process.wait()
         with contextlib.suppress(OSError):
             workdir.unmount(self.work_dir)
         with contextlib.suppress(OSError):

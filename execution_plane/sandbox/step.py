@@ -110,6 +110,7 @@ async def run_step(
                 os.close(fd)
         killed_for, exit_ = await _supervise(slot, limits, cap, cancelled, cpu_before, started)
     except SlotBroken as exc:
+        slot.broken = True
         for pump in pumps:
             pump.cancel()
         await slot.cgroup.kill_all(spare=slot.runner_pid)

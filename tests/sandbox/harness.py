@@ -73,7 +73,7 @@ async def run(
     )
 
 
-def processes_of_uids(uids: set[int]) -> list[int]:
+def processes_of_uids(uids: set[int], include_zombies: bool = True) -> list[int]:
     """Host pids whose real or effective uid is one of `uids`."""
     found = []
     for entry in os.listdir("/proc"):
@@ -82,6 +82,8 @@ def processes_of_uids(uids: set[int]) -> list[int]:
         try:
             with open(f"/proc/{entry}/status") as f:
                 for line in f:
+                    if line.startswith("State:") and "Z" in line and not include_zombies:
+                        break
                     if line.startswith("Uid:"):
                         real, effective = (int(x) for x in line.split()[1:3])
                         if real in uids or effective in uids:
@@ -90,6 +92,10 @@ def processes_of_uids(uids: set[int]) -> list[int]:
         except (FileNotFoundError, ProcessLookupError):
             continue
     return found
+
+
+def living_processes_of_uids(uids: set[int]) -> list[int]:
+    return processes_of_uids(uids, include_zombies=False)
 
 
 async def assert_host_untouched(pool: SandboxPool) -> None:
