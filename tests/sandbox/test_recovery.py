@@ -57,5 +57,4 @@ async def test_close_kills_running_jobs(solo: SandboxPool) -> None:
     await solo.close()
     ran = await asyncio.wait_for(job, timeout=10)
     assert ran.outcome.verdict is Verdict.INTERNAL_ERROR
-    left = processes_of_uids({uid})
-    assert left == [], [open(f"/proc/{p}/stat").read() for p in left]  # not even a zombie
+    assert processes_of_uids({uid}) == []  # not even a zombie
