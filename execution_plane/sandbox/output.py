@@ -20,6 +20,7 @@ class OutputCap:
         self.exceeded = asyncio.Event()
         self.lock = asyncio.Lock()
         self.first_stderr = b""  # start of stderr, to recognise bwrap's own failures
+        self.sink_error = ""
 
     async def deliver(self, stream: OutputStream, data: bytes) -> None:
         async with self.lock:
@@ -33,8 +34,13 @@ class OutputCap:
             if len(kept) < len(data):
                 self.truncated[stream] = True
                 self.exceeded.set()
-            if kept:
-                await self.sink(stream, kept)
+            if kept and not self.sink_error:
+                try:
+                    await self.sink(stream, kept)
+                except Exception as exc:
+                    # The caller's sink broke: keep draining (a program blocked on a full
+                    # pipe would only end at its time limit) and report it with the result.
+                    self.sink_error = f"output sink failed: {type(exc).__name__}: {exc}"
 
 
 class CollectingSink:

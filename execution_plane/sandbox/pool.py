@@ -267,7 +267,9 @@ class SandboxPool:
                 await slot.close()
                 await slot.start()
                 slot.broken = False
-            slot.reset_workdir(slot.workdir_bytes or PROBE_LIMITS.workdir_bytes)
+            # In a thread: unmounting frees every page the job wrote there.
+            size = slot.workdir_bytes or PROBE_LIMITS.workdir_bytes
+            await asyncio.to_thread(slot.reset_workdir, size)
         except Exception:
             # Keep the slot out of rotation rather than hand a dirty one to the next job.
             return
@@ -283,7 +285,7 @@ class SandboxPool:
     ) -> JobOutcome:
         assert self.registry is not None
         if slot.workdir_bytes != spec.limits.workdir_bytes:
-            slot.reset_workdir(spec.limits.workdir_bytes)
+            await asyncio.to_thread(slot.reset_workdir, spec.limits.workdir_bytes)
         await asyncio.to_thread(workdir.write_files, slot.work_dir, spec.files, slot.uid, slot.gid)
         entry = spec.files[0].name
         compile_output = ""

@@ -146,6 +146,8 @@ async def run_step(
     outcome.stderr_truncated = cap.truncated[OutputStream.STDERR]
     if survivors and outcome.verdict is not Verdict.INTERNAL_ERROR:
         outcome.detail = "sandbox: tasks outlived the run"
+    if cap.sink_error and not outcome.detail:
+        outcome.detail = cap.sink_error.splitlines()[0]
     return outcome
 
 

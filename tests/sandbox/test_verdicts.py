@@ -94,3 +94,16 @@ async def test_many_jobs_at_once_share_the_slots(run_job) -> None:
     results = await asyncio.gather(*(run_job("python", f"print({i})") for i in range(8)))
     assert [r.stdout for r in results] == [f"{i}\n".encode() for i in range(8)]
     assert all(r.outcome.verdict is Verdict.OK for r in results)
+
+
+async def test_a_failing_output_sink_does_not_stall_the_program(pool) -> None:
+    limits = ResourceLimits(20_000, 10_000, 1 << 28, 16, 10 << 20)
+    source = b"import sys\nfor _ in range(2000):\n    sys.stdout.write('x' * 1000)\n"
+    spec = JobSpec("python", [SourceFile("main.py", source)], b"", [], limits)
+
+    async def broken_sink(stream: OutputStream, data: bytes) -> None:
+        raise ConnectionError("gateway went away")
+
+    outcome = await pool.run_job(spec, broken_sink, asyncio.Event())
+    assert outcome.verdict is Verdict.OK
+    assert "output sink failed" in outcome.detail
