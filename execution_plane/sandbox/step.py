@@ -129,6 +129,8 @@ async def run_step(
     _, pending = await asyncio.wait(pumps, timeout=DRAIN_SECONDS)
     for pump in pending:
         pump.cancel()
+    if killed_for is None and cap.exceeded.is_set():
+        killed_for = Verdict.OUTPUT_LIMIT_EXCEEDED  # it wrote too much, then exited first
     usage = ResourceUsage(
         cpu_time_ms=(slot.cgroup.cpu_ns() - cpu_before) // 1_000_000,
         wall_time_ms=wall_ms,

@@ -181,3 +181,12 @@ async def test_cancel_a_fork_bomb(pool: SandboxPool, run_job) -> None:
     assert ran.outcome.verdict is Verdict.CANCELLED
     assert time.monotonic() - start < 1.0 + 2.0
     await assert_host_untouched(pool)
+
+
+async def test_output_over_the_cap_then_a_quick_exit(pool: SandboxPool, run_job) -> None:
+    source = "import os\nos.write(1, b'y' * 300_000)\n"
+    ran = await run_job("python", source, max_output_bytes=64 * 1024)
+    assert ran.outcome.verdict is Verdict.OUTPUT_LIMIT_EXCEEDED
+    assert ran.outcome.stdout_truncated
+    assert ran.stdout == b"y" * (64 * 1024)
+    await assert_host_untouched(pool)
