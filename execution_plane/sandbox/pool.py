@@ -51,8 +51,8 @@ class SandboxUnavailable(Exception):
 
 class SandboxPool:
     def __init__(self, slots: int, work_root: str | None = None) -> None:
-        if slots < 1:
-            raise ValueError("slots must be at least 1")
+        if not 1 <= slots < UIDS_PER_PROCESS:
+            raise ValueError(f"slots must be between 1 and {UIDS_PER_PROCESS - 1}")
         self.slot_count = slots
         self.requested_work_root = work_root
         self.work_root = ""
