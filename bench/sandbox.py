@@ -192,7 +192,8 @@ async def platform_figures(jobs: int, slots: int) -> Figures | str:
         median, p90 = _median_p90(samples)
         return Figures(median, p90, throughput)
     except Exception as exc:
-        return f"the platform failed: {type(exc).__name__}: {exc}".splitlines()[0]
+        lines = [line for line in str(exc).splitlines() if line.strip()] or [""]
+        return f"the platform failed ({type(exc).__name__}: {lines[-1].strip()}; logs in {workdir})"
     finally:
         await asyncio.to_thread(stack.stop)
         await asyncio.to_thread(vhost.__exit__, None, None, None)
