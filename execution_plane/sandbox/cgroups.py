@@ -380,10 +380,18 @@ def _create_v2_parent(base: str, name: str) -> str:
     except OSError as exc:
         if exc.errno != errno.EBUSY:
             raise
-        # The service shares its cgroup with itself: move it into a leaf, then delegate.
+        # Processes live in the service's cgroup (in a container: the whole container,
+        # ours and our parents). Move them all into a leaf beside the pool, as container
+        # inits do, then delegate. They stay under `base`, so its limits still hold.
         leaf = f"{base}/{SERVICE_LEAF}"
         os.makedirs(leaf, exist_ok=True)
-        _write(f"{leaf}/cgroup.procs", str(os.getpid()))
+        for pid in _read(f"{base}/cgroup.procs").split():
+            try:
+                _write(f"{leaf}/cgroup.procs", pid)
+            except OSError as move_error:
+                # Gone meanwhile, or a kernel thread that cannot move.
+                if move_error.errno not in (errno.ESRCH, errno.EINVAL):
+                    raise
         _write(f"{base}/cgroup.subtree_control", wanted)
     _write(f"{parent}/cgroup.subtree_control", wanted)
     return parent
