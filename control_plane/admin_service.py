@@ -1,13 +1,19 @@
-"""sluice.v1.AdminService: tenants and API keys, for admin keys only."""
+"""sluice.v1.AdminService: tenants, API keys, quotas, dead letters and the audit trail, for
+admin keys only."""
 
 from __future__ import annotations
 
+import base64
+
 import grpc
+from google.protobuf.struct_pb2 import Struct
 from google.protobuf.timestamp_pb2 import Timestamp
 
 from control_plane.auth import Authenticator
 from control_plane.dead_letter_admin import DeadLetterAdmin
 from control_plane.job_publisher import BrokerUnavailable
+from control_plane.store.audit import AuditLog, AuditRecord
+from control_plane.store.quotas import QUOTA_FIELDS, InvalidQuota, QuotaStore, QuotaView
 from control_plane.store.tenants import (
     ApiKeyRecord,
     Tenant,
@@ -20,6 +26,8 @@ from sluice.v1 import admin_service_pb2 as adm
 from sluice.v1 import admin_service_pb2_grpc as adm_grpc
 
 log = get_logger(__name__)
+MAX_AUDIT_PAGE = 1000
+DEFAULT_AUDIT_PAGE = 100
 
 
 def _ts(seconds: float | None) -> Timestamp | None:
@@ -39,12 +47,34 @@ def key_message(key: ApiKeyRecord) -> adm.ApiKey:
                       create_time=_ts(key.created_at), revoke_time=_ts(key.revoked_at))
 
 
+def quota_message(values: dict[str, float]) -> adm.Quota:
+    return adm.Quota(**{name: value for name, value in values.items() if name in QUOTA_FIELDS})
+
+
+def quota_view_fields(view: QuotaView) -> dict[str, object]:
+    return {
+        "tenant_id": view.tenant_id,
+        "quota": quota_message({name: getattr(view.quota, name) for name in QUOTA_FIELDS}),
+        "overrides": quota_message(view.overrides),
+    }
+
+
+def audit_message(record: AuditRecord) -> adm.AuditEvent:
+    detail = Struct()
+    detail.update(record.detail)
+    return adm.AuditEvent(seq=record.seq, time=_ts(record.time), tenant_id=record.tenant_id,
+                          actor=record.actor, action=record.action, job_id=record.job_id,
+                          detail=detail)
+
+
 class AdminService(adm_grpc.AdminServiceServicer):
     def __init__(self, auth: Authenticator, tenants: TenantStore,
-                 dead_letters: DeadLetterAdmin) -> None:
+                 dead_letters: DeadLetterAdmin, quotas: QuotaStore, audit: AuditLog) -> None:
         self._auth = auth
         self._tenants = tenants
         self._dead_letters = dead_letters
+        self._quotas = quotas
+        self._audit = audit
 
     async def CreateTenant(self, request: adm.CreateTenantRequest,
                            context: grpc.aio.ServicerContext) -> adm.CreateTenantResponse:
@@ -125,3 +155,65 @@ class AdminService(adm_grpc.AdminServiceServicer):
         actor = await self._auth.admin(context)
         purged = await self._dead_letters.purge_parked(actor=f"key:{actor.key_id}")
         return adm.PurgeParkedResponse(purged_messages=purged)
+
+    # Quotas ---------------------------------------------------------------------------
+
+    async def GetQuota(self, request: adm.GetQuotaRequest,
+                       context: grpc.aio.ServicerContext) -> adm.GetQuotaResponse:
+        await self._auth.admin(context)
+        try:
+            view = await self._quotas.get(request.tenant_id)
+        except UnknownTenant as exc:
+            await context.abort(grpc.StatusCode.NOT_FOUND, str(exc))
+        usage = view.usage
+        assert usage is not None
+        return adm.GetQuotaResponse(
+            **quota_view_fields(view),
+            usage=adm.QuotaUsage(queued_jobs=usage.queued_jobs,
+                                 running_jobs=usage.running_jobs,
+                                 cpu_seconds_last_day=usage.cpu_ms_last_day / 1000,
+                                 submit_tokens=usage.submit_tokens))
+
+    async def SetQuota(self, request: adm.SetQuotaRequest,
+                       context: grpc.aio.ServicerContext) -> adm.SetQuotaResponse:
+        actor = await self._auth.admin(context)
+        changes = {name: getattr(request.quota, name) for name in QUOTA_FIELDS
+                   if request.quota.HasField(name)}
+        try:
+            view = await self._quotas.set(request.tenant_id, changes,
+                                          list(request.reset_fields),
+                                          actor=f"key:{actor.key_id}")
+        except InvalidQuota as exc:
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
+        except UnknownTenant as exc:
+            await context.abort(grpc.StatusCode.NOT_FOUND, str(exc))
+        return adm.SetQuotaResponse(**quota_view_fields(view))
+
+    # The audit trail ------------------------------------------------------------------
+
+    async def ListAuditEvents(self, request: adm.ListAuditEventsRequest,
+                              context: grpc.aio.ServicerContext
+                              ) -> adm.ListAuditEventsResponse:
+        await self._auth.admin(context)
+        if request.page_size < 0 or request.page_size > MAX_AUDIT_PAGE:
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT,
+                                f"page_size is {request.page_size}; it must be 0-{MAX_AUDIT_PAGE}")
+        size = request.page_size or DEFAULT_AUDIT_PAGE
+        after_seq = 0
+        if request.page_token:
+            try:
+                after_seq = int(base64.urlsafe_b64decode(request.page_token.encode()).decode())
+            except (ValueError, UnicodeDecodeError):
+                after_seq = -1
+            if after_seq < 0:
+                await context.abort(grpc.StatusCode.INVALID_ARGUMENT,
+                                    "page_token is not one ListAuditEvents returned")
+        records = await self._audit.query(tenant_id=request.tenant_id, job_id=request.job_id,
+                                          action=request.action, after_seq=after_seq,
+                                          limit=size + 1)
+        token = ""
+        if len(records) > size:
+            records = records[:size]
+            token = base64.urlsafe_b64encode(str(records[-1].seq).encode()).decode()
+        return adm.ListAuditEventsResponse(events=[audit_message(r) for r in records],
+                                           next_page_token=token)

@@ -13,7 +13,9 @@ import grpc
 from control_plane import metrics
 from control_plane.auth import Authenticator
 from control_plane.job_publisher import BrokerUnavailable, JobPublisher
+from control_plane.quotas import QuotaExceeded, SubmitAdmission
 from control_plane.store.jobs import TERMINAL_STATES, JobStore
+from control_plane.store.quotas import TenantQuota
 from control_plane.submit_validation import InvalidRequest, validate_submission
 from control_plane.watch_hub import WatchHub
 from control_plane.worker_gateway import WorkerGateway
@@ -45,6 +47,7 @@ class ExecutionService(api_grpc.ExecutionServiceServicer):
         self._publisher = publisher
         self._hub = hub
         self._gateway = gateway
+        self._quota_defaults = TenantQuota.defaults(settings)
 
     async def SubmitJob(self, request: api.SubmitJobRequest,
                         context: grpc.aio.ServicerContext) -> api.SubmitJobResponse:
@@ -54,26 +57,41 @@ class ExecutionService(api_grpc.ExecutionServiceServicer):
             spec = validate_submission(request, self._settings, await self._gateway.language_ids())
         except InvalidRequest as exc:
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
-        job, created = await self._jobs.create(principal.tenant_id, spec,
-                                               actor=f"key:{principal.key_id}")
+        # Quotas are checked in the transaction that stores the job: one trip to the store.
+        admission = SubmitAdmission(self._quota_defaults, principal.tenant_id, request, spec)
+        try:
+            job, created = await self._jobs.create(principal.tenant_id, spec,
+                                                   actor=f"key:{principal.key_id}",
+                                                   check=admission)
+        except InvalidRequest as exc:
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
+        except QuotaExceeded as exc:
+            metrics.QUOTA_REFUSALS.labels(exc.quota).inc()
+            log.info("quota_exceeded", tenant=principal.tenant_id, quota=exc.quota,
+                     retry_after_s=round(exc.retry_after_s, 3))
+            await context.abort_with_status(exc.status())
         if created:
-            try:
-                await self._publisher.publish(JobMessage(job.id, principal.tenant_id))
-            except BrokerUnavailable as exc:
-                metrics.PUBLISH_FAILURES.inc()
-                await self._jobs.delete_unpublished(job.id)
-                log.warning("job_not_accepted", tenant=principal.tenant_id, job_id=job.id,
-                            error=str(exc))
-                await context.abort(
-                    grpc.StatusCode.UNAVAILABLE,
-                    "the job queue (RabbitMQ) did not accept the job, so it was not created; "
-                    "retry shortly",
-                )
+            # A held job waits for an earlier job of its ordering key; the HoldReleaser
+            # publishes it when that one ends.
+            if not admission.held:
+                await self._publish_new(job, principal.tenant_id, context)
             metrics.JOBS_SUBMITTED.inc()
-            log.info("job_submitted", tenant=principal.tenant_id, job_id=job.id,
-                     language=job.language)
         metrics.RPC_SECONDS.labels("SubmitJob", "OK").observe(time.perf_counter() - started)
         return api.SubmitJobResponse(job=job)
+
+    async def _publish_new(self, job: pb.Job, tenant_id: str,
+                           context: grpc.aio.ServicerContext) -> None:
+        try:
+            await self._publisher.publish(JobMessage(job.id, tenant_id))
+        except BrokerUnavailable as exc:
+            metrics.PUBLISH_FAILURES.inc()
+            await self._jobs.delete_unpublished(job.id)
+            log.warning("job_not_accepted", tenant=tenant_id, job_id=job.id, error=str(exc))
+            await context.abort(
+                grpc.StatusCode.UNAVAILABLE,
+                "the job queue (RabbitMQ) did not accept the job, so it was not created; "
+                "retry shortly",
+            )
 
     async def GetJob(self, request: api.GetJobRequest,
                      context: grpc.aio.ServicerContext) -> pb.Job:

@@ -13,11 +13,15 @@ from control_plane.admin_service import AdminService
 from control_plane.auth import Authenticator
 from control_plane.dead_letter_admin import DeadLetterAdmin
 from control_plane.execution_service import ExecutionService
+from control_plane.hold_releaser import HoldReleaser
 from control_plane.job_publisher import JobPublisher
 from control_plane.language_catalog import LanguageCatalog
 from control_plane.lease_reaper import LeaseReaper
+from control_plane.store.audit import AuditLog
 from control_plane.store.database import Database
+from control_plane.store.holds import ClaimGate, HoldStore
 from control_plane.store.jobs import JobStore
+from control_plane.store.quotas import QuotaStore, TenantQuota
 from control_plane.store.tenants import TenantStore
 from control_plane.watch_hub import WatchHub
 from control_plane.worker_gateway import WorkerGateway
@@ -41,7 +45,9 @@ def _server() -> grpc.aio.Server:
 async def serve(settings: Settings, stop: asyncio.Event) -> None:
     db = Database(settings.sqlite_path)
     await db.open()
-    jobs, tenants, hub = JobStore(db), TenantStore(db), WatchHub()
+    quota_defaults = TenantQuota.defaults(settings)
+    jobs = JobStore(db, claim_gate=ClaimGate(quota_defaults))
+    tenants, hub = TenantStore(db), WatchHub()
     topology = Topology(settings.queue_prefix, delivery_limit=settings.queue_delivery_limit)
     publisher = JobPublisher(settings.amqp_url, topology)
     await publisher.start()
@@ -53,7 +59,8 @@ async def serve(settings: Settings, stop: asyncio.Event) -> None:
     execution_service_pb2_grpc.add_ExecutionServiceServicer_to_server(
         ExecutionService(settings, auth, jobs, publisher, hub, gateway), api_server)
     admin_service_pb2_grpc.add_AdminServiceServicer_to_server(
-        AdminService(auth, tenants, DeadLetterAdmin(jobs, publisher)), api_server)
+        AdminService(auth, tenants, DeadLetterAdmin(jobs, publisher),
+                     QuotaStore(db, quota_defaults), AuditLog(db)), api_server)
     health_pb2_grpc.add_HealthServicer_to_server(api_health, api_server)
     worker_gateway_pb2_grpc.add_WorkerGatewayServicer_to_server(gateway, gateway_server)
     health_pb2_grpc.add_HealthServicer_to_server(gateway_health, gateway_server)
@@ -68,6 +75,8 @@ async def serve(settings: Settings, stop: asyncio.Event) -> None:
 
     reaper = asyncio.create_task(
         LeaseReaper(jobs, publisher, hub, max_attempts=settings.max_attempts).run_forever())
+    releaser = asyncio.create_task(
+        HoldReleaser(HoldStore(db, quota_defaults), publisher).run_forever())
     log.info("control_plane_started", api=settings.api_listen, gateway=settings.gateway_listen,
              store=settings.store_url, queue_prefix=settings.queue_prefix)
     await stop.wait()
@@ -75,9 +84,10 @@ async def serve(settings: Settings, stop: asyncio.Event) -> None:
     log.info("control_plane_stopping")
     await api_health.enter_graceful_shutdown()
     await gateway_health.enter_graceful_shutdown()
-    reaper.cancel()
-    with contextlib.suppress(asyncio.CancelledError):
-        await reaper
+    for task in (reaper, releaser):
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
     await api_server.stop(grace=5)
     await gateway_server.stop(grace=5)
     await publisher.close()

@@ -17,3 +17,5 @@ PUBLISH_FAILURES = Counter("sluice_publish_failures_total",
                            "Publishes the broker did not confirm")
 WATCHERS = Gauge("sluice_watch_streams", "Open WatchJob streams")
 RUNNING_STREAMS = Gauge("sluice_gateway_job_streams", "Open worker RunJob streams")
+QUOTA_REFUSALS = Counter("sluice_quota_refusals_total",
+                         "Submissions refused over a tenant quota", ["quota"])

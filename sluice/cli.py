@@ -1,4 +1,4 @@
-"""The `sluice` command: run the services, manage tenants and keys, run a file.
+"""The `sluice` command: run the services, manage tenants, keys and quotas, run a file.
 
 The planes are imported only by the subcommand that runs them, so the kernel stays the
 kernel: `sluice worker` never loads the control plane, and the other way round.
@@ -104,6 +104,120 @@ def cmd_key_revoke(args: argparse.Namespace) -> int:
     return 0
 
 
+# Quotas and the audit trail: straight to the store too ---------------------------------
+
+# Command-line option -> quota field (the names of sluice.v1.Quota).
+QUOTA_OPTIONS: dict[str, tuple[str, type]] = {
+    "submit_rate": ("submit_rate_per_s", float),
+    "submit_burst": ("submit_burst", int),
+    "max_queued": ("max_queued_jobs", int),
+    "max_running": ("max_running_jobs", int),
+    "cpu_seconds_per_day": ("cpu_seconds_per_day", int),
+    "max_wall_time_ms": ("max_wall_time_ms", int),
+    "max_cpu_time_ms": ("max_cpu_time_ms", int),
+    "max_memory_bytes": ("max_memory_bytes", int),
+    "max_processes": ("max_processes", int),
+    "max_output_bytes": ("max_output_bytes", int),
+    "max_source_bytes": ("max_source_bytes", int),
+}
+
+
+async def _with_quota_store(action):
+    from control_plane.store.database import Database
+    from control_plane.store.quotas import QuotaStore, TenantQuota
+
+    settings = get_settings()
+    db = Database(settings.sqlite_path)
+    await db.open()
+    try:
+        return await action(QuotaStore(db, TenantQuota.defaults(settings)))
+    finally:
+        await db.close()
+
+
+def _print_quota(view) -> None:
+    from control_plane.store.quotas import QUOTA_FIELDS
+
+    print(f"tenant {view.tenant_id}")
+    for name in QUOTA_FIELDS:
+        origin = "set" if name in view.overrides else "default"
+        value = getattr(view.quota, name)
+        shown = f"{value:g}" if isinstance(value, float) else str(value)
+        print(f"  {name:<22} {shown:>14}  ({origin})")
+    if view.usage is not None:
+        usage = view.usage
+        print(f"  in use: {usage.queued_jobs} queued, {usage.running_jobs} running, "
+              f"{usage.cpu_ms_last_day / 1000:.1f} CPU-seconds in 24 h, "
+              f"{usage.submit_tokens:.1f} submit tokens")
+
+
+def cmd_quota_set(args: argparse.Namespace) -> int:
+    from control_plane.store.quotas import InvalidQuota
+    from control_plane.store.tenants import UnknownTenant
+
+    changes = {field: kind(getattr(args, option))
+               for option, (field, kind) in QUOTA_OPTIONS.items()
+               if getattr(args, option) is not None}
+    if not changes and not args.reset:
+        print("sluice: name at least one quota to set (see --help) or --reset", file=sys.stderr)
+        return 2
+    try:
+        view = asyncio.run(_with_quota_store(
+            lambda store: store.set(args.tenant, changes, args.reset or [], actor="cli")))
+    except (InvalidQuota, UnknownTenant) as exc:
+        print(f"sluice: {exc}", file=sys.stderr)
+        return 1
+    _print_quota(view)
+    return 0
+
+
+def cmd_quota_get(args: argparse.Namespace) -> int:
+    from control_plane.store.tenants import UnknownTenant
+
+    try:
+        view = asyncio.run(_with_quota_store(lambda store: store.get(args.tenant)))
+    except UnknownTenant as exc:
+        print(f"sluice: {exc}", file=sys.stderr)
+        return 1
+    _print_quota(view)
+    return 0
+
+
+def cmd_audit(args: argparse.Namespace) -> int:
+    import json
+    from datetime import UTC, datetime
+
+    from control_plane.store.audit import AuditLog
+    from control_plane.store.database import Database
+    from control_plane.store.tenants import TenantStore
+
+    async def query():
+        db = Database(get_settings().sqlite_path)
+        await db.open()
+        try:
+            tenant_id = ""
+            if args.tenant:
+                tenant = await TenantStore(db).get_tenant(args.tenant)
+                if tenant is None:
+                    return None
+                tenant_id = tenant.id
+            return await AuditLog(db).query(tenant_id=tenant_id, job_id=args.job or "",
+                                            action=args.action or "", after_seq=args.after,
+                                            limit=args.limit)
+        finally:
+            await db.close()
+
+    records = asyncio.run(query())
+    if records is None:
+        print(f"sluice: no tenant {args.tenant!r} (give its id or name)", file=sys.stderr)
+        return 1
+    for record in records:
+        when = datetime.fromtimestamp(record.time, UTC).isoformat(timespec="milliseconds")
+        print(f"{record.seq}\t{when}\t{record.tenant_id}\t{record.actor}\t{record.action}"
+              f"\t{record.job_id or '-'}\t{json.dumps(record.detail, sort_keys=True)}")
+    return 0
+
+
 # Running a file ------------------------------------------------------------------------
 
 
@@ -157,6 +271,29 @@ def build_parser() -> argparse.ArgumentParser:
     key_revoke = key.add_parser("revoke")
     key_revoke.add_argument("key_id")
     key_revoke.set_defaults(func=cmd_key_revoke)
+
+    quota = sub.add_parser("quota", help="tenant quotas").add_subparsers(dest="action",
+                                                                        required=True)
+    quota_set = quota.add_parser("set", help="change a tenant's quotas (the rest stay)")
+    quota_set.add_argument("tenant", help="tenant id or name")
+    for option, (field, kind) in QUOTA_OPTIONS.items():
+        quota_set.add_argument(f"--{option.replace('_', '-')}", dest=option, type=kind,
+                               metavar="N", help=f"quota {field}")
+    quota_set.add_argument("--reset", action="append", metavar="FIELD",
+                           help="back to the platform default (a quota field name); repeatable")
+    quota_set.set_defaults(func=cmd_quota_set)
+    quota_get = quota.add_parser("get", help="a tenant's quotas and what it uses of them")
+    quota_get.add_argument("tenant", help="tenant id or name")
+    quota_get.set_defaults(func=cmd_quota_get)
+
+    audit = sub.add_parser("audit", help="the audit trail, oldest first")
+    audit.add_argument("--tenant", help="tenant id or name")
+    audit.add_argument("--job", help="job id")
+    audit.add_argument("--action", help="e.g. submitted, key_revoked, quota_changed")
+    audit.add_argument("--after", type=int, default=0, metavar="SEQ",
+                       help="only records after this seq (the first column)")
+    audit.add_argument("--limit", type=int, default=100)
+    audit.set_defaults(func=cmd_audit)
 
     run = sub.add_parser("run", help="submit a file and stream its output here")
     run.add_argument("file")

@@ -51,6 +51,14 @@ class Settings(BaseSettings):
     default_max_output_bytes: int = 1 * MIB
     max_max_output_bytes: int = 16 * MIB
 
+    # Tenant quotas: what a tenant gets unless `sluice quota set` (or SetQuota) says
+    # otherwise. The per-job ceilings default to the caps above, which no tenant may exceed.
+    quota_submit_rate_per_s: float = 1000.0  # SubmitJob token bucket refill
+    quota_submit_burst: int = 2000  # ... and its size
+    quota_max_queued_jobs: int = 10_000
+    quota_max_running_jobs: int = 1_000
+    quota_cpu_seconds_per_day: int = 1_000_000  # rolling 24 hours
+
     # Delivery
     max_attempts: int = 3  # runs of one job the platform may start after failures of its own
     heartbeat_interval_ms: int = 1_000

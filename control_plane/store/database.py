@@ -76,6 +76,40 @@ CREATE TABLE IF NOT EXISTS audit_events (
 );
 CREATE INDEX IF NOT EXISTS audit_by_tenant ON audit_events(tenant_id, seq);
 CREATE INDEX IF NOT EXISTS audit_by_job ON audit_events(job_id, seq) WHERE job_id != '';
+-- Quotas (control_plane/store/quotas.py). Counters live here, in the store every
+-- control-plane process shares, and are read and changed in the transaction that stores
+-- the job, so several control planes enforce one quota.
+CREATE INDEX IF NOT EXISTS jobs_tenant_state ON jobs(tenant_id, state);
+CREATE TABLE IF NOT EXISTS tenant_quotas (
+    tenant_id TEXT PRIMARY KEY,
+    -- only the fields set for this tenant; the rest come from Settings
+    overrides TEXT NOT NULL DEFAULT '{}',
+    updated_at REAL NOT NULL
+);
+CREATE TABLE IF NOT EXISTS submit_buckets (
+    tenant_id TEXT PRIMARY KEY,
+    tokens REAL NOT NULL,
+    updated_at REAL NOT NULL
+);
+-- CPU time of ended jobs per tenant and minute: a rolling day is at most 1440 rows to add.
+CREATE TABLE IF NOT EXISTS cpu_usage (
+    tenant_id TEXT NOT NULL,
+    minute INTEGER NOT NULL,
+    cpu_ms INTEGER NOT NULL,
+    PRIMARY KEY (tenant_id, minute)
+) WITHOUT ROWID;
+-- QUEUED jobs with no message in the broker: they wait for an earlier job of their
+-- ordering key, or for the tenant's running quota (control_plane/store/holds.py).
+CREATE INDEX IF NOT EXISTS jobs_ordering ON jobs(tenant_id, ordering_key, state)
+    WHERE ordering_key != '';
+CREATE TABLE IF NOT EXISTS job_holds (
+    job_id TEXT PRIMARY KEY,
+    tenant_id TEXT NOT NULL,
+    reason TEXT NOT NULL,
+    held_at REAL NOT NULL,
+    -- when a message for it was published again; NULL while it still waits
+    released_at REAL
+);
 CREATE TABLE IF NOT EXISTS languages (
     id TEXT PRIMARY KEY,
     language BLOB NOT NULL,

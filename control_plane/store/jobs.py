@@ -14,12 +14,14 @@ import json
 import os
 import sqlite3
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from google.protobuf.timestamp_pb2 import Timestamp
 
-from control_plane.store import audit
+from control_plane.store import audit, quotas
 from control_plane.store.database import Database
+from control_plane.store.holds import ClaimHeld
 from sluice.v1 import execution_service_pb2 as api
 from sluice.v1 import job_pb2 as pb
 from sluice.v1 import worker_gateway_pb2 as gw
@@ -101,9 +103,17 @@ class ExpiredLease:
     worker_id: str
 
 
+# Inside claim's transaction, for a QUEUED job about to start: None lets it start; a
+# ClaimHeld refuses the claim and the job waits, QUEUED (ordering key, running quota).
+ClaimGateCheck = Callable[[sqlite3.Connection, str, str, float], ClaimHeld | None]
+# Inside create's transaction, before the insert: quota checks; raises to refuse the job.
+SubmitCheck = Callable[[sqlite3.Connection, str, float], None]
+
+
 class JobStore:
-    def __init__(self, db: Database) -> None:
+    def __init__(self, db: Database, *, claim_gate: ClaimGateCheck | None = None) -> None:
         self._db = db
+        self._claim_gate = claim_gate
 
     # Events ------------------------------------------------------------------------------
 
@@ -147,10 +157,11 @@ class JobStore:
 
     # Submission and reads ----------------------------------------------------------------
 
-    async def create(self, tenant_id: str, spec: api.SubmitJobRequest, *, actor: str
-                     ) -> tuple[pb.Job, bool]:
+    async def create(self, tenant_id: str, spec: api.SubmitJobRequest, *, actor: str,
+                     check: SubmitCheck | None = None) -> tuple[pb.Job, bool]:
         """Stores a QUEUED job. Returns (job, created); created is False when the tenant's
-        idempotency key names an existing job, which comes back unchanged."""
+        idempotency key names an existing job, which comes back unchanged. `check` runs
+        before the insert, in the same transaction (quotas), and may raise to refuse."""
         now = time.time()
         job_id = new_job_id()
 
@@ -162,6 +173,8 @@ class JobStore:
                 ).fetchone()
                 if row:
                     return _job_from_row(row), False
+            if check is not None:
+                check(conn, job_id, now)
             conn.execute(
                 "INSERT INTO jobs (id, tenant_id, state, language, spec, idempotency_key,"
                 " ordering_key, labels, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
@@ -281,6 +294,11 @@ class JobStore:
                     action="dead_lettered", actor=f"worker:{worker_id}"))
                 return ClaimOutcome(refusal=gw.REFUSAL_REASON_EXHAUSTED, tenant_id=tenant_id,
                                     detail=reason, events=events)
+            if state == pb.JOB_STATE_QUEUED and self._claim_gate is not None:
+                held = self._claim_gate(conn, job_id, tenant_id, now)
+                if held is not None:
+                    return ClaimOutcome(refusal=held.refusal, tenant_id=tenant_id,
+                                        detail=held.detail, events=events)
             attempt += 1
             event = self._change_state(conn, job_id, now, pb.JOB_STATE_RUNNING, attempt,
                                        action="started", actor=f"worker:{worker_id}")
@@ -373,6 +391,7 @@ class JobStore:
             audit.record(conn, tenant_id=tenant_id, actor=actor, action="output_finished",
                          job_id=job_id, now=now, stdout_bytes=len(stdout),
                          stderr_bytes=len(stderr))
+            quotas.record_cpu(conn, tenant_id, now, stored.usage.cpu_time_ms)
             events = [
                 self._append_event(conn, job_id, now, result=stored),
                 self._change_state(conn, job_id, now, new_state, attempt,

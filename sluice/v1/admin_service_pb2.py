@@ -22,54 +22,73 @@ _runtime_version.ValidateProtobufRuntimeVersion(
 _sym_db = _symbol_database.Default()
 
 
+from google.protobuf import struct_pb2 as google_dot_protobuf_dot_struct__pb2
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1dsluice/v1/admin_service.proto\x12\tsluice.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"S\n\x06Tenant\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12/\n\x0b\x63reate_time\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\xa8\x01\n\x06\x41piKey\x12\n\n\x02id\x18\x01 \x01(\t\x12\x11\n\ttenant_id\x18\x02 \x01(\t\x12\x0e\n\x06prefix\x18\x03 \x01(\t\x12\r\n\x05\x61\x64min\x18\x04 \x01(\x08\x12/\n\x0b\x63reate_time\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x0brevoke_time\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"#\n\x13\x43reateTenantRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"m\n\x14\x43reateTenantResponse\x12!\n\x06tenant\x18\x01 \x01(\x0b\x32\x11.sluice.v1.Tenant\x12\"\n\x07\x61pi_key\x18\x02 \x01(\x0b\x32\x11.sluice.v1.ApiKey\x12\x0e\n\x06secret\x18\x03 \x01(\t\"\x14\n\x12ListTenantsRequest\"9\n\x13ListTenantsResponse\x12\"\n\x07tenants\x18\x01 \x03(\x0b\x32\x11.sluice.v1.Tenant\"7\n\x13\x43reateApiKeyRequest\x12\x11\n\ttenant_id\x18\x01 \x01(\t\x12\r\n\x05\x61\x64min\x18\x02 \x01(\x08\"J\n\x14\x43reateApiKeyResponse\x12\"\n\x07\x61pi_key\x18\x01 \x01(\x0b\x32\x11.sluice.v1.ApiKey\x12\x0e\n\x06secret\x18\x02 \x01(\t\"\'\n\x12ListApiKeysRequest\x12\x11\n\ttenant_id\x18\x01 \x01(\t\":\n\x13ListApiKeysResponse\x12#\n\x08\x61pi_keys\x18\x01 \x03(\x0b\x32\x11.sluice.v1.ApiKey\"%\n\x13RevokeApiKeyRequest\x12\x0e\n\x06key_id\x18\x01 \x01(\t\":\n\x14RevokeApiKeyResponse\x12\"\n\x07\x61pi_key\x18\x01 \x01(\x0b\x32\x11.sluice.v1.ApiKey\"`\n\nDeadLetter\x12\x0e\n\x06job_id\x18\x01 \x01(\t\x12\x11\n\ttenant_id\x18\x02 \x01(\t\x12\x0f\n\x07replays\x18\x03 \x01(\r\x12\x0e\n\x06reason\x18\x04 \x01(\t\x12\x0e\n\x06parked\x18\x05 \x01(\x08\"K\n\x16ListDeadLettersRequest\x12\x13\n\x06parked\x18\x01 \x01(\x08H\x00\x88\x01\x01\x12\x11\n\ttenant_id\x18\x02 \x01(\tB\t\n\x07_parked\"\x83\x01\n\x17ListDeadLettersResponse\x12+\n\x0c\x64\x65\x61\x64_letters\x18\x01 \x03(\x0b\x32\x15.sluice.v1.DeadLetter\x12\x1f\n\x17\x64\x65\x61\x64_letter_queue_depth\x18\x02 \x01(\x04\x12\x1a\n\x12parked_queue_depth\x18\x03 \x01(\x04\"K\n\x18ReplayDeadLettersRequest\x12\x0f\n\x07job_ids\x18\x01 \x03(\t\x12\x11\n\ttenant_id\x18\x02 \x01(\t\x12\x0b\n\x03\x61ll\x18\x03 \x01(\x08\"5\n\x19ReplayDeadLettersResponse\x12\x18\n\x10replayed_job_ids\x18\x01 \x03(\t\"\x14\n\x12PurgeParkedRequest\".\n\x13PurgeParkedResponse\x12\x17\n\x0fpurged_messages\x18\x01 \x01(\x04\x32\xa5\x05\n\x0c\x41\x64minService\x12O\n\x0c\x43reateTenant\x12\x1e.sluice.v1.CreateTenantRequest\x1a\x1f.sluice.v1.CreateTenantResponse\x12L\n\x0bListTenants\x12\x1d.sluice.v1.ListTenantsRequest\x1a\x1e.sluice.v1.ListTenantsResponse\x12O\n\x0c\x43reateApiKey\x12\x1e.sluice.v1.CreateApiKeyRequest\x1a\x1f.sluice.v1.CreateApiKeyResponse\x12L\n\x0bListApiKeys\x12\x1d.sluice.v1.ListApiKeysRequest\x1a\x1e.sluice.v1.ListApiKeysResponse\x12O\n\x0cRevokeApiKey\x12\x1e.sluice.v1.RevokeApiKeyRequest\x1a\x1f.sluice.v1.RevokeApiKeyResponse\x12X\n\x0fListDeadLetters\x12!.sluice.v1.ListDeadLettersRequest\x1a\".sluice.v1.ListDeadLettersResponse\x12^\n\x11ReplayDeadLetters\x12#.sluice.v1.ReplayDeadLettersRequest\x1a$.sluice.v1.ReplayDeadLettersResponse\x12L\n\x0bPurgeParked\x12\x1d.sluice.v1.PurgeParkedRequest\x1a\x1e.sluice.v1.PurgeParkedResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1dsluice/v1/admin_service.proto\x12\tsluice.v1\x1a\x1cgoogle/protobuf/struct.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"S\n\x06Tenant\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12/\n\x0b\x63reate_time\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\xa8\x01\n\x06\x41piKey\x12\n\n\x02id\x18\x01 \x01(\t\x12\x11\n\ttenant_id\x18\x02 \x01(\t\x12\x0e\n\x06prefix\x18\x03 \x01(\t\x12\r\n\x05\x61\x64min\x18\x04 \x01(\x08\x12/\n\x0b\x63reate_time\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x0brevoke_time\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"#\n\x13\x43reateTenantRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"m\n\x14\x43reateTenantResponse\x12!\n\x06tenant\x18\x01 \x01(\x0b\x32\x11.sluice.v1.Tenant\x12\"\n\x07\x61pi_key\x18\x02 \x01(\x0b\x32\x11.sluice.v1.ApiKey\x12\x0e\n\x06secret\x18\x03 \x01(\t\"\x14\n\x12ListTenantsRequest\"9\n\x13ListTenantsResponse\x12\"\n\x07tenants\x18\x01 \x03(\x0b\x32\x11.sluice.v1.Tenant\"7\n\x13\x43reateApiKeyRequest\x12\x11\n\ttenant_id\x18\x01 \x01(\t\x12\r\n\x05\x61\x64min\x18\x02 \x01(\x08\"J\n\x14\x43reateApiKeyResponse\x12\"\n\x07\x61pi_key\x18\x01 \x01(\x0b\x32\x11.sluice.v1.ApiKey\x12\x0e\n\x06secret\x18\x02 \x01(\t\"\'\n\x12ListApiKeysRequest\x12\x11\n\ttenant_id\x18\x01 \x01(\t\":\n\x13ListApiKeysResponse\x12#\n\x08\x61pi_keys\x18\x01 \x03(\x0b\x32\x11.sluice.v1.ApiKey\"%\n\x13RevokeApiKeyRequest\x12\x0e\n\x06key_id\x18\x01 \x01(\t\":\n\x14RevokeApiKeyResponse\x12\"\n\x07\x61pi_key\x18\x01 \x01(\x0b\x32\x11.sluice.v1.ApiKey\"`\n\nDeadLetter\x12\x0e\n\x06job_id\x18\x01 \x01(\t\x12\x11\n\ttenant_id\x18\x02 \x01(\t\x12\x0f\n\x07replays\x18\x03 \x01(\r\x12\x0e\n\x06reason\x18\x04 \x01(\t\x12\x0e\n\x06parked\x18\x05 \x01(\x08\"K\n\x16ListDeadLettersRequest\x12\x13\n\x06parked\x18\x01 \x01(\x08H\x00\x88\x01\x01\x12\x11\n\ttenant_id\x18\x02 \x01(\tB\t\n\x07_parked\"\x83\x01\n\x17ListDeadLettersResponse\x12+\n\x0c\x64\x65\x61\x64_letters\x18\x01 \x03(\x0b\x32\x15.sluice.v1.DeadLetter\x12\x1f\n\x17\x64\x65\x61\x64_letter_queue_depth\x18\x02 \x01(\x04\x12\x1a\n\x12parked_queue_depth\x18\x03 \x01(\x04\"K\n\x18ReplayDeadLettersRequest\x12\x0f\n\x07job_ids\x18\x01 \x03(\t\x12\x11\n\ttenant_id\x18\x02 \x01(\t\x12\x0b\n\x03\x61ll\x18\x03 \x01(\x08\"5\n\x19ReplayDeadLettersResponse\x12\x18\n\x10replayed_job_ids\x18\x01 \x03(\t\"\x14\n\x12PurgeParkedRequest\".\n\x13PurgeParkedResponse\x12\x17\n\x0fpurged_messages\x18\x01 \x01(\x04\"\xb9\x04\n\x05Quota\x12\x1e\n\x11submit_rate_per_s\x18\x01 \x01(\x01H\x00\x88\x01\x01\x12\x19\n\x0csubmit_burst\x18\x02 \x01(\rH\x01\x88\x01\x01\x12\x1c\n\x0fmax_queued_jobs\x18\x03 \x01(\rH\x02\x88\x01\x01\x12\x1d\n\x10max_running_jobs\x18\x04 \x01(\rH\x03\x88\x01\x01\x12 \n\x13\x63pu_seconds_per_day\x18\x05 \x01(\x04H\x04\x88\x01\x01\x12\x1d\n\x10max_wall_time_ms\x18\x06 \x01(\rH\x05\x88\x01\x01\x12\x1c\n\x0fmax_cpu_time_ms\x18\x07 \x01(\rH\x06\x88\x01\x01\x12\x1d\n\x10max_memory_bytes\x18\x08 \x01(\x04H\x07\x88\x01\x01\x12\x1a\n\rmax_processes\x18\t \x01(\rH\x08\x88\x01\x01\x12\x1d\n\x10max_output_bytes\x18\n \x01(\x04H\t\x88\x01\x01\x12\x1d\n\x10max_source_bytes\x18\x0b \x01(\x04H\n\x88\x01\x01\x42\x14\n\x12_submit_rate_per_sB\x0f\n\r_submit_burstB\x12\n\x10_max_queued_jobsB\x13\n\x11_max_running_jobsB\x16\n\x14_cpu_seconds_per_dayB\x13\n\x11_max_wall_time_msB\x12\n\x10_max_cpu_time_msB\x13\n\x11_max_memory_bytesB\x10\n\x0e_max_processesB\x13\n\x11_max_output_bytesB\x13\n\x11_max_source_bytes\"l\n\nQuotaUsage\x12\x13\n\x0bqueued_jobs\x18\x01 \x01(\r\x12\x14\n\x0crunning_jobs\x18\x02 \x01(\r\x12\x1c\n\x14\x63pu_seconds_last_day\x18\x03 \x01(\x01\x12\x15\n\rsubmit_tokens\x18\x04 \x01(\x01\"$\n\x0fGetQuotaRequest\x12\x11\n\ttenant_id\x18\x01 \x01(\t\"\x91\x01\n\x10GetQuotaResponse\x12\x11\n\ttenant_id\x18\x01 \x01(\t\x12\x1f\n\x05quota\x18\x02 \x01(\x0b\x32\x10.sluice.v1.Quota\x12#\n\toverrides\x18\x03 \x01(\x0b\x32\x10.sluice.v1.Quota\x12$\n\x05usage\x18\x04 \x01(\x0b\x32\x15.sluice.v1.QuotaUsage\"[\n\x0fSetQuotaRequest\x12\x11\n\ttenant_id\x18\x01 \x01(\t\x12\x1f\n\x05quota\x18\x02 \x01(\x0b\x32\x10.sluice.v1.Quota\x12\x14\n\x0creset_fields\x18\x03 \x03(\t\"k\n\x10SetQuotaResponse\x12\x11\n\ttenant_id\x18\x01 \x01(\t\x12\x1f\n\x05quota\x18\x02 \x01(\x0b\x32\x10.sluice.v1.Quota\x12#\n\toverrides\x18\x03 \x01(\x0b\x32\x10.sluice.v1.Quota\"\xae\x01\n\nAuditEvent\x12\x0b\n\x03seq\x18\x01 \x01(\x03\x12(\n\x04time\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x11\n\ttenant_id\x18\x03 \x01(\t\x12\r\n\x05\x61\x63tor\x18\x04 \x01(\t\x12\x0e\n\x06\x61\x63tion\x18\x05 \x01(\t\x12\x0e\n\x06job_id\x18\x06 \x01(\t\x12\'\n\x06\x64\x65tail\x18\x07 \x01(\x0b\x32\x17.google.protobuf.Struct\"r\n\x16ListAuditEventsRequest\x12\x11\n\ttenant_id\x18\x01 \x01(\t\x12\x0e\n\x06job_id\x18\x02 \x01(\t\x12\x0e\n\x06\x61\x63tion\x18\x03 \x01(\t\x12\x11\n\tpage_size\x18\x04 \x01(\x05\x12\x12\n\npage_token\x18\x05 \x01(\t\"Y\n\x17ListAuditEventsResponse\x12%\n\x06\x65vents\x18\x01 \x03(\x0b\x32\x15.sluice.v1.AuditEvent\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t2\x89\x07\n\x0c\x41\x64minService\x12O\n\x0c\x43reateTenant\x12\x1e.sluice.v1.CreateTenantRequest\x1a\x1f.sluice.v1.CreateTenantResponse\x12L\n\x0bListTenants\x12\x1d.sluice.v1.ListTenantsRequest\x1a\x1e.sluice.v1.ListTenantsResponse\x12O\n\x0c\x43reateApiKey\x12\x1e.sluice.v1.CreateApiKeyRequest\x1a\x1f.sluice.v1.CreateApiKeyResponse\x12L\n\x0bListApiKeys\x12\x1d.sluice.v1.ListApiKeysRequest\x1a\x1e.sluice.v1.ListApiKeysResponse\x12O\n\x0cRevokeApiKey\x12\x1e.sluice.v1.RevokeApiKeyRequest\x1a\x1f.sluice.v1.RevokeApiKeyResponse\x12X\n\x0fListDeadLetters\x12!.sluice.v1.ListDeadLettersRequest\x1a\".sluice.v1.ListDeadLettersResponse\x12^\n\x11ReplayDeadLetters\x12#.sluice.v1.ReplayDeadLettersRequest\x1a$.sluice.v1.ReplayDeadLettersResponse\x12L\n\x0bPurgeParked\x12\x1d.sluice.v1.PurgeParkedRequest\x1a\x1e.sluice.v1.PurgeParkedResponse\x12\x43\n\x08GetQuota\x12\x1a.sluice.v1.GetQuotaRequest\x1a\x1b.sluice.v1.GetQuotaResponse\x12\x43\n\x08SetQuota\x12\x1a.sluice.v1.SetQuotaRequest\x1a\x1b.sluice.v1.SetQuotaResponse\x12X\n\x0fListAuditEvents\x12!.sluice.v1.ListAuditEventsRequest\x1a\".sluice.v1.ListAuditEventsResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'sluice.v1.admin_service_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_TENANT']._serialized_start=77
-  _globals['_TENANT']._serialized_end=160
-  _globals['_APIKEY']._serialized_start=163
-  _globals['_APIKEY']._serialized_end=331
-  _globals['_CREATETENANTREQUEST']._serialized_start=333
-  _globals['_CREATETENANTREQUEST']._serialized_end=368
-  _globals['_CREATETENANTRESPONSE']._serialized_start=370
-  _globals['_CREATETENANTRESPONSE']._serialized_end=479
-  _globals['_LISTTENANTSREQUEST']._serialized_start=481
-  _globals['_LISTTENANTSREQUEST']._serialized_end=501
-  _globals['_LISTTENANTSRESPONSE']._serialized_start=503
-  _globals['_LISTTENANTSRESPONSE']._serialized_end=560
-  _globals['_CREATEAPIKEYREQUEST']._serialized_start=562
-  _globals['_CREATEAPIKEYREQUEST']._serialized_end=617
-  _globals['_CREATEAPIKEYRESPONSE']._serialized_start=619
-  _globals['_CREATEAPIKEYRESPONSE']._serialized_end=693
-  _globals['_LISTAPIKEYSREQUEST']._serialized_start=695
-  _globals['_LISTAPIKEYSREQUEST']._serialized_end=734
-  _globals['_LISTAPIKEYSRESPONSE']._serialized_start=736
-  _globals['_LISTAPIKEYSRESPONSE']._serialized_end=794
-  _globals['_REVOKEAPIKEYREQUEST']._serialized_start=796
-  _globals['_REVOKEAPIKEYREQUEST']._serialized_end=833
-  _globals['_REVOKEAPIKEYRESPONSE']._serialized_start=835
-  _globals['_REVOKEAPIKEYRESPONSE']._serialized_end=893
-  _globals['_DEADLETTER']._serialized_start=895
-  _globals['_DEADLETTER']._serialized_end=991
-  _globals['_LISTDEADLETTERSREQUEST']._serialized_start=993
-  _globals['_LISTDEADLETTERSREQUEST']._serialized_end=1068
-  _globals['_LISTDEADLETTERSRESPONSE']._serialized_start=1071
-  _globals['_LISTDEADLETTERSRESPONSE']._serialized_end=1202
-  _globals['_REPLAYDEADLETTERSREQUEST']._serialized_start=1204
-  _globals['_REPLAYDEADLETTERSREQUEST']._serialized_end=1279
-  _globals['_REPLAYDEADLETTERSRESPONSE']._serialized_start=1281
-  _globals['_REPLAYDEADLETTERSRESPONSE']._serialized_end=1334
-  _globals['_PURGEPARKEDREQUEST']._serialized_start=1336
-  _globals['_PURGEPARKEDREQUEST']._serialized_end=1356
-  _globals['_PURGEPARKEDRESPONSE']._serialized_start=1358
-  _globals['_PURGEPARKEDRESPONSE']._serialized_end=1404
-  _globals['_ADMINSERVICE']._serialized_start=1407
-  _globals['_ADMINSERVICE']._serialized_end=2084
+  _globals['_TENANT']._serialized_start=107
+  _globals['_TENANT']._serialized_end=190
+  _globals['_APIKEY']._serialized_start=193
+  _globals['_APIKEY']._serialized_end=361
+  _globals['_CREATETENANTREQUEST']._serialized_start=363
+  _globals['_CREATETENANTREQUEST']._serialized_end=398
+  _globals['_CREATETENANTRESPONSE']._serialized_start=400
+  _globals['_CREATETENANTRESPONSE']._serialized_end=509
+  _globals['_LISTTENANTSREQUEST']._serialized_start=511
+  _globals['_LISTTENANTSREQUEST']._serialized_end=531
+  _globals['_LISTTENANTSRESPONSE']._serialized_start=533
+  _globals['_LISTTENANTSRESPONSE']._serialized_end=590
+  _globals['_CREATEAPIKEYREQUEST']._serialized_start=592
+  _globals['_CREATEAPIKEYREQUEST']._serialized_end=647
+  _globals['_CREATEAPIKEYRESPONSE']._serialized_start=649
+  _globals['_CREATEAPIKEYRESPONSE']._serialized_end=723
+  _globals['_LISTAPIKEYSREQUEST']._serialized_start=725
+  _globals['_LISTAPIKEYSREQUEST']._serialized_end=764
+  _globals['_LISTAPIKEYSRESPONSE']._serialized_start=766
+  _globals['_LISTAPIKEYSRESPONSE']._serialized_end=824
+  _globals['_REVOKEAPIKEYREQUEST']._serialized_start=826
+  _globals['_REVOKEAPIKEYREQUEST']._serialized_end=863
+  _globals['_REVOKEAPIKEYRESPONSE']._serialized_start=865
+  _globals['_REVOKEAPIKEYRESPONSE']._serialized_end=923
+  _globals['_DEADLETTER']._serialized_start=925
+  _globals['_DEADLETTER']._serialized_end=1021
+  _globals['_LISTDEADLETTERSREQUEST']._serialized_start=1023
+  _globals['_LISTDEADLETTERSREQUEST']._serialized_end=1098
+  _globals['_LISTDEADLETTERSRESPONSE']._serialized_start=1101
+  _globals['_LISTDEADLETTERSRESPONSE']._serialized_end=1232
+  _globals['_REPLAYDEADLETTERSREQUEST']._serialized_start=1234
+  _globals['_REPLAYDEADLETTERSREQUEST']._serialized_end=1309
+  _globals['_REPLAYDEADLETTERSRESPONSE']._serialized_start=1311
+  _globals['_REPLAYDEADLETTERSRESPONSE']._serialized_end=1364
+  _globals['_PURGEPARKEDREQUEST']._serialized_start=1366
+  _globals['_PURGEPARKEDREQUEST']._serialized_end=1386
+  _globals['_PURGEPARKEDRESPONSE']._serialized_start=1388
+  _globals['_PURGEPARKEDRESPONSE']._serialized_end=1434
+  _globals['_QUOTA']._serialized_start=1437
+  _globals['_QUOTA']._serialized_end=2006
+  _globals['_QUOTAUSAGE']._serialized_start=2008
+  _globals['_QUOTAUSAGE']._serialized_end=2116
+  _globals['_GETQUOTAREQUEST']._serialized_start=2118
+  _globals['_GETQUOTAREQUEST']._serialized_end=2154
+  _globals['_GETQUOTARESPONSE']._serialized_start=2157
+  _globals['_GETQUOTARESPONSE']._serialized_end=2302
+  _globals['_SETQUOTAREQUEST']._serialized_start=2304
+  _globals['_SETQUOTAREQUEST']._serialized_end=2395
+  _globals['_SETQUOTARESPONSE']._serialized_start=2397
+  _globals['_SETQUOTARESPONSE']._serialized_end=2504
+  _globals['_AUDITEVENT']._serialized_start=2507
+  _globals['_AUDITEVENT']._serialized_end=2681
+  _globals['_LISTAUDITEVENTSREQUEST']._serialized_start=2683
+  _globals['_LISTAUDITEVENTSREQUEST']._serialized_end=2797
+  _globals['_LISTAUDITEVENTSRESPONSE']._serialized_start=2799
+  _globals['_LISTAUDITEVENTSRESPONSE']._serialized_end=2888
+  _globals['_ADMINSERVICE']._serialized_start=2891
+  _globals['_ADMINSERVICE']._serialized_end=3796
 # @@protoc_insertion_point(module_scope)

@@ -1,5 +1,6 @@
 import datetime
 
+from google.protobuf import struct_pb2 as _struct_pb2
 from google.protobuf import timestamp_pb2 as _timestamp_pb2
 from google.protobuf.internal import containers as _containers
 from google.protobuf import descriptor as _descriptor
@@ -158,3 +159,119 @@ class PurgeParkedResponse(_message.Message):
     PURGED_MESSAGES_FIELD_NUMBER: _ClassVar[int]
     purged_messages: int
     def __init__(self, purged_messages: _Optional[int] = ...) -> None: ...
+
+class Quota(_message.Message):
+    __slots__ = ("submit_rate_per_s", "submit_burst", "max_queued_jobs", "max_running_jobs", "cpu_seconds_per_day", "max_wall_time_ms", "max_cpu_time_ms", "max_memory_bytes", "max_processes", "max_output_bytes", "max_source_bytes")
+    SUBMIT_RATE_PER_S_FIELD_NUMBER: _ClassVar[int]
+    SUBMIT_BURST_FIELD_NUMBER: _ClassVar[int]
+    MAX_QUEUED_JOBS_FIELD_NUMBER: _ClassVar[int]
+    MAX_RUNNING_JOBS_FIELD_NUMBER: _ClassVar[int]
+    CPU_SECONDS_PER_DAY_FIELD_NUMBER: _ClassVar[int]
+    MAX_WALL_TIME_MS_FIELD_NUMBER: _ClassVar[int]
+    MAX_CPU_TIME_MS_FIELD_NUMBER: _ClassVar[int]
+    MAX_MEMORY_BYTES_FIELD_NUMBER: _ClassVar[int]
+    MAX_PROCESSES_FIELD_NUMBER: _ClassVar[int]
+    MAX_OUTPUT_BYTES_FIELD_NUMBER: _ClassVar[int]
+    MAX_SOURCE_BYTES_FIELD_NUMBER: _ClassVar[int]
+    submit_rate_per_s: float
+    submit_burst: int
+    max_queued_jobs: int
+    max_running_jobs: int
+    cpu_seconds_per_day: int
+    max_wall_time_ms: int
+    max_cpu_time_ms: int
+    max_memory_bytes: int
+    max_processes: int
+    max_output_bytes: int
+    max_source_bytes: int
+    def __init__(self, submit_rate_per_s: _Optional[float] = ..., submit_burst: _Optional[int] = ..., max_queued_jobs: _Optional[int] = ..., max_running_jobs: _Optional[int] = ..., cpu_seconds_per_day: _Optional[int] = ..., max_wall_time_ms: _Optional[int] = ..., max_cpu_time_ms: _Optional[int] = ..., max_memory_bytes: _Optional[int] = ..., max_processes: _Optional[int] = ..., max_output_bytes: _Optional[int] = ..., max_source_bytes: _Optional[int] = ...) -> None: ...
+
+class QuotaUsage(_message.Message):
+    __slots__ = ("queued_jobs", "running_jobs", "cpu_seconds_last_day", "submit_tokens")
+    QUEUED_JOBS_FIELD_NUMBER: _ClassVar[int]
+    RUNNING_JOBS_FIELD_NUMBER: _ClassVar[int]
+    CPU_SECONDS_LAST_DAY_FIELD_NUMBER: _ClassVar[int]
+    SUBMIT_TOKENS_FIELD_NUMBER: _ClassVar[int]
+    queued_jobs: int
+    running_jobs: int
+    cpu_seconds_last_day: float
+    submit_tokens: float
+    def __init__(self, queued_jobs: _Optional[int] = ..., running_jobs: _Optional[int] = ..., cpu_seconds_last_day: _Optional[float] = ..., submit_tokens: _Optional[float] = ...) -> None: ...
+
+class GetQuotaRequest(_message.Message):
+    __slots__ = ("tenant_id",)
+    TENANT_ID_FIELD_NUMBER: _ClassVar[int]
+    tenant_id: str
+    def __init__(self, tenant_id: _Optional[str] = ...) -> None: ...
+
+class GetQuotaResponse(_message.Message):
+    __slots__ = ("tenant_id", "quota", "overrides", "usage")
+    TENANT_ID_FIELD_NUMBER: _ClassVar[int]
+    QUOTA_FIELD_NUMBER: _ClassVar[int]
+    OVERRIDES_FIELD_NUMBER: _ClassVar[int]
+    USAGE_FIELD_NUMBER: _ClassVar[int]
+    tenant_id: str
+    quota: Quota
+    overrides: Quota
+    usage: QuotaUsage
+    def __init__(self, tenant_id: _Optional[str] = ..., quota: _Optional[_Union[Quota, _Mapping]] = ..., overrides: _Optional[_Union[Quota, _Mapping]] = ..., usage: _Optional[_Union[QuotaUsage, _Mapping]] = ...) -> None: ...
+
+class SetQuotaRequest(_message.Message):
+    __slots__ = ("tenant_id", "quota", "reset_fields")
+    TENANT_ID_FIELD_NUMBER: _ClassVar[int]
+    QUOTA_FIELD_NUMBER: _ClassVar[int]
+    RESET_FIELDS_FIELD_NUMBER: _ClassVar[int]
+    tenant_id: str
+    quota: Quota
+    reset_fields: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, tenant_id: _Optional[str] = ..., quota: _Optional[_Union[Quota, _Mapping]] = ..., reset_fields: _Optional[_Iterable[str]] = ...) -> None: ...
+
+class SetQuotaResponse(_message.Message):
+    __slots__ = ("tenant_id", "quota", "overrides")
+    TENANT_ID_FIELD_NUMBER: _ClassVar[int]
+    QUOTA_FIELD_NUMBER: _ClassVar[int]
+    OVERRIDES_FIELD_NUMBER: _ClassVar[int]
+    tenant_id: str
+    quota: Quota
+    overrides: Quota
+    def __init__(self, tenant_id: _Optional[str] = ..., quota: _Optional[_Union[Quota, _Mapping]] = ..., overrides: _Optional[_Union[Quota, _Mapping]] = ...) -> None: ...
+
+class AuditEvent(_message.Message):
+    __slots__ = ("seq", "time", "tenant_id", "actor", "action", "job_id", "detail")
+    SEQ_FIELD_NUMBER: _ClassVar[int]
+    TIME_FIELD_NUMBER: _ClassVar[int]
+    TENANT_ID_FIELD_NUMBER: _ClassVar[int]
+    ACTOR_FIELD_NUMBER: _ClassVar[int]
+    ACTION_FIELD_NUMBER: _ClassVar[int]
+    JOB_ID_FIELD_NUMBER: _ClassVar[int]
+    DETAIL_FIELD_NUMBER: _ClassVar[int]
+    seq: int
+    time: _timestamp_pb2.Timestamp
+    tenant_id: str
+    actor: str
+    action: str
+    job_id: str
+    detail: _struct_pb2.Struct
+    def __init__(self, seq: _Optional[int] = ..., time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., tenant_id: _Optional[str] = ..., actor: _Optional[str] = ..., action: _Optional[str] = ..., job_id: _Optional[str] = ..., detail: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ...) -> None: ...
+
+class ListAuditEventsRequest(_message.Message):
+    __slots__ = ("tenant_id", "job_id", "action", "page_size", "page_token")
+    TENANT_ID_FIELD_NUMBER: _ClassVar[int]
+    JOB_ID_FIELD_NUMBER: _ClassVar[int]
+    ACTION_FIELD_NUMBER: _ClassVar[int]
+    PAGE_SIZE_FIELD_NUMBER: _ClassVar[int]
+    PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    tenant_id: str
+    job_id: str
+    action: str
+    page_size: int
+    page_token: str
+    def __init__(self, tenant_id: _Optional[str] = ..., job_id: _Optional[str] = ..., action: _Optional[str] = ..., page_size: _Optional[int] = ..., page_token: _Optional[str] = ...) -> None: ...
+
+class ListAuditEventsResponse(_message.Message):
+    __slots__ = ("events", "next_page_token")
+    EVENTS_FIELD_NUMBER: _ClassVar[int]
+    NEXT_PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    events: _containers.RepeatedCompositeFieldContainer[AuditEvent]
+    next_page_token: str
+    def __init__(self, events: _Optional[_Iterable[_Union[AuditEvent, _Mapping]]] = ..., next_page_token: _Optional[str] = ...) -> None: ...

@@ -75,6 +75,21 @@ class AdminServiceStub:
                 request_serializer=sluice_dot_v1_dot_admin__service__pb2.PurgeParkedRequest.SerializeToString,
                 response_deserializer=sluice_dot_v1_dot_admin__service__pb2.PurgeParkedResponse.FromString,
                 _registered_method=True)
+        self.GetQuota = channel.unary_unary(
+                '/sluice.v1.AdminService/GetQuota',
+                request_serializer=sluice_dot_v1_dot_admin__service__pb2.GetQuotaRequest.SerializeToString,
+                response_deserializer=sluice_dot_v1_dot_admin__service__pb2.GetQuotaResponse.FromString,
+                _registered_method=True)
+        self.SetQuota = channel.unary_unary(
+                '/sluice.v1.AdminService/SetQuota',
+                request_serializer=sluice_dot_v1_dot_admin__service__pb2.SetQuotaRequest.SerializeToString,
+                response_deserializer=sluice_dot_v1_dot_admin__service__pb2.SetQuotaResponse.FromString,
+                _registered_method=True)
+        self.ListAuditEvents = channel.unary_unary(
+                '/sluice.v1.AdminService/ListAuditEvents',
+                request_serializer=sluice_dot_v1_dot_admin__service__pb2.ListAuditEventsRequest.SerializeToString,
+                response_deserializer=sluice_dot_v1_dot_admin__service__pb2.ListAuditEventsResponse.FromString,
+                _registered_method=True)
 
 
 class AdminServiceServicer:
@@ -133,6 +148,29 @@ class AdminServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def GetQuota(self, request, context):
+        """A tenant's quotas as they apply now (its own values, else the platform defaults), with
+        what it uses of them.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def SetQuota(self, request, context):
+        """Changes the quota fields that are set; reset_fields go back to the platform default.
+        Recorded in the audit trail (quota_changed).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListAuditEvents(self, request, context):
+        """The audit trail, oldest first: who did what to which job or key, and when.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_AdminServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -175,6 +213,21 @@ def add_AdminServiceServicer_to_server(servicer, server):
                     servicer.PurgeParked,
                     request_deserializer=sluice_dot_v1_dot_admin__service__pb2.PurgeParkedRequest.FromString,
                     response_serializer=sluice_dot_v1_dot_admin__service__pb2.PurgeParkedResponse.SerializeToString,
+            ),
+            'GetQuota': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetQuota,
+                    request_deserializer=sluice_dot_v1_dot_admin__service__pb2.GetQuotaRequest.FromString,
+                    response_serializer=sluice_dot_v1_dot_admin__service__pb2.GetQuotaResponse.SerializeToString,
+            ),
+            'SetQuota': grpc.unary_unary_rpc_method_handler(
+                    servicer.SetQuota,
+                    request_deserializer=sluice_dot_v1_dot_admin__service__pb2.SetQuotaRequest.FromString,
+                    response_serializer=sluice_dot_v1_dot_admin__service__pb2.SetQuotaResponse.SerializeToString,
+            ),
+            'ListAuditEvents': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListAuditEvents,
+                    request_deserializer=sluice_dot_v1_dot_admin__service__pb2.ListAuditEventsRequest.FromString,
+                    response_serializer=sluice_dot_v1_dot_admin__service__pb2.ListAuditEventsResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -394,6 +447,87 @@ class AdminService:
             '/sluice.v1.AdminService/PurgeParked',
             sluice_dot_v1_dot_admin__service__pb2.PurgeParkedRequest.SerializeToString,
             sluice_dot_v1_dot_admin__service__pb2.PurgeParkedResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetQuota(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/sluice.v1.AdminService/GetQuota',
+            sluice_dot_v1_dot_admin__service__pb2.GetQuotaRequest.SerializeToString,
+            sluice_dot_v1_dot_admin__service__pb2.GetQuotaResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def SetQuota(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/sluice.v1.AdminService/SetQuota',
+            sluice_dot_v1_dot_admin__service__pb2.SetQuotaRequest.SerializeToString,
+            sluice_dot_v1_dot_admin__service__pb2.SetQuotaResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListAuditEvents(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/sluice.v1.AdminService/ListAuditEvents',
+            sluice_dot_v1_dot_admin__service__pb2.ListAuditEventsRequest.SerializeToString,
+            sluice_dot_v1_dot_admin__service__pb2.ListAuditEventsResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -16,12 +16,14 @@ class RefusalReason(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     REFUSAL_REASON_NOT_FOUND: _ClassVar[RefusalReason]
     REFUSAL_REASON_ORDERED: _ClassVar[RefusalReason]
     REFUSAL_REASON_EXHAUSTED: _ClassVar[RefusalReason]
+    REFUSAL_REASON_THROTTLED: _ClassVar[RefusalReason]
 REFUSAL_REASON_UNSPECIFIED: RefusalReason
 REFUSAL_REASON_FINISHED: RefusalReason
 REFUSAL_REASON_LEASED: RefusalReason
 REFUSAL_REASON_NOT_FOUND: RefusalReason
 REFUSAL_REASON_ORDERED: RefusalReason
 REFUSAL_REASON_EXHAUSTED: RefusalReason
+REFUSAL_REASON_THROTTLED: RefusalReason
 
 class ReportDeadLetterRequest(_message.Message):
     __slots__ = ("job_id", "replays", "reason", "parked")

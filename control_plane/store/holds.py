@@ -1,0 +1,173 @@
+"""Held jobs: QUEUED in the store, with no message in the broker until they may run.
+
+Two things hold a job back:
+- ordering: an earlier job of the tenant with the same ordering_key has not ended (jobs of
+  one key run one at a time, in submission order: the jobs table's rowid);
+- running quota: the tenant already runs max_running_jobs jobs.
+
+A job with an unended predecessor is held at submit and never published. A job that a worker
+claims while its tenant is at the running quota (or, defensively, out of order) is held at
+the claim and its message dropped. The control plane's HoldReleaser publishes held jobs
+again once they may run. Publishing comes before marking a hold released, so a crash in
+between publishes twice at worst, and the claim turns the second copy away.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import time
+from collections import defaultdict
+from dataclasses import dataclass
+
+from control_plane.store.database import Database
+from control_plane.store.quotas import TenantQuota, quota_of, running_count
+from sluice.v1 import job_pb2 as pb
+from sluice.v1 import worker_gateway_pb2 as gw
+
+ORDERING = "ordering"
+RUNNING_QUOTA = "running_quota"
+# A released job still not claimed after this long is published again, in case its message
+# was lost; a duplicate is harmless (the claim refuses it).
+REPUBLISH_AFTER_S = 300.0
+
+_UNENDED = (pb.JOB_STATE_QUEUED, pb.JOB_STATE_RUNNING)
+
+
+def has_unended_with_key(conn: sqlite3.Connection, tenant_id: str, ordering_key: str,
+                         *, before_rowid: int | None = None) -> bool:
+    sql = ("SELECT 1 FROM jobs WHERE tenant_id = ? AND ordering_key = ? AND state IN (?, ?)")
+    params: list[object] = [tenant_id, ordering_key, *_UNENDED]
+    if before_rowid is not None:
+        sql += " AND rowid < ?"
+        params.append(before_rowid)
+    return conn.execute(sql + " LIMIT 1", params).fetchone() is not None
+
+
+def hold(conn: sqlite3.Connection, job_id: str, tenant_id: str, reason: str,
+         now: float) -> None:
+    conn.execute(
+        "INSERT INTO job_holds (job_id, tenant_id, reason, held_at) VALUES (?, ?, ?, ?)"
+        " ON CONFLICT(job_id) DO UPDATE SET reason = excluded.reason,"
+        " held_at = excluded.held_at, released_at = NULL",
+        (job_id, tenant_id, reason, now),
+    )
+
+
+def hold_at_submit(conn: sqlite3.Connection, job_id: str, tenant_id: str, ordering_key: str,
+                   now: float) -> bool:
+    """Before the job's row is inserted: every unended job with its key is earlier."""
+    if ordering_key and has_unended_with_key(conn, tenant_id, ordering_key):
+        hold(conn, job_id, tenant_id, ORDERING, now)
+        return True
+    return False
+
+
+@dataclass(frozen=True)
+class ClaimHeld:
+    refusal: int
+    detail: str
+
+
+class ClaimGate:
+    """Run by JobStore.claim, inside its transaction, for a QUEUED job about to start."""
+
+    def __init__(self, defaults: TenantQuota) -> None:
+        self._defaults = defaults
+
+    def __call__(self, conn: sqlite3.Connection, job_id: str, tenant_id: str,
+                 now: float) -> ClaimHeld | None:
+        rowid, ordering_key = conn.execute(
+            "SELECT rowid, ordering_key FROM jobs WHERE id = ?", (job_id,)).fetchone()
+        if ordering_key and has_unended_with_key(conn, tenant_id, ordering_key,
+                                                 before_rowid=rowid):
+            hold(conn, job_id, tenant_id, ORDERING, now)
+            return ClaimHeld(gw.REFUSAL_REASON_ORDERED,
+                             f"an earlier job with ordering key {ordering_key!r} has not ended")
+        cap = quota_of(conn, tenant_id, self._defaults).max_running_jobs
+        if running_count(conn, tenant_id, besides=job_id) >= cap:
+            hold(conn, job_id, tenant_id, RUNNING_QUOTA, now)
+            return ClaimHeld(gw.REFUSAL_REASON_THROTTLED,
+                             f"tenant runs {cap} jobs, its max_running_jobs quota")
+        conn.execute("DELETE FROM job_holds WHERE job_id = ?", (job_id,))
+        return None
+
+
+@dataclass(frozen=True)
+class Release:
+    job_id: str
+    tenant_id: str
+    held_at: float  # tells this hold from a later one of the same job
+
+
+def releasable(conn: sqlite3.Connection, defaults: TenantQuota, now: float) -> list[Release]:
+    """Held jobs that may run now, in submission order; forgets holds of ended jobs."""
+    conn.execute(
+        "DELETE FROM job_holds WHERE NOT EXISTS"
+        " (SELECT 1 FROM jobs WHERE jobs.id = job_holds.job_id AND jobs.state = ?)",
+        (pb.JOB_STATE_QUEUED,),
+    )
+    rows = conn.execute(
+        "SELECT h.job_id, h.tenant_id, h.released_at, j.ordering_key, j.rowid, h.held_at"
+        " FROM job_holds h JOIN jobs j ON j.id = h.job_id ORDER BY j.rowid"
+    ).fetchall()
+    by_tenant: defaultdict[str, list[tuple]] = defaultdict(list)
+    for row in rows:
+        by_tenant[row[1]].append(row)
+    releases = []
+    for tenant_id, held in by_tenant.items():
+        # Released but not yet claimed: each will take a running place when it is.
+        in_flight = sum(1 for row in held
+                        if row[2] is not None and now - row[2] < REPUBLISH_AFTER_S)
+        room = (quota_of(conn, tenant_id, defaults).max_running_jobs
+                - running_count(conn, tenant_id) - in_flight)
+        heads: dict[str, int | None] = {}
+        for job_id, _, released_at, ordering_key, rowid, held_at in held:
+            if room <= 0:
+                break
+            if released_at is not None and now - released_at < REPUBLISH_AFTER_S:
+                continue
+            if ordering_key:
+                if ordering_key not in heads:
+                    head = conn.execute(
+                        "SELECT min(rowid) FROM jobs WHERE tenant_id = ? AND ordering_key = ?"
+                        " AND state IN (?, ?)",
+                        (tenant_id, ordering_key, *_UNENDED),
+                    ).fetchone()
+                    heads[ordering_key] = head[0]
+                if heads[ordering_key] != rowid:
+                    continue
+            releases.append(Release(job_id, tenant_id, held_at))
+            room -= 1
+    return releases
+
+
+def mark_released(conn: sqlite3.Connection, released: list[Release], now: float) -> None:
+    # held_at must match: a claim may have turned the new message away and held the job
+    # again meanwhile, and that hold still needs its release.
+    conn.executemany(
+        "UPDATE job_holds SET released_at = ? WHERE job_id = ? AND held_at = ?",
+        [(now, release.job_id, release.held_at) for release in released])
+
+
+def any_held(conn: sqlite3.Connection) -> bool:
+    return conn.execute("SELECT 1 FROM job_holds LIMIT 1").fetchone() is not None
+
+
+class HoldStore:
+    def __init__(self, db: Database, defaults: TenantQuota) -> None:
+        self._db = db
+        self._defaults = defaults
+
+    async def releasable(self) -> list[Release]:
+        now = time.time()
+
+        def tx(conn: sqlite3.Connection) -> list[Release]:
+            if not any_held(conn):
+                return []
+            return releasable(conn, self._defaults, now)
+
+        return await self._db.run(tx)
+
+    async def mark_released(self, released: list[Release]) -> None:
+        now = time.time()
+        await self._db.run(lambda conn: mark_released(conn, released, now))
