@@ -80,6 +80,33 @@ CREATE INDEX IF NOT EXISTS audit_by_job ON audit_events(job_id, seq) WHERE job_i
 -- control-plane process shares, and are read and changed in the transaction that stores
 -- the job, so several control planes enforce one quota.
 CREATE INDEX IF NOT EXISTS jobs_tenant_state ON jobs(tenant_id, state);
+-- Jobs per tenant and state, kept by triggers so that no path that changes a job can
+-- forget it, and a quota check reads one row instead of counting a backlog.
+CREATE TABLE IF NOT EXISTS tenant_job_counts (
+    tenant_id TEXT NOT NULL,
+    state INTEGER NOT NULL,
+    jobs INTEGER NOT NULL,
+    PRIMARY KEY (tenant_id, state)
+) WITHOUT ROWID;
+-- A store made before the triggers existed: count its jobs once.
+INSERT OR IGNORE INTO tenant_job_counts (tenant_id, state, jobs)
+    SELECT tenant_id, state, count(*) FROM jobs
+    WHERE NOT EXISTS (SELECT 1 FROM tenant_job_counts) GROUP BY tenant_id, state;
+CREATE TRIGGER IF NOT EXISTS jobs_counted_on_insert AFTER INSERT ON jobs BEGIN
+    INSERT INTO tenant_job_counts (tenant_id, state, jobs) VALUES (new.tenant_id, new.state, 1)
+        ON CONFLICT (tenant_id, state) DO UPDATE SET jobs = jobs + 1;
+END;
+CREATE TRIGGER IF NOT EXISTS jobs_counted_on_state AFTER UPDATE OF state ON jobs
+    WHEN old.state != new.state BEGIN
+    UPDATE tenant_job_counts SET jobs = jobs - 1
+        WHERE tenant_id = old.tenant_id AND state = old.state;
+    INSERT INTO tenant_job_counts (tenant_id, state, jobs) VALUES (new.tenant_id, new.state, 1)
+        ON CONFLICT (tenant_id, state) DO UPDATE SET jobs = jobs + 1;
+END;
+CREATE TRIGGER IF NOT EXISTS jobs_counted_on_delete AFTER DELETE ON jobs BEGIN
+    UPDATE tenant_job_counts SET jobs = jobs - 1
+        WHERE tenant_id = old.tenant_id AND state = old.state;
+END;
 CREATE TABLE IF NOT EXISTS tenant_quotas (
     tenant_id TEXT PRIMARY KEY,
     -- only the fields set for this tenant; the rest come from Settings

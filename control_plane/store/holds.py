@@ -35,7 +35,9 @@ _UNENDED = (pb.JOB_STATE_QUEUED, pb.JOB_STATE_RUNNING)
 
 def has_unended_with_key(conn: sqlite3.Connection, tenant_id: str, ordering_key: str,
                          *, before_rowid: int | None = None) -> bool:
-    sql = ("SELECT 1 FROM jobs WHERE tenant_id = ? AND ordering_key = ? AND state IN (?, ?)")
+    # "ordering_key != ''" lets SQLite use the partial index jobs_ordering.
+    sql = ("SELECT 1 FROM jobs WHERE tenant_id = ? AND ordering_key = ? AND ordering_key != ''"
+           " AND state IN (?, ?)")
     params: list[object] = [tenant_id, ordering_key, *_UNENDED]
     if before_rowid is not None:
         sql += " AND rowid < ?"
@@ -84,7 +86,7 @@ class ClaimGate:
             return ClaimHeld(gw.REFUSAL_REASON_ORDERED,
                              f"an earlier job with ordering key {ordering_key!r} has not ended")
         cap = quota_of(conn, tenant_id, self._defaults).max_running_jobs
-        if running_count(conn, tenant_id, besides=job_id) >= cap:
+        if running_count(conn, tenant_id) >= cap:
             hold(conn, job_id, tenant_id, RUNNING_QUOTA, now)
             return ClaimHeld(gw.REFUSAL_REASON_THROTTLED,
                              f"tenant runs {cap} jobs, its max_running_jobs quota")
@@ -130,7 +132,7 @@ def releasable(conn: sqlite3.Connection, defaults: TenantQuota, now: float) -> l
                 if ordering_key not in heads:
                     head = conn.execute(
                         "SELECT min(rowid) FROM jobs WHERE tenant_id = ? AND ordering_key = ?"
-                        " AND state IN (?, ?)",
+                        " AND ordering_key != '' AND state IN (?, ?)",
                         (tenant_id, ordering_key, *_UNENDED),
                     ).fetchone()
                     heads[ordering_key] = head[0]

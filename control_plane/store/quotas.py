@@ -110,20 +110,16 @@ def quota_of(conn: sqlite3.Connection, tenant_id: str, defaults: TenantQuota) ->
 
 
 def job_counts(conn: sqlite3.Connection, tenant_id: str) -> tuple[int, int]:
-    """(queued, running) jobs of the tenant now."""
+    """(queued, running) jobs of the tenant now (tenant_job_counts, kept by triggers)."""
     counts = dict(conn.execute(
-        "SELECT state, count(*) FROM jobs WHERE tenant_id = ? AND state IN (?, ?)"
-        " GROUP BY state",
+        "SELECT state, jobs FROM tenant_job_counts WHERE tenant_id = ? AND state IN (?, ?)",
         (tenant_id, pb.JOB_STATE_QUEUED, pb.JOB_STATE_RUNNING),
     ).fetchall())
     return counts.get(pb.JOB_STATE_QUEUED, 0), counts.get(pb.JOB_STATE_RUNNING, 0)
 
 
-def running_count(conn: sqlite3.Connection, tenant_id: str, *, besides: str = "") -> int:
-    return conn.execute(
-        "SELECT count(*) FROM jobs WHERE tenant_id = ? AND state = ? AND id != ?",
-        (tenant_id, pb.JOB_STATE_RUNNING, besides),
-    ).fetchone()[0]
+def running_count(conn: sqlite3.Connection, tenant_id: str) -> int:
+    return job_counts(conn, tenant_id)[1]
 
 
 def refill_tokens(conn: sqlite3.Connection, tenant_id: str, quota: TenantQuota,
