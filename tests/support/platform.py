@@ -57,6 +57,17 @@ class Platform:
         self._start("control-plane", "control_plane.main", env)
         self._wait_serving(self.api_port)
 
+    def start_another_control_plane(self) -> str:
+        """A second control-plane process on the same store and broker, on ports of its
+        own; returns its API address."""
+        api_port, gateway_port = free_port(), free_port()
+        count = sum(name.startswith("control-plane") for name in self.processes)
+        self._start(f"control-plane-{count + 1}", "control_plane.main",
+                    {"SLUICE_API_LISTEN": f"127.0.0.1:{api_port}",
+                     "SLUICE_GATEWAY_LISTEN": f"127.0.0.1:{gateway_port}"})
+        self._wait_serving(api_port)
+        return f"127.0.0.1:{api_port}"
+
     def start_worker(self, env: dict[str, str] | None = None) -> str:
         self._worker_count += 1
         name = f"worker-{self._worker_count}"
