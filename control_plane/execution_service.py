@@ -122,6 +122,15 @@ class ExecutionService(api_grpc.ExecutionServiceServicer):
                 with self._hub.subscribe(request.job_id) as woken:
                     events = await self._jobs.events_after(request.job_id, after)
                     if not events:
+                        # Resuming at or past the end of a finished job: nothing will come.
+                        # Read the events again after the state: the terminal event commits
+                        # with the state, so it may have landed between the two reads.
+                        job = await self._jobs.get(request.job_id, principal.tenant_id)
+                        if job is None or job.state in TERMINAL_STATES:
+                            events = await self._jobs.events_after(request.job_id, after)
+                            if not events:
+                                return
+                    if not events:
                         try:
                             async with asyncio.timeout(WATCH_POLL_S):
                                 await woken.wait()

@@ -5,7 +5,7 @@ from __future__ import annotations
 import aio_pika
 from aio_pika.abc import AbstractChannel, AbstractExchange, AbstractRobustConnection
 
-from sluice.amqp import connect
+from sluice.amqp import connect, queue_depth
 from sluice.topology import DeclaredTopology, JobMessage, Topology, declare_topology, job_message
 
 
@@ -65,11 +65,8 @@ class JobPublisher:
         """Messages in the dead-letter and parking queues, asked of the broker now (a
         passive declare), never a count remembered from start-up."""
         assert self._channel is not None
-        depths = []
-        for name in (self._topology.dead_letter_queue, self._topology.parked_queue):
-            queue = await self._channel.declare_queue(name, passive=True)
-            depths.append(queue.declaration_result.message_count or 0)
-        return depths[0], depths[1]
+        return (await queue_depth(self._channel, self._topology.dead_letter_queue),
+                await queue_depth(self._channel, self._topology.parked_queue))
 
     async def purge_parked(self) -> int:
         result = await self.declared.parked_queue.purge()

@@ -112,8 +112,6 @@ class WorkerGateway(gw_grpc.WorkerGatewayServicer):
             return
         assignment = outcome.assignment
         attempt = assignment.attempt
-        log.info("job_started", job_id=claim.job_id, tenant=outcome.tenant_id,
-                 worker_id=claim.worker_id, attempt=attempt)
         live = _LiveAttempt(context, claim.worker_id)
         self._live[claim.job_id] = live
         metrics.RUNNING_STREAMS.inc()

@@ -11,8 +11,9 @@ import time
 from dataclasses import dataclass
 
 import aio_pika
-from aio_pika.abc import AbstractIncomingMessage
+from aio_pika.abc import AbstractChannel, AbstractIncomingMessage
 
+from sluice.amqp import queue_depth
 from sluice.observability import get_logger
 from sluice.topology import DeclaredTopology, JobMessage, job_message
 from sluice.v1 import worker_gateway_pb2 as gw
@@ -53,18 +54,18 @@ def shard_routing_key(message: AbstractIncomingMessage) -> str:
 
 
 class DeadLetterReplayer:
-    def __init__(self, declared: DeclaredTopology, gateway: gw_grpc.WorkerGatewayStub, *,
-                 replay_budget: int, base_backoff_s: float = 0.0) -> None:
+    def __init__(self, channel: AbstractChannel, declared: DeclaredTopology,
+                 gateway: gw_grpc.WorkerGatewayStub, *, replay_budget: int,
+                 base_backoff_s: float = 0.0) -> None:
+        self._channel = channel
         self._declared = declared
         self._gateway = gateway
         self._budget = replay_budget
         self._base_backoff_s = base_backoff_s
 
     async def depth(self) -> int:
-        """Read from the broker now (a passive declare), not from the cached declaration."""
-        queue = await self._declared.dead_letter_queue.channel.declare_queue(
-            self._declared.topology.dead_letter_queue, passive=True)
-        return queue.declaration_result.message_count or 0
+        """Read from the broker now, not from the declaration remembered at start."""
+        return await queue_depth(self._channel, self._declared.topology.dead_letter_queue)
 
     async def sweep(self, *, max_messages: int = 1000) -> SweepReport:
         report = SweepReport(depth_before=await self.depth())

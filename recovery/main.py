@@ -26,7 +26,7 @@ async def serve(settings: Settings, stop: asyncio.Event) -> None:
     declared = await declare_topology(
         channel, Topology(settings.queue_prefix, delivery_limit=settings.queue_delivery_limit))
     gateway_channel = grpc.aio.insecure_channel(settings.gateway_address)
-    replayer = DeadLetterReplayer(declared, gw_grpc.WorkerGatewayStub(gateway_channel),
+    replayer = DeadLetterReplayer(channel, declared, gw_grpc.WorkerGatewayStub(gateway_channel),
                                   replay_budget=settings.recovery_replay_budget,
                                   base_backoff_s=settings.recovery_backoff_s)
     log.info("recovery_started", schedule=schedule.describe(),

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import aio_pika
-from aio_pika.abc import AbstractRobustConnection
+from aio_pika.abc import AbstractChannel, AbstractRobustConnection
 from yarl import URL
 
 
@@ -20,8 +20,11 @@ async def connect(
 ) -> AbstractRobustConnection:
     """A robust connection: it reconnects by itself and restores channels and consumers."""
     try:
+        # Reconnect after 1 s (aio-pika's default is 5 s): a broker restart should cost
+        # seconds of UNAVAILABLE, not a multiple of them.
         return await aio_pika.connect_robust(
-            url, timeout=connect_timeout_s, client_properties={"connection_name": name}
+            url, timeout=connect_timeout_s, reconnect_interval=1.0,
+            client_properties={"connection_name": name},
         )
     except (OSError, aio_pika.exceptions.AMQPError, TimeoutError) as exc:
         raise BrokerUnreachable(
@@ -29,3 +32,14 @@ async def connect(
             "Start it with `rabbitmq-server -detached` (Debian package rabbitmq-server), "
             "or point SLUICE_AMQP_URL at a running broker."
         ) from exc
+
+
+async def queue_depth(channel: AbstractChannel, queue_name: str) -> int:
+    """Messages ready in the queue, asked of the broker now.
+
+    Not `channel.declare_queue(name, passive=True)`: on a robust channel aio-pika answers
+    that from the queue it remembers declaring, with the count of back then.
+    """
+    underlay = await channel.get_underlay_channel()
+    declare_ok = await underlay.queue_declare(queue_name, passive=True)
+    return int(declare_ok.message_count or 0)

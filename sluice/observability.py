@@ -15,11 +15,31 @@ def configure_logging(level: str = "info", fmt: str = "json", service: str = "sl
         if fmt == "json"
         else structlog.dev.ConsoleRenderer(colors=False)
     )
+
+    def add_service(_logger: object, _name: str, event: dict[str, object]) -> dict[str, object]:
+        # Not a contextvar: records are also written from the store's own thread.
+        event.setdefault("service", service)
+        return event
+
+    shared: list[structlog.typing.Processor] = [
+        add_service,
+        structlog.processors.add_log_level,
+        structlog.processors.TimeStamper(fmt="iso", utc=True),
+    ]
+    # Libraries (aio-pika, grpc) log through the standard library: same JSON lines.
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(structlog.stdlib.ProcessorFormatter(
+        processors=[structlog.stdlib.ProcessorFormatter.remove_processors_meta,
+                    structlog.processors.format_exc_info, renderer],
+        foreign_pre_chain=[*shared, structlog.stdlib.add_logger_name],
+    ))
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(logging.WARNING)
     structlog.configure(
         processors=[
             structlog.contextvars.merge_contextvars,
-            structlog.processors.add_log_level,
-            structlog.processors.TimeStamper(fmt="iso", utc=True),
+            *shared,
             structlog.processors.format_exc_info,
             renderer,
         ],
@@ -30,7 +50,6 @@ def configure_logging(level: str = "info", fmt: str = "json", service: str = "sl
         logger_factory=structlog.PrintLoggerFactory(file=sys.stderr),
         cache_logger_on_first_use=True,
     )
-    structlog.contextvars.bind_contextvars(service=service)
 
 
 def get_logger(name: str) -> structlog.typing.FilteringBoundLogger:

@@ -86,7 +86,8 @@ class ExecutionServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def WatchJob(self, request, context):
-        """Streams the job's events after after_seq; ends after the terminal event.
+        """Streams the job's events after after_seq; ends after the terminal event, or at once
+        when after_seq is already past it.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
