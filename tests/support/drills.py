@@ -30,18 +30,18 @@ class DrillReport:
     wrong_output: int = 0
     duplicated: int = 0  # more than one terminal state, or a second run after success
     lost: int = 0  # accepted but not terminal in time
-    rerun: int = 0  # needed a second attempt or a replay, and finished
+    recovered: int = 0  # needed a second attempt or a replay, and finished
     seconds_to_drain: float = 0.0  # from the end of the fault until every job was terminal
     seconds_to_recover: float = -1.0  # from the end of the fault until a new job ran again
     problems: list[str] = field(default_factory=list)
 
     HEADER = (f"{'drill':<18}{'accepted':>9}{'refused':>8}{'ok':>6}{'wrong':>6}"
-              f"{'dup':>5}{'lost':>5}{'rerun':>6}{'recover s':>10}{'drain s':>9}")
+              f"{'dup':>5}{'lost':>5}{'recovered':>10}{'up again s':>11}{'drain s':>9}")
 
     def row(self) -> str:
         return (f"{self.name:<18}{self.accepted:>9}{self.refused:>8}{self.succeeded:>6}"
-                f"{self.wrong_output:>6}{self.duplicated:>5}{self.lost:>5}{self.rerun:>6}"
-                f"{self.seconds_to_recover:>10.1f}{self.seconds_to_drain:>9.1f}")
+                f"{self.wrong_output:>6}{self.duplicated:>5}{self.lost:>5}{self.recovered:>10}"
+                f"{self.seconds_to_recover:>11.1f}{self.seconds_to_drain:>9.1f}")
 
 
 def drill_job(index: int, tag: str, sleep_s: float) -> api.SubmitJobRequest:
@@ -114,7 +114,7 @@ async def _verify(client: SluiceClient, accepted: dict[str, int], tag: str,
             report.problems.append(f"job {job_id}: {pb.JobState.Name(job.state)} "
                                    f"{job.result.stdout!r} {job.state_reason}")
         if len(runs) > 1:
-            report.rerun += 1
+            report.recovered += 1
 
 
 _FINAL = (pb.JOB_STATE_SUCCEEDED, pb.JOB_STATE_FAILED, pb.JOB_STATE_CANCELLED)
