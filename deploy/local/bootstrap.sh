@@ -24,6 +24,14 @@ if ((${#missing[@]})); then
   apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
 
+# npm (the buf linter and the interop test's JavaScript client): Debian ships it apart
+# from nodejs, NodeSource's nodejs includes it.
+if ! command -v npm >/dev/null; then
+  say "installing npm"
+  apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends npm >/dev/null
+fi
+
 # RabbitMQ: start it unless something already answers on the AMQP port.
 amqp_port=${SLUICE_AMQP_PORT:-5672}
 if ! (exec 3<>"/dev/tcp/127.0.0.1/$amqp_port") 2>/dev/null; then

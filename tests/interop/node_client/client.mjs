@@ -1,0 +1,95 @@
+// Another team's client: JavaScript generated from protos/sluice/v1 (buf + protoc-gen-es),
+// talking gRPC over HTTP/2 through connect-node. It submits, watches, drops the stream
+// mid-job and resumes with after_seq, cancels a running job, and provokes two errors.
+// Usage: node client.mjs HOST:PORT API_KEY; prints one JSON object with what it saw.
+
+import { Code, ConnectError, createClient } from "@connectrpc/connect";
+import { createGrpcTransport } from "@connectrpc/connect-node";
+import { ExecutionService } from "./gen/sluice/v1/execution_service_pb.js";
+import { JobState } from "./gen/sluice/v1/job_pb.js";
+
+const [target, apiKey] = process.argv.slice(2);
+const client = createClient(ExecutionService, createGrpcTransport({ baseUrl: `http://${target}` }));
+const auth = { headers: { authorization: `Bearer ${apiKey}` } };
+const text = (bytes) => new TextDecoder().decode(bytes);
+const FINAL = new Set([JobState.SUCCEEDED, JobState.FAILED, JobState.CANCELLED, JobState.DEAD_LETTERED]);
+const isFinal = (event) => event.event.case === "stateChange" && FINAL.has(event.event.value.state);
+
+function describe(event) {
+  const { case: kind, value } = event.event;
+  if (kind === "stateChange") return { seq: Number(event.seq), state: JobState[value.state] };
+  if (kind === "output") return { seq: Number(event.seq), output: text(value.data) };
+  return { seq: Number(event.seq), result: value.verdict, exitCode: value.exitCode };
+}
+
+async function submit(source) {
+  const response = await client.submitJob(
+    { language: "python", files: [{ name: "main.py", content: new TextEncoder().encode(source) }] },
+    auth,
+  );
+  return response.job.id;
+}
+
+async function errorOf(call) {
+  try {
+    await call();
+    return null;
+  } catch (error) {
+    const failure = ConnectError.from(error);
+    return { code: Code[failure.code], message: failure.rawMessage };
+  }
+}
+
+const languages = (await client.listLanguages({}, auth)).languages.map((l) => l.id);
+
+// Watch until two output chunks arrived, drop the stream, resume after the last seq seen.
+const streamedId = await submit(
+  "import time\nfor i in range(6):\n    print('line', i, flush=True)\n    time.sleep(0.3)\n",
+);
+const firstPart = [];
+for await (const event of client.watchJob({ jobId: streamedId, afterSeq: 0n }, auth)) {
+  firstPart.push(describe(event));
+  if (firstPart.filter((e) => e.output !== undefined).length >= 2 || isFinal(event)) break;
+}
+const resumed = [];
+const after = BigInt(firstPart[firstPart.length - 1].seq);
+for await (const event of client.watchJob({ jobId: streamedId, afterSeq: after }, auth)) {
+  resumed.push(describe(event));
+}
+const streamedJob = await client.getJob({ jobId: streamedId }, auth);
+
+// Cancel a job once it runs.
+const sleeperId = await submit("import time\nprint('sleeping', flush=True)\ntime.sleep(60)\n");
+const cancelEvents = [];
+let cancelRequestedAtMs = null;
+for await (const event of client.watchJob({ jobId: sleeperId, afterSeq: 0n }, auth)) {
+  cancelEvents.push(describe(event));
+  if (event.event.case === "output" && cancelRequestedAtMs === null) {
+    cancelRequestedAtMs = Date.now();
+    await client.cancelJob({ jobId: sleeperId }, auth);
+  }
+}
+const cancelledAfterMs = Date.now() - cancelRequestedAtMs;
+const sleeperJob = await client.getJob({ jobId: sleeperId }, auth);
+
+const unknownLanguage = await errorOf(() =>
+  client.submitJob({ language: "cobol-85", files: [{ name: "a", content: new Uint8Array(1) }] }, auth),
+);
+const badKey = await errorOf(() =>
+  client.listLanguages({}, { headers: { authorization: "Bearer not-a-key" } }),
+);
+
+console.log(JSON.stringify({
+  languages,
+  streamed: {
+    id: streamedId,
+    firstPart,
+    resumed,
+    state: JobState[streamedJob.state],
+    stdout: text(streamedJob.result.stdout),
+  },
+  cancelled: { id: sleeperId, events: cancelEvents, state: JobState[sleeperJob.state], cancelledAfterMs },
+  errors: { unknownLanguage, badKey },
+}));
+// The transport keeps its HTTP/2 session open for reuse; this client is done with it.
+process.exit(0);

@@ -1,0 +1,72 @@
+"""Another team's client, generated from protos/sluice/v1 in another language (JavaScript,
+by buf + protoc-gen-es, speaking gRPC through connect-node), against the real platform:
+submit, watch, drop the stream and resume with after_seq, cancel, and two error paths."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.support.platform import Platform
+
+CLIENT = Path(__file__).parent / "node_client"
+
+
+@pytest.fixture(scope="module")
+def node_client() -> Path:
+    if shutil.which("node") is None or shutil.which("npm") is None:
+        pytest.fail("node and npm are needed for the interop client: "
+                    "deploy/local/bootstrap.sh installs them")
+    lock = CLIENT / "package-lock.json"
+    installed = CLIENT / "node_modules" / ".package-lock.json"
+    if not installed.exists() or installed.stat().st_mtime < lock.stat().st_mtime:
+        subprocess.run(["npm", "ci", "--no-audit", "--no-fund", "--loglevel=error"],
+                       cwd=CLIENT, check=True, timeout=600)
+    # Generated every run from the repo's protos: a proto change that breaks other
+    # languages fails here.
+    shutil.rmtree(CLIENT / "gen", ignore_errors=True)
+    subprocess.run([str(CLIENT / "node_modules" / ".bin" / "buf"), "generate"], cwd=CLIENT,
+                   check=True, timeout=120)
+    return CLIENT
+
+
+def run_client(node_client: Path, platform: Platform, key: str) -> dict[str, Any]:
+    done = subprocess.run(["node", "client.mjs", platform.api_target, key], cwd=node_client,
+                          capture_output=True, text=True, timeout=180)
+    assert done.returncode == 0, done.stderr
+    return json.loads(done.stdout)
+
+
+def test_node_client_submits_watches_resumes_and_cancels(node_client: Path, platform: Platform,
+                                                          tenant_key: str) -> None:
+    seen = run_client(node_client, platform, tenant_key)
+
+    assert {"python", "bash"} <= set(seen["languages"])
+
+    streamed = seen["streamed"]
+    first, resumed = streamed["firstPart"], streamed["resumed"]
+    seqs = [e["seq"] for e in first + resumed]
+    # Resuming after the last seq seen continues the same sequence: nothing lost, no repeats.
+    assert seqs == list(range(1, len(seqs) + 1))
+    assert resumed and resumed[-1].get("state") == "SUCCEEDED"
+    assert sum(1 for e in first if "output" in e) == 2
+    output = "".join(e.get("output", "") for e in first + resumed)
+    expected = "".join(f"line {i}\n" for i in range(6))
+    assert output == expected
+    assert streamed["state"] == "SUCCEEDED" and streamed["stdout"] == expected
+
+    cancelled = seen["cancelled"]
+    assert cancelled["state"] == "CANCELLED"
+    assert cancelled["events"][-1].get("state") == "CANCELLED"
+    assert any(e.get("output") == "sleeping\n" for e in cancelled["events"])
+    assert cancelled["cancelledAfterMs"] < 10_000  # not the program's 60 s sleep
+
+    errors = seen["errors"]
+    assert errors["unknownLanguage"]["code"] == "InvalidArgument"
+    assert "language" in errors["unknownLanguage"]["message"]
+    assert errors["badKey"]["code"] == "Unauthenticated"
