@@ -15,9 +15,10 @@ second in, inflicts its fault:
 Columns: accepted (SubmitJob answered with a job), refused (UNAVAILABLE: never accepted),
 ok (succeeded with its own output), wrong output, dup (more than one terminal state), lost
 (accepted, not terminal at the end), recovered (finished after a second attempt or a
-replay), up again s (from the end of the fault until a new job ran), drain s (from the end
-of the fault until every accepted job was terminal). Needs root and RabbitMQ's packages
-(deploy/local/bootstrap.sh). A benchmark, not a test: it prints figures.
+replay), api s (from the end of the fault until SubmitJob accepted a job again), runs s
+(until a worker started a job again), drain s (until every accepted job was terminal).
+Needs root and RabbitMQ's packages (deploy/local/bootstrap.sh). A benchmark, not a test:
+it prints figures.
 """
 
 from __future__ import annotations

@@ -32,16 +32,19 @@ class DrillReport:
     lost: int = 0  # accepted but not terminal in time
     recovered: int = 0  # needed a second attempt or a replay, and finished
     seconds_to_drain: float = 0.0  # from the end of the fault until every job was terminal
-    seconds_to_recover: float = -1.0  # from the end of the fault until a new job ran again
+    seconds_to_api: float = -1.0  # from the end of the fault until SubmitJob accepted again
+    seconds_to_run: float = -1.0  # from the end of the fault until a worker started a job
     problems: list[str] = field(default_factory=list)
+    start_times: list[float] = field(default_factory=list)  # each job's last start, wall clock
 
     HEADER = (f"{'drill':<18}{'accepted':>9}{'refused':>8}{'ok':>6}{'wrong':>6}"
-              f"{'dup':>5}{'lost':>5}{'recovered':>10}{'up again s':>11}{'drain s':>9}")
+              f"{'dup':>5}{'lost':>5}{'recovered':>10}{'api s':>7}{'runs s':>7}{'drain s':>9}")
 
     def row(self) -> str:
         return (f"{self.name:<18}{self.accepted:>9}{self.refused:>8}{self.succeeded:>6}"
                 f"{self.wrong_output:>6}{self.duplicated:>5}{self.lost:>5}{self.recovered:>10}"
-                f"{self.seconds_to_recover:>11.1f}{self.seconds_to_drain:>9.1f}")
+                f"{self.seconds_to_api:>7.1f}{self.seconds_to_run:>7.1f}"
+                f"{self.seconds_to_drain:>9.1f}")
 
 
 def drill_job(index: int, tag: str, sleep_s: float) -> api.SubmitJobRequest:
@@ -97,6 +100,8 @@ async def _verify(client: SluiceClient, accepted: dict[str, int], tag: str,
         if job_id in pending:
             continue
         job = await client.get(job_id)
+        if job.HasField("start_time"):
+            report.start_times.append(job.start_time.ToNanoseconds() / 1e9)
         events = await _all_events(client, job_id)
         terminal = [e for e in events if e.HasField("state_change")
                     and e.state_change.state in (pb.JOB_STATE_SUCCEEDED, pb.JOB_STATE_FAILED,
@@ -133,18 +138,15 @@ async def _all_events(client: SluiceClient, job_id: str) -> list[pb.JobEvent]:
             return events
 
 
-async def _first_job_after(client: SluiceClient, tag: str, within_s: float) -> str | None:
-    """Submits a probe until one is accepted and has run: the platform works again."""
+async def _probe_after(client: SluiceClient, tag: str, within_s: float) -> str | None:
+    """Submits a probe until one is accepted: the API takes jobs again. It is then checked
+    with the others, so a job submitted after the fault must run too."""
     deadline = time.monotonic() + within_s
     while time.monotonic() < deadline:
         try:
-            job = await client.submit(drill_job(-1, tag, 0), deadline_s=10)
+            return (await client.submit(drill_job(-1, tag, 0), deadline_s=10)).id
         except grpc.aio.AioRpcError:
-            await asyncio.sleep(0.25)
-            continue
-        done = await client.wait(job.id, within_s=max(1.0, deadline - time.monotonic()))
-        if done.state == pb.JOB_STATE_SUCCEEDED:
-            return job.id
+            await asyncio.sleep(0.1)
     return None
 
 
@@ -160,14 +162,20 @@ async def run_drill(name: str, client: SluiceClient, fault: Fault, *, jobs: int,
     await asyncio.sleep(fault_after_s)
     await fault()
     fault_ended = time.monotonic()
-    probe = await _first_job_after(client, tag, drain_within_s)
+    fault_ended_wall = time.time()
+    probe = await _probe_after(client, tag, drain_within_s)
     if probe is not None:
         accepted[probe] = -1
-        report.seconds_to_recover = time.monotonic() - fault_ended
+        report.seconds_to_api = time.monotonic() - fault_ended
     else:
-        report.problems.append("no new job ran after the fault")
+        report.problems.append("SubmitJob never accepted a job after the fault")
     await submitting
     report.accepted = len(accepted)
     await _verify(client, accepted, tag, report, drain_within_s)
+    starts = [t for t in report.start_times if t >= fault_ended_wall]
+    if starts:
+        report.seconds_to_run = min(starts) - fault_ended_wall
+    else:
+        report.problems.append("no job started after the fault")
     report.seconds_to_drain = time.monotonic() - fault_ended
     return report
