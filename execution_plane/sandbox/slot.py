@@ -87,6 +87,10 @@ class Slot:
                 stdout=asyncio.subprocess.DEVNULL,
                 env={},
                 cwd="/",
+                # Out of the worker's process group: a SIGTERM or Ctrl-C sent to the group is
+                # the worker's to handle (finish its runs within the grace, then stop them),
+                # not the runner's to die of mid-run. PDEATHSIG still ties it to the worker.
+                start_new_session=True,
             )
         finally:
             theirs.close()
