@@ -22,7 +22,6 @@ from sluice.v1 import worker_gateway_pb2_grpc as gw_grpc
 
 log = get_logger(__name__)
 REGISTER_EVERY_S = 30.0
-SHUTDOWN_GRACE_S = 30.0
 
 
 async def keep_registered(
@@ -110,7 +109,7 @@ async def serve(settings: Settings, stop: asyncio.Event) -> None:
     dispatcher.cancel()
     await consumer.stop()
     if in_flight:
-        _, late = await asyncio.wait(in_flight, timeout=SHUTDOWN_GRACE_S)
+        _, late = await asyncio.wait(in_flight, timeout=settings.worker_shutdown_grace_s)
         if late:
             runner.abandon_all()
             await asyncio.wait(late)

@@ -67,6 +67,9 @@ class Settings(BaseSettings):
 
     # Worker
     worker_slots: int = 2
+    # On SIGTERM a worker takes no new job and lets its running ones finish for this long;
+    # past it, it stops them and hands them back to the queue to run elsewhere.
+    worker_shutdown_grace_s: float = 30.0
     worker_id: str = Field(default_factory=lambda: f"{os.uname().nodename}-{os.getpid()}")
 
     # Recovery
