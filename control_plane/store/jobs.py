@@ -250,14 +250,14 @@ class JobStore:
 
         def tx(conn: sqlite3.Connection) -> ClaimOutcome:
             row = conn.execute(
-                "SELECT tenant_id, state, attempt, replays, lease_expires_at, spec"
+                "SELECT tenant_id, state, attempt, replays, lease_expires_at, spec, lease_owner"
                 " FROM jobs WHERE id = ?",
                 (job_id,),
             ).fetchone()
             if row is None:
                 return ClaimOutcome(refusal=gw.REFUSAL_REASON_NOT_FOUND,
                                     detail=f"no job {job_id}")
-            tenant_id, state, attempt, job_replays, lease_expires_at, spec_bytes = row
+            tenant_id, state, attempt, job_replays, lease_expires_at, spec_bytes, owner = row
             events: list[pb.JobEvent] = []
             if replays < job_replays:
                 # A copy from before the job was replayed; the replay's own message runs it.
@@ -281,6 +281,20 @@ class JobStore:
             if state == pb.JOB_STATE_RUNNING and (lease_expires_at or 0) > now:
                 return ClaimOutcome(refusal=gw.REFUSAL_REASON_LEASED, tenant_id=tenant_id,
                                     detail=f"attempt {attempt} holds a live lease")
+            if state == pb.JOB_STATE_RUNNING and attempt < max_attempts:
+                # The attempt's lease ran out (its worker went) and this redelivery came
+                # before the lease reaper: record the lost attempt as the reaper would, so
+                # the trail shows the retry whichever of the two got here first.
+                reason = f"attempt {attempt} lost (worker {owner} stopped reporting)"
+                conn.execute(
+                    "UPDATE jobs SET state = ?, state_reason = ?, lease_owner = NULL,"
+                    " lease_expires_at = NULL WHERE id = ?",
+                    (pb.JOB_STATE_QUEUED, reason, job_id),
+                )
+                events.append(self._change_state(
+                    conn, job_id, now, pb.JOB_STATE_QUEUED, attempt, reason,
+                    action="retried", actor="platform"))
+                state = pb.JOB_STATE_QUEUED
             if attempt >= max_attempts:
                 reason = (f"the platform failed to run the job {attempt} times "
                           f"(limit {max_attempts}); dead-lettered")
@@ -305,7 +319,7 @@ class JobStore:
             events.append(event)
             conn.execute(
                 "UPDATE jobs SET state = ?, attempt = ?, started_at = ?, lease_owner = ?,"
-                " lease_expires_at = ?, attempt_seq = ? WHERE id = ?",
+                " lease_expires_at = ?, attempt_seq = ?, state_reason = '' WHERE id = ?",
                 (pb.JOB_STATE_RUNNING, attempt, now, worker_id, now + lease_s, event.seq,
                  job_id),
             )
@@ -458,12 +472,12 @@ class JobStore:
                 return [self._change_state(conn, lost.job_id, now, pb.JOB_STATE_DEAD_LETTERED,
                                            lost.attempt, dead_reason, action="dead_lettered",
                                            actor="platform")]
-            conn.execute(
-                "UPDATE jobs SET state = ?, lease_owner = NULL, lease_expires_at = NULL"
-                " WHERE id = ?",
-                (pb.JOB_STATE_QUEUED, lost.job_id),
-            )
             reason = f"attempt {lost.attempt} lost (worker {lost.worker_id} stopped reporting)"
+            conn.execute(
+                "UPDATE jobs SET state = ?, state_reason = ?, lease_owner = NULL,"
+                " lease_expires_at = NULL WHERE id = ?",
+                (pb.JOB_STATE_QUEUED, reason, lost.job_id),
+            )
             return [self._change_state(conn, lost.job_id, now, pb.JOB_STATE_QUEUED,
                                        lost.attempt, reason, action="retried",
                                        actor="platform")]
@@ -553,9 +567,9 @@ class JobStore:
 
         def tx(conn: sqlite3.Connection) -> list[pb.JobEvent]:
             updated = conn.execute(
-                "UPDATE jobs SET state = ?, lease_owner = NULL, lease_expires_at = NULL"
-                " WHERE id = ? AND attempt = ? AND state = ? RETURNING id",
-                (pb.JOB_STATE_QUEUED, job_id, attempt, pb.JOB_STATE_RUNNING),
+                "UPDATE jobs SET state = ?, state_reason = ?, lease_owner = NULL,"
+                " lease_expires_at = NULL WHERE id = ? AND attempt = ? AND state = ? RETURNING id",
+                (pb.JOB_STATE_QUEUED, reason, job_id, attempt, pb.JOB_STATE_RUNNING),
             ).fetchone()
             if updated is None:
                 return []
