@@ -3,45 +3,16 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Callable
-from pathlib import Path
-
-import pytest
 
 from sluice.client import SluiceClient
 from sluice.v1 import job_pb2 as pb
 from tests.conftest import python_job, wait_for_languages
-from tests.support.broker import RunVhost
-from tests.support.platform import Platform
+from tests.faults.conftest import MakeStack, running_with_output
 
 SLOW = "import time\nprint('attempt started', flush=True)\ntime.sleep(3)\nprint('finished')\n"
 
 
-@pytest.fixture
-async def make_stack(vhost: RunVhost, tmp_path: Path
-                     ) -> AsyncIterator[Callable[[dict[str, str]], Platform]]:
-    stacks: list[Platform] = []
-
-    def make(env: dict[str, str]) -> Platform:
-        stack = Platform(tmp_path / f"s{len(stacks)}", vhost.amqp_url(),
-                         prefix=f"{tmp_path.name}-{len(stacks)}", extra_env=env)
-        stack.workdir.mkdir()
-        stacks.append(stack)
-        return stack
-
-    yield make
-    for stack in stacks:
-        await asyncio.to_thread(stack.stop)
-
-
-async def running_with_output(client: SluiceClient, job_id: str) -> None:
-    async with asyncio.timeout(60):
-        async for event in client.watch(job_id):
-            if event.HasField("output"):
-                return
-
-
-async def test_killed_worker_job_runs_again_on_another(make_stack) -> None:
+async def test_killed_worker_job_runs_again_on_another(make_stack: MakeStack) -> None:
     stack = make_stack({"SLUICE_LEASE_TIMEOUT_MS": "3000", "SLUICE_MAX_ATTEMPTS": "3"})
     await asyncio.to_thread(stack.start_control_plane)
     first = stack.start_worker()
@@ -62,7 +33,7 @@ async def test_killed_worker_job_runs_again_on_another(make_stack) -> None:
         assert states[-1].state == pb.JOB_STATE_SUCCEEDED
 
 
-async def test_killed_worker_out_of_attempts_dead_letters_visibly(make_stack) -> None:
+async def test_killed_worker_out_of_attempts_dead_letters_visibly(make_stack: MakeStack) -> None:
     stack = make_stack({"SLUICE_LEASE_TIMEOUT_MS": "3000", "SLUICE_MAX_ATTEMPTS": "1"})
     await asyncio.to_thread(stack.start_control_plane)
     first = stack.start_worker()

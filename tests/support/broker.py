@@ -6,6 +6,10 @@ import shutil
 import subprocess
 import uuid
 
+import aio_pika
+
+from sluice.amqp import queue_depth
+
 
 def _rabbitmqctl(*args: str) -> None:
     subprocess.run(["rabbitmqctl", "-q", *args], check=True, capture_output=True, timeout=60)
@@ -27,3 +31,12 @@ class RunVhost:
 
     def amqp_url(self, port: int = 5672) -> str:
         return f"amqp://guest:guest@127.0.0.1:{port}/{self.name}"
+
+
+async def ready_messages(amqp_url: str, queue: str) -> int:
+    """Messages ready (not held by any consumer) in the queue, asked of the broker now."""
+    connection = await aio_pika.connect(amqp_url)
+    try:
+        return await queue_depth(await connection.channel(), queue)
+    finally:
+        await connection.close()

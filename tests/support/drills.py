@@ -102,7 +102,7 @@ async def _verify(client: SluiceClient, accepted: dict[str, int], tag: str,
         job = await client.get(job_id)
         if job.HasField("start_time"):
             report.start_times.append(job.start_time.ToNanoseconds() / 1e9)
-        events = await _all_events(client, job_id)
+        events = await all_events(client, job_id)
         terminal = [e for e in events if e.HasField("state_change")
                     and e.state_change.state in (pb.JOB_STATE_SUCCEEDED, pb.JOB_STATE_FAILED,
                                                  pb.JOB_STATE_CANCELLED)]
@@ -125,7 +125,7 @@ async def _verify(client: SluiceClient, accepted: dict[str, int], tag: str,
 _FINAL = (pb.JOB_STATE_SUCCEEDED, pb.JOB_STATE_FAILED, pb.JOB_STATE_CANCELLED)
 
 
-async def _all_events(client: SluiceClient, job_id: str) -> list[pb.JobEvent]:
+async def all_events(client: SluiceClient, job_id: str) -> list[pb.JobEvent]:
     """A watch ends at DEAD_LETTERED too; a replayed job's life goes on after it."""
     events: list[pb.JobEvent] = []
     while True:

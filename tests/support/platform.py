@@ -83,6 +83,19 @@ class Platform:
             os.killpg(process.pid, sig)
         process.wait(timeout=60)
 
+    def send_signal(self, name: str, sig: int) -> None:
+        """Signals the service and returns at once (see wait_exited)."""
+        os.killpg(self.processes[name].pid, sig)
+
+    def running(self, name: str) -> bool:
+        return self.processes[name].poll() is None
+
+    def wait_exited(self, name: str, timeout_s: float) -> int:
+        """The service's exit status, once it has exited; it is no longer the platform's."""
+        status = self.processes[name].wait(timeout=timeout_s)
+        del self.processes[name]
+        return status
+
     def log(self, name: str) -> str:
         return (self.workdir / f"{name}.log").read_text(errors="replace")
 
