@@ -10,7 +10,7 @@ from google.protobuf.struct_pb2 import Struct
 from google.protobuf.timestamp_pb2 import Timestamp
 
 from control_plane.auth import Authenticator
-from control_plane.dead_letter_admin import DeadLetterAdmin
+from control_plane.dead_letter_admin import DeadLetterAdmin, NotDeadLettered, UnknownJob
 from control_plane.job_publisher import BrokerUnavailable
 from control_plane.store.audit import AuditLog, AuditRecord
 from control_plane.store.quotas import QUOTA_FIELDS, InvalidQuota, QuotaStore, QuotaView
@@ -28,6 +28,9 @@ from sluice.v1 import admin_service_pb2_grpc as adm_grpc
 log = get_logger(__name__)
 MAX_AUDIT_PAGE = 1000
 DEFAULT_AUDIT_PAGE = 100
+MAX_DEAD_LETTER_PAGE = 1000
+DEFAULT_DEAD_LETTER_PAGE = 100
+MAX_REPLAY_JOB_IDS = 1000
 
 
 def _ts(seconds: float | None) -> Timestamp | None:
@@ -127,12 +130,35 @@ class AdminService(adm_grpc.AdminServiceServicer):
 
     # Dead letters ---------------------------------------------------------------------
 
+    async def _tenant_filter(self, tenant: str, context: grpc.aio.ServicerContext) -> str:
+        """The id of the tenant a filter names (by id or name); "" for no filter."""
+        if not tenant:
+            return ""
+        found = await self._tenants.get_tenant(tenant)
+        if found is None:
+            await context.abort(grpc.StatusCode.NOT_FOUND,
+                                f"tenant_id: no tenant {tenant!r} (give its id or name)")
+        assert found is not None
+        return found.id
+
     async def ListDeadLetters(self, request: adm.ListDeadLettersRequest,
                               context: grpc.aio.ServicerContext
                               ) -> adm.ListDeadLettersResponse:
         await self._auth.admin(context)
+        if not 0 <= request.page_size <= MAX_DEAD_LETTER_PAGE:
+            await context.abort(
+                grpc.StatusCode.INVALID_ARGUMENT,
+                f"page_size is {request.page_size}; it must be 0-{MAX_DEAD_LETTER_PAGE}")
+        # The token is the last job id of the previous page (job ids are lowercase hex).
+        token = request.page_token
+        if token and (len(token) > 64 or token.strip("0123456789abcdef")):
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT,
+                                "page_token is not one ListDeadLetters returned")
+        tenant_id = await self._tenant_filter(request.tenant_id, context)
         parked = request.parked if request.HasField("parked") else None
-        return await self._dead_letters.list_dead_letters(parked, request.tenant_id)
+        return await self._dead_letters.list_dead_letters(
+            parked, tenant_id, after_id=token,
+            limit=request.page_size or DEFAULT_DEAD_LETTER_PAGE)
 
     async def ReplayDeadLetters(self, request: adm.ReplayDeadLettersRequest,
                                 context: grpc.aio.ServicerContext
@@ -141,10 +167,25 @@ class AdminService(adm_grpc.AdminServiceServicer):
         if not (request.job_ids or request.tenant_id or request.all):
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT,
                                 "name job_ids, a tenant_id, or set all to replay every one")
+        if len(request.job_ids) > MAX_REPLAY_JOB_IDS:
+            await context.abort(
+                grpc.StatusCode.INVALID_ARGUMENT,
+                f"job_ids has {len(request.job_ids)} ids; at most {MAX_REPLAY_JOB_IDS}")
+        if any(not job_id for job_id in request.job_ids):
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "job_ids has an empty id")
+        if request.all and (request.job_ids or request.tenant_id):
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT,
+                                "all replays every dead letter: leave job_ids and tenant_id"
+                                " empty with it")
+        tenant_id = await self._tenant_filter(request.tenant_id, context)
         try:
             replayed = await self._dead_letters.replay(
-                job_ids=list(request.job_ids), tenant_id=request.tenant_id,
+                job_ids=list(dict.fromkeys(request.job_ids)), tenant_id=tenant_id,
                 replay_all=request.all, actor=f"key:{actor.key_id}")
+        except UnknownJob as exc:
+            await context.abort(grpc.StatusCode.NOT_FOUND, str(exc))
+        except NotDeadLettered as exc:
+            await context.abort(grpc.StatusCode.FAILED_PRECONDITION, str(exc))
         except BrokerUnavailable as exc:
             await context.abort(grpc.StatusCode.UNAVAILABLE,
                                 f"the broker did not take the replay ({exc}); retry")

@@ -95,7 +95,8 @@ class WorkerGateway(gw_grpc.WorkerGatewayServicer):
                                 "the first message of RunJob must be a claim")
         claim = first.claim
         outcome = await self._jobs.claim(
-            claim.job_id, claim.worker_id, replays=claim.replays, lease_s=self._lease_s,
+            claim.job_id, claim.worker_id, replays=claim.replays,
+            replayed_by=claim.replayed_by or "recovery", lease_s=self._lease_s,
             max_attempts=self._settings.max_attempts,
             heartbeat_interval_ms=self._settings.heartbeat_interval_ms,
         )

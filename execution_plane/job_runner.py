@@ -20,7 +20,7 @@ from execution_plane.proto_mapping import STREAMS, job_spec, result_message
 from execution_plane.sandbox import SandboxPool
 from execution_plane.sandbox.contract import OutputStream
 from sluice.observability import get_logger
-from sluice.topology import JobMessage
+from sluice.topology import REPLAYED_BY_HEADER, JobMessage
 from sluice.v1 import job_pb2 as pb
 from sluice.v1 import worker_gateway_pb2 as gw
 from sluice.v1 import worker_gateway_pb2_grpc as gw_grpc
@@ -66,9 +66,11 @@ class JobRunner:
             log.error("undecodable_message", error=str(exc), message_id=message.message_id)
             await message.reject(requeue=False)
             return
-        replays = int((message.headers or {}).get(REPLAYS_HEADER, 0) or 0)
+        headers = message.headers or {}
+        replays = int(headers.get(REPLAYS_HEADER, 0) or 0)
+        replayed_by = str(headers.get(REPLAYED_BY_HEADER, "") or "")
         try:
-            settled = await self._run(job, message, replays)
+            settled = await self._run(job, message, replays, replayed_by)
         except (grpc.aio.AioRpcError, GatewayLost) as exc:
             log.warning(
                 "gateway_lost",
@@ -86,7 +88,8 @@ class JobRunner:
             with contextlib.suppress(Exception):
                 await message.nack(requeue=True)
 
-    async def _run(self, job: JobMessage, message: AbstractIncomingMessage, replays: int) -> bool:
+    async def _run(self, job: JobMessage, message: AbstractIncomingMessage, replays: int,
+                   replayed_by: str) -> bool:
         """True when the message is settled (acked or rejected)."""
         call = self._gateway.RunJob()
         try:
@@ -97,6 +100,7 @@ class JobRunner:
                         worker_id=self._worker_id,
                         redelivered=bool(message.redelivered),
                         replays=replays,
+                        replayed_by=replayed_by,
                     )
                 )
             )

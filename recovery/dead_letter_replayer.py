@@ -15,7 +15,7 @@ from aio_pika.abc import AbstractChannel, AbstractIncomingMessage
 
 from sluice.amqp import queue_depth
 from sluice.observability import get_logger
-from sluice.topology import DeclaredTopology, JobMessage, job_message
+from sluice.topology import REPLAYED_BY_HEADER, DeclaredTopology, JobMessage, job_message
 from sluice.v1 import worker_gateway_pb2 as gw
 from sluice.v1 import worker_gateway_pb2_grpc as gw_grpc
 
@@ -121,6 +121,7 @@ class DeadLetterReplayer:
             report.deferred += 1
             return
         headers[REPLAYS_HEADER] = replays + 1
+        headers[REPLAYED_BY_HEADER] = "recovery"  # not an earlier replay's operator
         headers.pop("x-death", None)
         await self._declared.jobs_exchange.publish(
             job_message(job, headers=headers), routing_key=shard_routing_key(message),

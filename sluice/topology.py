@@ -32,6 +32,8 @@ def retry_delay_ms(attempt: int) -> int:
     """Exponential by tier: after attempt 1 fails the first tier, and so on."""
     return RETRY_DELAYS_MS[min(max(attempt, 1), len(RETRY_DELAYS_MS)) - 1]
 JOB_MESSAGE_TYPE = "sluice.job.v1"
+# On a replayed job's message: the audit actor of the replay ("key:<id>" or "recovery").
+REPLAYED_BY_HEADER = "x-sluice-replayed-by"
 
 
 @dataclass(frozen=True)

@@ -245,7 +245,8 @@ class JobStore:
     # The worker's side ---------------------------------------------------------------------
 
     async def claim(self, job_id: str, worker_id: str, *, replays: int, lease_s: float,
-                    max_attempts: int, heartbeat_interval_ms: int) -> ClaimOutcome:
+                    max_attempts: int, heartbeat_interval_ms: int,
+                    replayed_by: str = "recovery") -> ClaimOutcome:
         now = time.time()
 
         def tx(conn: sqlite3.Connection) -> ClaimOutcome:
@@ -264,7 +265,8 @@ class JobStore:
                 return ClaimOutcome(refusal=gw.REFUSAL_REASON_FINISHED, tenant_id=tenant_id,
                                     detail=f"stale message (replay {replays} < {job_replays})")
             if state == pb.JOB_STATE_DEAD_LETTERED and replays > job_replays:
-                # The recovery service replayed it: a fresh budget of attempts.
+                # Replayed (by the recovery service or an operator): a fresh budget of
+                # attempts.
                 conn.execute(
                     "UPDATE jobs SET state = ?, attempt = 0, replays = ?, state_reason = '',"
                     " parked = 0, ended_at = NULL WHERE id = ?",
@@ -273,7 +275,7 @@ class JobStore:
                 events.append(self._change_state(
                     conn, job_id, now, pb.JOB_STATE_QUEUED, 0,
                     f"replayed from the dead letters (replay {replays})",
-                    action="replayed", actor="recovery"))
+                    action="replayed", actor=replayed_by))
                 state, attempt = pb.JOB_STATE_QUEUED, 0
             if state in TERMINAL_STATES:
                 return ClaimOutcome(refusal=gw.REFUSAL_REASON_FINISHED, tenant_id=tenant_id,
@@ -518,10 +520,14 @@ class JobStore:
         return await self._db.run(tx)
 
     async def dead_lettered(self, *, parked: bool | None, tenant_id: str = "",
-                            job_ids: list[str] | None = None, limit: int = 1000
-                            ) -> list[tuple[str, str, int, str, bool]]:
-        """(job id, tenant, replays, reason, parked) of dead-lettered jobs, oldest first."""
+                            job_ids: list[str] | None = None, after_id: str = "",
+                            limit: int = 1000) -> list[tuple[str, str, int, str, bool]]:
+        """(job id, tenant, replays, reason, parked) of dead-lettered jobs, oldest first
+        (ids sort by creation), those after `after_id` only when it is set."""
         clauses, params = ["state = ?"], [pb.JOB_STATE_DEAD_LETTERED]
+        if after_id:
+            clauses.append("id > ?")
+            params.append(after_id)
         if parked is None:
             clauses.append(f"parked != {PURGED}")
         else:

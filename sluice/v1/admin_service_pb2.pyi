@@ -117,22 +117,28 @@ class DeadLetter(_message.Message):
     def __init__(self, job_id: _Optional[str] = ..., tenant_id: _Optional[str] = ..., replays: _Optional[int] = ..., reason: _Optional[str] = ..., parked: _Optional[bool] = ...) -> None: ...
 
 class ListDeadLettersRequest(_message.Message):
-    __slots__ = ("parked", "tenant_id")
+    __slots__ = ("parked", "tenant_id", "page_size", "page_token")
     PARKED_FIELD_NUMBER: _ClassVar[int]
     TENANT_ID_FIELD_NUMBER: _ClassVar[int]
+    PAGE_SIZE_FIELD_NUMBER: _ClassVar[int]
+    PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
     parked: bool
     tenant_id: str
-    def __init__(self, parked: _Optional[bool] = ..., tenant_id: _Optional[str] = ...) -> None: ...
+    page_size: int
+    page_token: str
+    def __init__(self, parked: _Optional[bool] = ..., tenant_id: _Optional[str] = ..., page_size: _Optional[int] = ..., page_token: _Optional[str] = ...) -> None: ...
 
 class ListDeadLettersResponse(_message.Message):
-    __slots__ = ("dead_letters", "dead_letter_queue_depth", "parked_queue_depth")
+    __slots__ = ("dead_letters", "dead_letter_queue_depth", "parked_queue_depth", "next_page_token")
     DEAD_LETTERS_FIELD_NUMBER: _ClassVar[int]
     DEAD_LETTER_QUEUE_DEPTH_FIELD_NUMBER: _ClassVar[int]
     PARKED_QUEUE_DEPTH_FIELD_NUMBER: _ClassVar[int]
+    NEXT_PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
     dead_letters: _containers.RepeatedCompositeFieldContainer[DeadLetter]
     dead_letter_queue_depth: int
     parked_queue_depth: int
-    def __init__(self, dead_letters: _Optional[_Iterable[_Union[DeadLetter, _Mapping]]] = ..., dead_letter_queue_depth: _Optional[int] = ..., parked_queue_depth: _Optional[int] = ...) -> None: ...
+    next_page_token: str
+    def __init__(self, dead_letters: _Optional[_Iterable[_Union[DeadLetter, _Mapping]]] = ..., dead_letter_queue_depth: _Optional[int] = ..., parked_queue_depth: _Optional[int] = ..., next_page_token: _Optional[str] = ...) -> None: ...
 
 class ReplayDeadLettersRequest(_message.Message):
     __slots__ = ("job_ids", "tenant_id", "all")

@@ -72,16 +72,18 @@ class RunJobRequest(_message.Message):
     def __init__(self, claim: _Optional[_Union[Claim, _Mapping]] = ..., output: _Optional[_Union[_job_pb2.OutputChunk, _Mapping]] = ..., heartbeat: _Optional[_Union[Heartbeat, _Mapping]] = ..., result: _Optional[_Union[_job_pb2.Result, _Mapping]] = ...) -> None: ...
 
 class Claim(_message.Message):
-    __slots__ = ("job_id", "worker_id", "redelivered", "replays")
+    __slots__ = ("job_id", "worker_id", "redelivered", "replays", "replayed_by")
     JOB_ID_FIELD_NUMBER: _ClassVar[int]
     WORKER_ID_FIELD_NUMBER: _ClassVar[int]
     REDELIVERED_FIELD_NUMBER: _ClassVar[int]
     REPLAYS_FIELD_NUMBER: _ClassVar[int]
+    REPLAYED_BY_FIELD_NUMBER: _ClassVar[int]
     job_id: str
     worker_id: str
     redelivered: bool
     replays: int
-    def __init__(self, job_id: _Optional[str] = ..., worker_id: _Optional[str] = ..., redelivered: _Optional[bool] = ..., replays: _Optional[int] = ...) -> None: ...
+    replayed_by: str
+    def __init__(self, job_id: _Optional[str] = ..., worker_id: _Optional[str] = ..., redelivered: _Optional[bool] = ..., replays: _Optional[int] = ..., replayed_by: _Optional[str] = ...) -> None: ...
 
 class Heartbeat(_message.Message):
     __slots__ = ()
