@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import re
 import time
@@ -29,8 +28,7 @@ from sluice.v1 import job_pb2 as pb
 log = get_logger(__name__)
 MAX_PAGE_SIZE = 1000
 DEFAULT_PAGE_SIZE = 100
-# A watcher re-reads the store this often even without a wake-up (events from elsewhere).
-WATCH_POLL_S = 1.0
+WATCH_BATCH = 500  # events per read of the store while watching
 _JOB_ID = re.compile(r"[0-9a-f]{28}")
 
 
@@ -112,36 +110,43 @@ class ExecutionService(api_grpc.ExecutionServiceServicer):
     async def WatchJob(self, request: api.WatchJobRequest,
                        context: grpc.aio.ServicerContext) -> AsyncIterator[pb.JobEvent]:
         principal = await self._auth.principal(context)
-        await self._job_or_abort(request.job_id, principal.tenant_id, context)
-        if request.after_seq < 0:
-            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "after_seq must be >= 0")
+        if not request.job_id:
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "job_id is empty")
         after = request.after_seq
         metrics.WATCHERS.inc()
         try:
-            while True:
-                with self._hub.subscribe(request.job_id) as woken:
-                    events = await self._jobs.events_after(request.job_id, after)
-                    if not events:
-                        # Resuming at or past the end of a finished job: nothing will come.
-                        # Read the events again after the state: the terminal event commits
-                        # with the state, so it may have landed between the two reads.
-                        job = await self._jobs.get(request.job_id, principal.tenant_id)
-                        if job is None or job.state in TERMINAL_STATES:
-                            events = await self._jobs.events_after(request.job_id, after)
-                            if not events:
-                                return
-                    if not events:
-                        try:
-                            async with asyncio.timeout(WATCH_POLL_S):
-                                await woken.wait()
-                        except TimeoutError:
-                            pass
-                        continue
-                for event in events:
-                    yield event
-                    after = event.seq
-                    if _is_terminal_event(event):
+            # Subscribed before the first read; woken is cleared before each read, so an
+            # event stored after a read always wakes the wait that follows it.
+            with self._hub.subscribe(request.job_id, after) as subscription:
+                while True:
+                    subscription.woken.clear()
+                    read = await self._jobs.watch_read(request.job_id, principal.tenant_id,
+                                                       max(after, 0), WATCH_BATCH)
+                    if read is None:
+                        if after == request.after_seq:
+                            # Another tenant's job reads the same as no job: ids leak nothing.
+                            await context.abort(grpc.StatusCode.NOT_FOUND,
+                                                f"job {request.job_id!r} not found")
                         return
+                    if after < 0:
+                        await context.abort(grpc.StatusCode.INVALID_ARGUMENT,
+                                            "after_seq must be >= 0")
+                    events, ended = read
+                    for event in events:
+                        yield event
+                        after = event.seq
+                        if _is_terminal_event(event):
+                            return
+                    if len(events) == WATCH_BATCH:
+                        continue  # more stored than one read returns: read on at once
+                    # Events and state come from one transaction: an ended job with nothing
+                    # more after `after` has nothing more to send.
+                    if ended:
+                        return
+                    # Writers here notify the hub; its poll brings the events another
+                    # control-plane process writes. Woken may already be set: read again.
+                    subscription.seen_seq = after
+                    await subscription.woken.wait()
         finally:
             metrics.WATCHERS.dec()
 

@@ -77,6 +77,7 @@ async def serve(settings: Settings, stop: asyncio.Event) -> None:
         LeaseReaper(jobs, publisher, hub, max_attempts=settings.max_attempts).run_forever())
     releaser = asyncio.create_task(
         HoldReleaser(HoldStore(db, quota_defaults), publisher).run_forever())
+    watch_poll = asyncio.create_task(hub.poll_forever(jobs.last_seqs))
     log.info("control_plane_started", api=settings.api_listen, gateway=settings.gateway_listen,
              store=settings.store_url, queue_prefix=settings.queue_prefix)
     await stop.wait()
@@ -84,7 +85,7 @@ async def serve(settings: Settings, stop: asyncio.Event) -> None:
     log.info("control_plane_stopping")
     await api_health.enter_graceful_shutdown()
     await gateway_health.enter_graceful_shutdown()
-    for task in (reaper, releaser):
+    for task in (reaper, releaser, watch_poll):
         task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await task

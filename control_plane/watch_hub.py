@@ -1,38 +1,77 @@
 """Wakes WatchJob streams when their job gets a new event.
 
-In-process only; a watcher also re-reads the store every second, so events written by
-another control-plane process still reach it, just a little later.
+Writers in this process notify the hub directly. Events written by another control-plane
+process reach it through one poll of the store every second for all the jobs being watched
+here (one transaction, however many watchers), which wakes only the watchers that are
+behind: a thousand watchers of queued jobs cost the store one read a second, not a thousand.
 """
 
 from __future__ import annotations
 
 import asyncio
 from collections import defaultdict
-from collections.abc import Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
+
+from sluice.observability import get_logger
+
+log = get_logger(__name__)
+# Events written by another control-plane process reach a watcher within about this long.
+POLL_S = 1.0
+
+LastSeqs = Callable[[list[str]], Awaitable[dict[str, int]]]
+
+
+class Subscription:
+    def __init__(self, seen_seq: int) -> None:
+        self.woken = asyncio.Event()
+        # The watcher has read every event up to here; the poll wakes it only past this.
+        self.seen_seq = seen_seq
 
 
 class WatchHub:
     def __init__(self) -> None:
-        self._waiters: defaultdict[str, set[asyncio.Event]] = defaultdict(set)
+        self._waiters: defaultdict[str, set[Subscription]] = defaultdict(set)
 
     @contextmanager
-    def subscribe(self, job_id: str) -> Iterator[asyncio.Event]:
-        """Subscribe before reading the store, so no event can slip in between."""
-        event = asyncio.Event()
-        self._waiters[job_id].add(event)
+    def subscribe(self, job_id: str, seen_seq: int = 0) -> Iterator[Subscription]:
+        """Subscribe before reading the store, and clear `woken` before each read, so no
+        event can slip in between."""
+        subscription = Subscription(seen_seq)
+        self._waiters[job_id].add(subscription)
         try:
-            yield event
+            yield subscription
         finally:
             waiters = self._waiters.get(job_id)
             if waiters is not None:
-                waiters.discard(event)
+                waiters.discard(subscription)
                 if not waiters:
                     del self._waiters[job_id]
 
     def notify(self, job_id: str) -> None:
-        for event in self._waiters.get(job_id, ()):
-            event.set()
+        for subscription in self._waiters.get(job_id, ()):
+            subscription.woken.set()
+
+    async def poll(self, last_seqs: LastSeqs) -> None:
+        """Wakes the watchers of every job whose latest event is past what they have read;
+        and those of a job that no longer exists, so they end."""
+        watched = list(self._waiters)
+        if not watched:
+            return
+        seqs = await last_seqs(watched)
+        for job_id in watched:
+            seq = seqs.get(job_id)
+            for subscription in self._waiters.get(job_id, ()):
+                if seq is None or seq > subscription.seen_seq:
+                    subscription.woken.set()
+
+    async def poll_forever(self, last_seqs: LastSeqs, interval_s: float = POLL_S) -> None:
+        while True:
+            await asyncio.sleep(interval_s)
+            try:
+                await self.poll(last_seqs)
+            except Exception:
+                log.exception("watch_poll_failed")
 
     @property
     def watcher_count(self) -> int:

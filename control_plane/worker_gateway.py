@@ -40,6 +40,9 @@ class _LiveAttempt:
         self.worker_id = worker_id
         self.write_lock = asyncio.Lock()
         self.cancel_sent = False
+        # The attempt's outcome is stored (or its reports were refused as stale): from here
+        # the stream may end, even by the worker cancelling it, without giving up the lease.
+        self.settled = False
 
     async def send_cancel(self) -> None:
         async with self.write_lock:
@@ -116,20 +119,19 @@ class WorkerGateway(gw_grpc.WorkerGatewayServicer):
         live = _LiveAttempt(context, claim.worker_id)
         self._live[claim.job_id] = live
         metrics.RUNNING_STREAMS.inc()
-        finished = False
         try:
             async with live.write_lock:
                 await context.write(gw.RunJobResponse(assignment=assignment))
             try:
-                finished = await self._follow_attempt(claim.job_id, attempt,
-                                                      outcome.tenant_id, live, context)
+                live.settled = await self._follow_attempt(claim.job_id, attempt,
+                                                          outcome.tenant_id, live, context)
             except GatewayError as exc:
                 await context.abort(exc.code, str(exc))
         finally:
             metrics.RUNNING_STREAMS.dec()
             if self._live.get(claim.job_id) is live:
                 del self._live[claim.job_id]
-            if not finished:
+            if not live.settled:
                 await self._jobs.drop_lease(claim.job_id, attempt)
                 log.warning("attempt_abandoned", job_id=claim.job_id, tenant=outcome.tenant_id,
                             worker_id=claim.worker_id, attempt=attempt)
@@ -166,11 +168,15 @@ class WorkerGateway(gw_grpc.WorkerGatewayServicer):
                         and attempt < self._settings.max_attempts):
                     await self._retry_infrastructure_failure(job_id, attempt, tenant_id,
                                                              report.result.detail)
+                    live.settled = True
                     async with live.write_lock:
                         await context.write(
                             gw.RunJobResponse(result_accepted=gw.ResultAccepted()))
                     return True
                 stored = await self._jobs.finish(job_id, attempt, report.result)
+                # Stored: the worker cancels the stream once it sees the acceptance, which
+                # may interrupt the write below; the lease must not be dropped for that.
+                live.settled = True
                 if stored is None:
                     await self._refuse_stale(job_id, attempt, context)
                     return True

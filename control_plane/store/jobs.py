@@ -155,6 +155,40 @@ class JobStore:
 
         return await self._db.run(tx)
 
+    async def watch_read(self, job_id: str, tenant_id: str, after_seq: int, limit: int = 500
+                         ) -> tuple[list[pb.JobEvent], bool] | None:
+        """(events after after_seq, whether the job has ended), read in one transaction so
+        the two agree; None when the tenant has no such job. A watcher's whole read is one
+        trip to the store."""
+
+        def tx(conn: sqlite3.Connection) -> tuple[list[pb.JobEvent], bool] | None:
+            row = conn.execute("SELECT tenant_id, state FROM jobs WHERE id = ?",
+                               (job_id,)).fetchone()
+            if row is None or row[0] != tenant_id:
+                return None
+            rows = conn.execute(
+                "SELECT event FROM job_events WHERE job_id = ? AND seq > ? ORDER BY seq LIMIT ?",
+                (job_id, after_seq, limit),
+            )
+            return [pb.JobEvent.FromString(r[0]) for r in rows], row[1] in TERMINAL_STATES
+
+        return await self._db.run(tx)
+
+    async def last_seqs(self, job_ids: list[str]) -> dict[str, int]:
+        """The seq of each job's latest event (jobs that do not exist are left out)."""
+
+        def tx(conn: sqlite3.Connection) -> dict[str, int]:
+            seqs: dict[str, int] = {}
+            for start in range(0, len(job_ids), 500):  # under SQLite's parameter limit
+                chunk = job_ids[start:start + 500]
+                seqs.update(conn.execute(
+                    f"SELECT id, last_seq FROM jobs WHERE id IN ({', '.join('?' * len(chunk))})",
+                    chunk,
+                ).fetchall())
+            return seqs
+
+        return await self._db.run(tx)
+
     # Submission and reads ----------------------------------------------------------------
 
     async def create(self, tenant_id: str, spec: api.SubmitJobRequest, *, actor: str,

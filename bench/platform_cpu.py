@@ -1,0 +1,173 @@
+"""Where the platform's CPU goes per job: CPU ms per trivial job, per process.
+
+    .venv/bin/python bench/platform_cpu.py [--jobs 400] [--slots 2] [--log-level warning]
+        [--py-spy DIR]
+
+Runs trivial jobs through a real control plane and an N-slot worker with every slot busy
+(as bench/sandbox.py does) and reads each process's CPU time (user + system, its reaped
+children included) from /proc before and after. CPU time is what the jobs and the platform
+compete for on a small machine, and unlike wall time it hardly moves when other people load
+the machine, so it shows what a change saves even when throughput figures are noisy.
+The worker's figure includes the sandboxed programs (its children); the sandbox alone is
+measured the same way in-process for comparison. With --py-spy, py-spy (if installed in the
+venv) samples the control plane and the worker during the load and writes collapsed stacks.
+A benchmark, not a test: it asserts nothing, it prints figures.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import resource
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from bench.sandbox import TRIVIAL, WARMUP, _sandboxed  # noqa: E402
+from execution_plane.sandbox import SandboxPool  # noqa: E402
+
+TICK = os.sysconf("SC_CLK_TCK")
+
+
+def tree_cpu_s(root: int) -> float:
+    """CPU seconds of a process and its live descendants, their reaped children included
+    (a sandboxed program, once reaped, counts in its parent's children time)."""
+    stats: dict[int, tuple[int, int]] = {}  # pid -> (ppid, CPU ticks)
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            stat = Path(f"/proc/{entry}/stat").read_text()
+        except OSError:
+            continue
+        # after the command's ")": state, ppid, ...; utime, stime, cutime, cstime at 11-14
+        fields = stat[stat.rindex(")") + 2:].split()
+        stats[int(entry)] = (int(fields[1]), sum(int(value) for value in fields[11:15]))
+    total, members = 0, {root}
+    for pid in sorted(stats):
+        chain, parent = [], pid
+        while parent in stats and parent not in members and parent > 1:
+            chain.append(parent)
+            parent = stats[parent][0]
+        if parent in members:
+            members.update(chain)
+    for pid in members:
+        total += stats.get(pid, (0, 0))[1]
+    return total / TICK
+
+
+def self_cpu_s() -> float:
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
+def start_py_spy(spy_dir: Path, pids: dict[str, int]) -> list[subprocess.Popen[bytes]]:
+    spy_dir.mkdir(parents=True, exist_ok=True)
+    py_spy = shutil.which("py-spy", path=str(Path(sys.executable).parent)) or "py-spy"
+    return [
+        subprocess.Popen(
+            [py_spy, "record", "--pid", str(pid), "--format", "raw", "--rate", "200",
+             "--nonblocking", "--output", str(spy_dir / f"{name.split()[0]}.txt")],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        for name, pid in pids.items()
+    ]
+
+
+async def sandbox_cpu(jobs: int, slots: int) -> tuple[float, float]:
+    """(CPU ms per job, jobs/s) of raw sandboxed runs in this process."""
+    pool = SandboxPool(slots=slots)
+    await pool.start()
+    try:
+        await asyncio.gather(*(_sandboxed(pool) for _ in range(slots * WARMUP)))
+        cpu, start = tree_cpu_s(os.getpid()), time.perf_counter()
+        await asyncio.gather(*(_sandboxed(pool) for _ in range(jobs)))
+        elapsed = time.perf_counter() - start
+        return (tree_cpu_s(os.getpid()) - cpu) * 1000 / jobs, jobs / elapsed
+    finally:
+        await pool.close()
+
+
+async def platform_cpu(jobs: int, slots: int, log_level: str, spy_dir: Path | None) -> None:
+    from sluice.client import SluiceClient
+    from sluice.v1 import execution_service_pb2 as api
+    from sluice.v1 import job_pb2 as pb
+    from tests.support.broker import RunVhost
+    from tests.support.platform import Platform
+
+    vhost = RunVhost()
+    await asyncio.to_thread(vhost.__enter__)
+    workdir = Path(await asyncio.to_thread(tempfile.mkdtemp, prefix="sluice-bench-cpu-"))
+    stack = Platform(
+        workdir, vhost.amqp_url(), prefix=f"bench-{uuid.uuid4().hex[:6]}",
+        extra_env={"SLUICE_WORKER_SLOTS": str(slots), "SLUICE_LOG_LEVEL": log_level},
+    )
+    try:
+        await asyncio.to_thread(stack.start_control_plane)
+        worker = await asyncio.to_thread(stack.start_worker)
+        key = await asyncio.to_thread(stack.create_tenant, f"bench-{uuid.uuid4().hex[:6]}")
+        sessions = {"control plane": stack.processes["control-plane"].pid,
+                    "worker + sandbox": stack.processes[worker].pid}
+        request = api.SubmitJobRequest(
+            language="python", files=[pb.File(name="main.py", content=TRIVIAL)])
+        async with SluiceClient(stack.api_target, key) as client:
+            async with asyncio.timeout(120):
+                while not await client.languages():
+                    await asyncio.sleep(0.2)
+
+            async def one() -> None:
+                job = await client.submit(request)
+                done = await client.wait(job.id, within_s=120)
+                if done.result.verdict != pb.VERDICT_OK:
+                    raise RuntimeError(f"platform job failed: {done.result}")
+
+            await asyncio.gather(*(one() for _ in range(slots * WARMUP * 4)))
+            spies = []
+            if spy_dir is not None:
+                spies = await asyncio.to_thread(start_py_spy, spy_dir, sessions)
+                await asyncio.sleep(1)
+            before = {name: tree_cpu_s(pid) for name, pid in sessions.items()}
+            client_before, start = self_cpu_s(), time.perf_counter()
+            await asyncio.gather(*(one() for _ in range(jobs)))
+            elapsed = time.perf_counter() - start
+            after = {name: tree_cpu_s(pid) for name, pid in sessions.items()}
+            client_cpu = self_cpu_s() - client_before
+            for spy in spies:
+                spy.send_signal(signal.SIGINT)
+            for spy in spies:
+                await asyncio.to_thread(spy.wait, 60)
+        print(f"whole platform: {jobs / elapsed:.1f} jobs/s; CPU ms per job:")
+        for name in sessions:
+            print(f"  {name:22} {(after[name] - before[name]) * 1000 / jobs:6.2f}")
+        print(f"  {'bench client':22} {client_cpu * 1000 / jobs:6.2f}")
+        total = sum(after[name] - before[name] for name in sessions) + client_cpu
+        print(f"  {'total':22} {total * 1000 / jobs:6.2f}  (RabbitMQ not included)")
+    finally:
+        await asyncio.to_thread(stack.stop)
+        await asyncio.to_thread(vhost.__exit__, None, None, None)
+
+
+async def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--jobs", type=int, default=400)
+    parser.add_argument("--slots", type=int, default=os.cpu_count() or 2)
+    parser.add_argument("--log-level", default="warning")
+    parser.add_argument("--py-spy", type=Path, default=None, metavar="DIR")
+    options = parser.parse_args()
+    print(f"load before: {os.getloadavg()[0]:.2f}")
+    cpu_ms, throughput = await sandbox_cpu(options.jobs, options.slots)
+    print(f"raw sandboxed runs: {throughput:.1f} jobs/s; CPU ms per job {cpu_ms:6.2f}")
+    await platform_cpu(options.jobs, options.slots, options.log_level, options.py_spy)
+    print(f"load after: {os.getloadavg()[0]:.2f}")
+
+
+if __name__ == "__main__":
+    asyncio.run(main())
