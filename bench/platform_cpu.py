@@ -65,6 +65,20 @@ def tree_cpu_s(root: int) -> float:
     return total / TICK
 
 
+def thread_cpu_s(pid: int) -> dict[str, float]:
+    """CPU seconds per thread name of one process (threads of one name added up)."""
+    threads: dict[str, float] = {}
+    for tid in os.listdir(f"/proc/{pid}/task"):
+        try:
+            stat = Path(f"/proc/{pid}/task/{tid}/stat").read_text()
+        except OSError:
+            continue
+        name = "main" if tid == str(pid) else stat[stat.index("(") + 1:stat.rindex(")")]
+        fields = stat[stat.rindex(")") + 2:].split()
+        threads[name] = threads.get(name, 0) + (int(fields[11]) + int(fields[12])) / TICK
+    return threads
+
+
 def self_cpu_s() -> float:
     usage = resource.getrusage(resource.RUSAGE_SELF)
     return usage.ru_utime + usage.ru_stime
@@ -89,8 +103,10 @@ async def sandbox_cpu(jobs: int, slots: int) -> tuple[float, float]:
     try:
         await asyncio.gather(*(_sandboxed(pool) for _ in range(slots * WARMUP)))
         cpu, start = tree_cpu_s(os.getpid()), time.perf_counter()
+        own = self_cpu_s()
         await asyncio.gather(*(_sandboxed(pool) for _ in range(jobs)))
         elapsed = time.perf_counter() - start
+        print(f"  the pool's own process: {(self_cpu_s() - own) * 1000 / jobs:6.2f} CPU ms per job")
         return (tree_cpu_s(os.getpid()) - cpu) * 1000 / jobs, jobs / elapsed
     finally:
         await pool.close()
@@ -135,10 +151,12 @@ async def platform_cpu(jobs: int, slots: int, log_level: str, spy_dir: Path | No
                 spies = await asyncio.to_thread(start_py_spy, spy_dir, sessions)
                 await asyncio.sleep(1)
             before = {name: tree_cpu_s(pid) for name, pid in sessions.items()}
+            threads_before = {name: thread_cpu_s(pid) for name, pid in sessions.items()}
             client_before, start = self_cpu_s(), time.perf_counter()
             await asyncio.gather(*(one() for _ in range(jobs)))
             elapsed = time.perf_counter() - start
             after = {name: tree_cpu_s(pid) for name, pid in sessions.items()}
+            threads_after = {name: thread_cpu_s(pid) for name, pid in sessions.items()}
             client_cpu = self_cpu_s() - client_before
             for spy in spies:
                 spy.send_signal(signal.SIGINT)
@@ -147,6 +165,10 @@ async def platform_cpu(jobs: int, slots: int, log_level: str, spy_dir: Path | No
         print(f"whole platform: {jobs / elapsed:.1f} jobs/s; CPU ms per job:")
         for name in sessions:
             print(f"  {name:22} {(after[name] - before[name]) * 1000 / jobs:6.2f}")
+            for thread, cpu in sorted(threads_after[name].items(), key=lambda item: -item[1]):
+                used = (cpu - threads_before[name].get(thread, 0)) * 1000 / jobs
+                if used >= 0.05:
+                    print(f"    thread {thread:15} {used:6.2f}")
         print(f"  {'bench client':22} {client_cpu * 1000 / jobs:6.2f}")
         total = sum(after[name] - before[name] for name in sessions) + client_cpu
         print(f"  {'total':22} {total * 1000 / jobs:6.2f}  (RabbitMQ not included)")
