@@ -118,11 +118,15 @@ class JobStore:
     # Events ------------------------------------------------------------------------------
 
     @staticmethod
-    def _append_event(conn: sqlite3.Connection, job_id: str, now: float,
-                      **event: object) -> pb.JobEvent:
-        seq = conn.execute(
-            "UPDATE jobs SET last_seq = last_seq + 1 WHERE id = ? RETURNING last_seq", (job_id,)
-        ).fetchone()[0]
+    def _append_event(conn: sqlite3.Connection, job_id: str, now: float, *,
+                      seq: int | None = None, **event: object) -> pb.JobEvent:
+        """seq: one the caller took already (raising last_seq in its own UPDATE of the job,
+        which saves a statement); otherwise the next one is taken here."""
+        if seq is None:
+            seq = conn.execute(
+                "UPDATE jobs SET last_seq = last_seq + 1 WHERE id = ? RETURNING last_seq",
+                (job_id,),
+            ).fetchone()[0]
         message = pb.JobEvent(job_id=job_id, seq=seq, time=_timestamp(now), **event)
         conn.execute(
             "INSERT INTO job_events (job_id, seq, event) VALUES (?, ?, ?)",
@@ -132,15 +136,17 @@ class JobStore:
 
     @classmethod
     def _change_state(cls, conn: sqlite3.Connection, job_id: str, now: float, state: int,
-                      attempt: int, reason: str = "", *, action: str, actor: str
-                      ) -> pb.JobEvent:
-        """Every state change is an event for watchers and a record in the audit trail."""
-        tenant_id = conn.execute("SELECT tenant_id FROM jobs WHERE id = ?",
-                                 (job_id,)).fetchone()[0]
+                      attempt: int, reason: str = "", *, action: str, actor: str,
+                      tenant_id: str | None = None, seq: int | None = None) -> pb.JobEvent:
+        """Every state change is an event for watchers and a record in the audit trail.
+        tenant_id and seq, when the caller has them, save a statement each."""
+        if tenant_id is None:
+            tenant_id = conn.execute("SELECT tenant_id FROM jobs WHERE id = ?",
+                                     (job_id,)).fetchone()[0]
         audit.record(conn, tenant_id=tenant_id, actor=actor, action=action, job_id=job_id,
                      now=now, attempt=attempt, **({"reason": reason} if reason else {}))
         return cls._append_event(
-            conn, job_id, now,
+            conn, job_id, now, seq=seq,
             state_change=pb.StateChange(state=state, attempt=attempt, reason=reason),
         )
 
@@ -350,15 +356,17 @@ class JobStore:
                     return ClaimOutcome(refusal=held.refusal, tenant_id=tenant_id,
                                         detail=held.detail, events=events)
             attempt += 1
-            event = self._change_state(conn, job_id, now, pb.JOB_STATE_RUNNING, attempt,
-                                       action="started", actor=f"worker:{worker_id}")
-            events.append(event)
-            conn.execute(
+            # The started event's seq is taken in the same statement: SET reads the old
+            # last_seq, RETURNING gives the new one.
+            seq = conn.execute(
                 "UPDATE jobs SET state = ?, attempt = ?, started_at = ?, lease_owner = ?,"
-                " lease_expires_at = ?, attempt_seq = ?, state_reason = '' WHERE id = ?",
-                (pb.JOB_STATE_RUNNING, attempt, now, worker_id, now + lease_s, event.seq,
-                 job_id),
-            )
+                " lease_expires_at = ?, state_reason = '', last_seq = last_seq + 1,"
+                " attempt_seq = last_seq + 1 WHERE id = ? RETURNING last_seq",
+                (pb.JOB_STATE_RUNNING, attempt, now, worker_id, now + lease_s, job_id),
+            ).fetchone()[0]
+            events.append(self._change_state(
+                conn, job_id, now, pb.JOB_STATE_RUNNING, attempt, action="started",
+                actor=f"worker:{worker_id}", tenant_id=tenant_id, seq=seq))
             spec = api.SubmitJobRequest.FromString(spec_bytes)
             assignment = gw.Assignment(
                 job_id=job_id, attempt=attempt, language=spec.language, files=spec.files,
@@ -442,16 +450,20 @@ class JobStore:
                          job_id=job_id, now=now, stdout_bytes=len(stdout),
                          stderr_bytes=len(stderr))
             quotas.record_cpu(conn, tenant_id, now, stored.usage.cpu_time_ms)
-            events = [
-                self._append_event(conn, job_id, now, result=stored),
-                self._change_state(conn, job_id, now, new_state, attempt,
-                                   action=_ACTIONS[new_state], actor=actor),
-            ]
-            conn.execute(
+            # Two events (the result, then the state change): both seqs taken by the
+            # statement that ends the job.
+            seq = conn.execute(
                 "UPDATE jobs SET state = ?, ended_at = ?, result = ?, lease_owner = NULL,"
-                " lease_expires_at = NULL WHERE id = ?",
+                " lease_expires_at = NULL, last_seq = last_seq + 2 WHERE id = ?"
+                " RETURNING last_seq",
                 (new_state, now, stored.SerializeToString(), job_id),
-            )
+            ).fetchone()[0]
+            events = [
+                self._append_event(conn, job_id, now, seq=seq - 1, result=stored),
+                self._change_state(conn, job_id, now, new_state, attempt,
+                                   action=_ACTIONS[new_state], actor=actor,
+                                   tenant_id=tenant_id, seq=seq),
+            ]
             job_row = conn.execute(
                 f"SELECT {_JOB_COLUMNS} FROM jobs WHERE id = ?", (job_id,)).fetchone()
             return _job_from_row(job_row), events
