@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import re
 import time
@@ -15,6 +16,7 @@ from control_plane.job_publisher import BrokerUnavailable, JobPublisher
 from control_plane.quotas import QuotaExceeded, SubmitAdmission
 from control_plane.store.jobs import TERMINAL_STATES, JobStore
 from control_plane.store.quotas import TenantQuota
+from control_plane.store.tenants import Principal
 from control_plane.submit_validation import InvalidRequest, validate_submission
 from control_plane.watch_hub import WatchHub
 from control_plane.worker_gateway import WorkerGateway
@@ -46,6 +48,8 @@ class ExecutionService(api_grpc.ExecutionServiceServicer):
         self._hub = hub
         self._gateway = gateway
         self._quota_defaults = TenantQuota.defaults(settings)
+        # Submissions being stored and published, kept until done (see SubmitJob).
+        self._admitting: set[asyncio.Future[pb.Job]] = set()
 
     async def SubmitJob(self, request: api.SubmitJobRequest,
                         context: grpc.aio.ServicerContext) -> api.SubmitJobResponse:
@@ -55,12 +59,14 @@ class ExecutionService(api_grpc.ExecutionServiceServicer):
             spec = validate_submission(request, self._settings, await self._gateway.language_ids())
         except InvalidRequest as exc:
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
-        # Quotas are checked in the transaction that stores the job: one trip to the store.
-        admission = SubmitAdmission(self._quota_defaults, principal.tenant_id, request, spec)
+        # Stored and published as one step that the caller going away (a cancelled call, a
+        # deadline) cannot cut in two: a job stored and then neither published nor deleted
+        # would wait QUEUED forever.
+        admitting = asyncio.ensure_future(self._admit(principal, request, spec))
+        self._admitting.add(admitting)
+        admitting.add_done_callback(self._admitted)
         try:
-            job, created = await self._jobs.create(principal.tenant_id, spec,
-                                                   actor=f"key:{principal.key_id}",
-                                                   check=admission)
+            job = await asyncio.shield(admitting)
         except InvalidRequest as exc:
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
         except QuotaExceeded as exc:
@@ -68,28 +74,44 @@ class ExecutionService(api_grpc.ExecutionServiceServicer):
             log.info("quota_exceeded", tenant=principal.tenant_id, quota=exc.quota,
                      retry_after_s=round(exc.retry_after_s, 3))
             await context.abort_with_status(exc.status())
-        if created:
-            # A held job waits for an earlier job of its ordering key; the HoldReleaser
-            # publishes it when that one ends.
-            if not admission.held:
-                await self._publish_new(job, principal.tenant_id, context)
-            metrics.JOBS_SUBMITTED.inc()
-        metrics.RPC_SECONDS.labels("SubmitJob", "OK").observe(time.perf_counter() - started)
-        return api.SubmitJobResponse(job=job)
-
-    async def _publish_new(self, job: pb.Job, tenant_id: str,
-                           context: grpc.aio.ServicerContext) -> None:
-        try:
-            await self._publisher.publish(JobMessage(job.id, tenant_id))
-        except BrokerUnavailable as exc:
-            metrics.PUBLISH_FAILURES.inc()
-            await self._jobs.delete_unpublished(job.id)
-            log.warning("job_not_accepted", tenant=tenant_id, job_id=job.id, error=str(exc))
+        except BrokerUnavailable:
             await context.abort(
                 grpc.StatusCode.UNAVAILABLE,
                 "the job queue (RabbitMQ) did not accept the job, so it was not created; "
                 "retry shortly",
             )
+        metrics.RPC_SECONDS.labels("SubmitJob", "OK").observe(time.perf_counter() - started)
+        return api.SubmitJobResponse(job=job)
+
+    async def _admit(self, principal: Principal, request: api.SubmitJobRequest,
+                     spec: api.SubmitJobRequest) -> pb.Job:
+        """Stores the job QUEUED and publishes it, confirmed; raises InvalidRequest or
+        QuotaExceeded (nothing stored), or BrokerUnavailable (the job deleted again)."""
+        # Quotas are checked in the transaction that stores the job: one trip to the store.
+        admission = SubmitAdmission(self._quota_defaults, principal.tenant_id, request, spec)
+        job, created = await self._jobs.create(principal.tenant_id, spec,
+                                               actor=f"key:{principal.key_id}",
+                                               check=admission)
+        if not created:
+            return job  # the idempotency key's job, as it is
+        # A held job waits for an earlier job of its ordering key; the HoldReleaser
+        # publishes it when that one ends.
+        if not admission.held:
+            try:
+                await self._publisher.publish(JobMessage(job.id, principal.tenant_id))
+            except BrokerUnavailable as exc:
+                metrics.PUBLISH_FAILURES.inc()
+                await self._jobs.delete_unpublished(job.id)
+                log.warning("job_not_accepted", tenant=principal.tenant_id, job_id=job.id,
+                            error=str(exc))
+                raise
+        metrics.JOBS_SUBMITTED.inc()
+        return job
+
+    def _admitted(self, admitting: asyncio.Future[pb.Job]) -> None:
+        self._admitting.discard(admitting)
+        if not admitting.cancelled():
+            admitting.exception()  # its caller may be gone: the outcome is not an error here
 
     async def GetJob(self, request: api.GetJobRequest,
                      context: grpc.aio.ServicerContext) -> pb.Job:

@@ -203,6 +203,7 @@ class JobStore:
         idempotency key names an existing job, which comes back unchanged. `check` runs
         before the insert, in the same transaction (quotas), and may raise to refuse."""
         now = time.time()
+        created = _timestamp(now)
         job_id = new_job_id()
 
         def tx(conn: sqlite3.Connection) -> tuple[pb.Job, bool]:
@@ -214,18 +215,28 @@ class JobStore:
                 if row:
                     return _job_from_row(row), False
             if check is not None:
-                check(conn, job_id, now)
+                check(conn, job_id, now)  # may lower spec.limits to the tenant's ceilings
+            # The row, its first event and the audit record, written directly rather than
+            # through _change_state: a new job's state is known, nothing needs reading back.
+            job = pb.Job(id=job_id, state=pb.JOB_STATE_QUEUED, language=spec.language,
+                         idempotency_key=spec.idempotency_key,
+                         ordering_key=spec.ordering_key, labels=dict(spec.labels),
+                         limits=spec.limits, create_time=created)
             conn.execute(
                 "INSERT INTO jobs (id, tenant_id, state, language, spec, idempotency_key,"
-                " ordering_key, labels, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                " ordering_key, labels, created_at, last_seq)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, 1)",
                 (job_id, tenant_id, pb.JOB_STATE_QUEUED, spec.language,
                  spec.SerializeToString(), spec.idempotency_key, spec.ordering_key,
                  json.dumps(dict(spec.labels), sort_keys=True), now),
             )
-            self._change_state(conn, job_id, now, pb.JOB_STATE_QUEUED, 0,
-                               action="submitted", actor=actor)
-            row = conn.execute(f"SELECT {_JOB_COLUMNS} FROM jobs WHERE id = ?", (job_id,))
-            return _job_from_row(row.fetchone()), True
+            event = pb.JobEvent(job_id=job_id, seq=1, time=created,
+                                state_change=pb.StateChange(state=pb.JOB_STATE_QUEUED))
+            conn.execute("INSERT INTO job_events (job_id, seq, event) VALUES (?, 1, ?)",
+                         (job_id, event.SerializeToString()))
+            audit.record(conn, tenant_id=tenant_id, actor=actor, action="submitted",
+                         job_id=job_id, now=now, attempt=0)
+            return job, True
 
         return await self._db.run(tx)
 
