@@ -2,9 +2,33 @@
 
 from __future__ import annotations
 
+import sqlite3
+
 import grpc
 
-from control_plane.store.tenants import Principal, TenantStore
+from control_plane.store.tenants import Principal, TenantStore, principal_of
+
+UNKNOWN_KEY = "API key is unknown or revoked"
+
+
+class Unauthenticated(Exception):
+    """The key is unknown or revoked (found so inside a store transaction)."""
+
+
+class KeyCheck:
+    """Checks a caller's key inside a store transaction, as its first statement; remembers
+    whose it is. Raises Unauthenticated, which rolls the transaction back."""
+
+    def __init__(self, secret: str) -> None:
+        self._secret = secret
+        self.principal: Principal | None = None
+
+    def __call__(self, conn: sqlite3.Connection) -> Principal:
+        principal = principal_of(conn, self._secret)
+        if principal is None:
+            raise Unauthenticated(UNKNOWN_KEY)
+        self.principal = principal
+        return principal
 
 
 class Authenticator:
@@ -13,6 +37,15 @@ class Authenticator:
 
     async def principal(self, context: grpc.aio.ServicerContext) -> Principal:
         """Aborts the call with UNAUTHENTICATED unless it carries a live key."""
+        principal = await self._tenants.authenticate(await self.secret(context))
+        if principal is None:
+            await context.abort(grpc.StatusCode.UNAUTHENTICATED, UNKNOWN_KEY)
+        assert principal is not None
+        return principal
+
+    async def secret(self, context: grpc.aio.ServicerContext) -> str:
+        """The bearer key of the call, not yet checked; aborts the call with
+        UNAUTHENTICATED when there is none."""
         header = ""
         for key, value in context.invocation_metadata() or ():
             if key == "authorization":
@@ -30,13 +63,7 @@ class Authenticator:
                 grpc.StatusCode.UNAUTHENTICATED,
                 "metadata 'authorization' must be 'Bearer <api key>'",
             )
-        principal = await self._tenants.authenticate(secret.strip())
-        if principal is None:
-            await context.abort(
-                grpc.StatusCode.UNAUTHENTICATED, "API key is unknown or revoked"
-            )
-        assert principal is not None
-        return principal
+        return secret.strip()
 
     async def admin(self, context: grpc.aio.ServicerContext) -> Principal:
         principal = await self.principal(context)

@@ -5,18 +5,18 @@ from __future__ import annotations
 import asyncio
 import base64
 import re
+import sqlite3
 import time
 from collections.abc import AsyncIterator
 
 import grpc
 
 from control_plane import metrics
-from control_plane.auth import Authenticator
+from control_plane.auth import Authenticator, KeyCheck, Unauthenticated
 from control_plane.job_publisher import BrokerUnavailable, JobPublisher
 from control_plane.quotas import QuotaExceeded, SubmitAdmission
 from control_plane.store.jobs import TERMINAL_STATES, JobStore
 from control_plane.store.quotas import TenantQuota
-from control_plane.store.tenants import Principal
 from control_plane.submit_validation import InvalidRequest, validate_submission
 from control_plane.watch_hub import WatchHub
 from control_plane.worker_gateway import WorkerGateway
@@ -54,24 +54,30 @@ class ExecutionService(api_grpc.ExecutionServiceServicer):
     async def SubmitJob(self, request: api.SubmitJobRequest,
                         context: grpc.aio.ServicerContext) -> api.SubmitJobResponse:
         started = time.perf_counter()
-        principal = await self._auth.principal(context)
+        secret = await self._auth.secret(context)
         try:
             spec = validate_submission(request, self._settings, await self._gateway.language_ids())
         except InvalidRequest as exc:
+            await self._auth.principal(context)  # an unknown key hears UNAUTHENTICATED first
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
-        # Stored and published as one step that the caller going away (a cancelled call, a
-        # deadline) cannot cut in two: a job stored and then neither published nor deleted
-        # would wait QUEUED forever.
-        admitting = asyncio.ensure_future(self._admit(principal, request, spec))
+        # The key is checked in the transaction that stores the job (one trip to the store),
+        # and the store and the publish run as one step that the caller going away (a
+        # cancelled call, a deadline) cannot cut in two: a job stored and then neither
+        # published nor deleted would wait QUEUED forever.
+        key = KeyCheck(secret)
+        admitting = asyncio.ensure_future(self._admit(key, request, spec))
         self._admitting.add(admitting)
         admitting.add_done_callback(self._admitted)
         try:
             job = await asyncio.shield(admitting)
+        except Unauthenticated as exc:
+            await context.abort(grpc.StatusCode.UNAUTHENTICATED, str(exc))
         except InvalidRequest as exc:
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
         except QuotaExceeded as exc:
+            assert key.principal is not None
             metrics.QUOTA_REFUSALS.labels(exc.quota).inc()
-            log.info("quota_exceeded", tenant=principal.tenant_id, quota=exc.quota,
+            log.info("quota_exceeded", tenant=key.principal.tenant_id, quota=exc.quota,
                      retry_after_s=round(exc.retry_after_s, 3))
             await context.abort_with_status(exc.status())
         except BrokerUnavailable:
@@ -83,26 +89,32 @@ class ExecutionService(api_grpc.ExecutionServiceServicer):
         metrics.RPC_SECONDS.labels("SubmitJob", "OK").observe(time.perf_counter() - started)
         return api.SubmitJobResponse(job=job)
 
-    async def _admit(self, principal: Principal, request: api.SubmitJobRequest,
+    async def _admit(self, key: KeyCheck, request: api.SubmitJobRequest,
                      spec: api.SubmitJobRequest) -> pb.Job:
-        """Stores the job QUEUED and publishes it, confirmed; raises InvalidRequest or
-        QuotaExceeded (nothing stored), or BrokerUnavailable (the job deleted again)."""
-        # Quotas are checked in the transaction that stores the job: one trip to the store.
-        admission = SubmitAdmission(self._quota_defaults, principal.tenant_id, request, spec)
-        job, created = await self._jobs.create(principal.tenant_id, spec,
-                                               actor=f"key:{principal.key_id}",
-                                               check=admission)
+        """Stores the job QUEUED and publishes it, confirmed; raises Unauthenticated,
+        InvalidRequest or QuotaExceeded (nothing stored), or BrokerUnavailable (the job
+        deleted again)."""
+
+        def submitter(conn: sqlite3.Connection) -> tuple[str, str]:
+            principal = key(conn)
+            return principal.tenant_id, f"key:{principal.key_id}"
+
+        # Quotas are checked in the same transaction too.
+        admission = SubmitAdmission(self._quota_defaults, request, spec)
+        job, created = await self._jobs.create(submitter, spec, check=admission)
         if not created:
             return job  # the idempotency key's job, as it is
+        assert key.principal is not None
+        tenant_id = key.principal.tenant_id
         # A held job waits for an earlier job of its ordering key; the HoldReleaser
         # publishes it when that one ends.
         if not admission.held:
             try:
-                await self._publisher.publish(JobMessage(job.id, principal.tenant_id))
+                await self._publisher.publish(JobMessage(job.id, tenant_id))
             except BrokerUnavailable as exc:
                 metrics.PUBLISH_FAILURES.inc()
                 await self._jobs.delete_unpublished(job.id)
-                log.warning("job_not_accepted", tenant=principal.tenant_id, job_id=job.id,
+                log.warning("job_not_accepted", tenant=tenant_id, job_id=job.id,
                             error=str(exc))
                 raise
         metrics.JOBS_SUBMITTED.inc()

@@ -59,16 +59,15 @@ class SubmitAdmission:
     """One SubmitJob's checks, called by JobStore.create inside its transaction after the
     idempotency lookup (a repeated key returns its job without using any quota)."""
 
-    def __init__(self, defaults: TenantQuota, tenant_id: str, request: api.SubmitJobRequest,
+    def __init__(self, defaults: TenantQuota, request: api.SubmitJobRequest,
                  spec: api.SubmitJobRequest) -> None:
         self._defaults = defaults
-        self._tenant_id = tenant_id
         self._request = request
         self._spec = spec
         self.held = False  # stored QUEUED but not published: it waits for its ordering key
 
-    def __call__(self, conn: sqlite3.Connection, job_id: str, now: float) -> None:
-        tenant_id = self._tenant_id
+    def __call__(self, conn: sqlite3.Connection, tenant_id: str, job_id: str, now: float
+                 ) -> None:
         quota = store.quota_of(conn, tenant_id, self._defaults)
         self._apply_ceilings(quota)
 

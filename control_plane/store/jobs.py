@@ -106,8 +106,12 @@ class ExpiredLease:
 # Inside claim's transaction, for a QUEUED job about to start: None lets it start; a
 # ClaimHeld refuses the claim and the job waits, QUEUED (ordering key, running quota).
 ClaimGateCheck = Callable[[sqlite3.Connection, str, str, float], ClaimHeld | None]
-# Inside create's transaction, before the insert: quota checks; raises to refuse the job.
-SubmitCheck = Callable[[sqlite3.Connection, str, float], None]
+# Inside create's transaction, first: who submits, as (tenant_id, actor); raises to refuse
+# (SubmitJob checks the caller's key there: one trip to the store, not two).
+Submitter = Callable[[sqlite3.Connection], tuple[str, str]]
+# Inside create's transaction, before the insert: quota checks, given (tenant_id, job_id,
+# now); raises to refuse the job.
+SubmitCheck = Callable[[sqlite3.Connection, str, str, float], None]
 
 
 class JobStore:
@@ -197,16 +201,18 @@ class JobStore:
 
     # Submission and reads ----------------------------------------------------------------
 
-    async def create(self, tenant_id: str, spec: api.SubmitJobRequest, *, actor: str,
+    async def create(self, submitter: Submitter, spec: api.SubmitJobRequest, *,
                      check: SubmitCheck | None = None) -> tuple[pb.Job, bool]:
         """Stores a QUEUED job. Returns (job, created); created is False when the tenant's
-        idempotency key names an existing job, which comes back unchanged. `check` runs
-        before the insert, in the same transaction (quotas), and may raise to refuse."""
+        idempotency key names an existing job, which comes back unchanged. `submitter`
+        says whose job it is, `check` runs before the insert (quotas); both run in the
+        same transaction and may raise to refuse."""
         now = time.time()
         created = _timestamp(now)
         job_id = new_job_id()
 
         def tx(conn: sqlite3.Connection) -> tuple[pb.Job, bool]:
+            tenant_id, actor = submitter(conn)
             if spec.idempotency_key:
                 row = conn.execute(
                     f"SELECT {_JOB_COLUMNS} FROM jobs WHERE tenant_id = ? AND idempotency_key = ?",
@@ -215,7 +221,8 @@ class JobStore:
                 if row:
                     return _job_from_row(row), False
             if check is not None:
-                check(conn, job_id, now)  # may lower spec.limits to the tenant's ceilings
+                # may lower spec.limits to the tenant's ceilings
+                check(conn, tenant_id, job_id, now)
             # The row, its first event and the audit record, written directly rather than
             # through _change_state: a new job's state is known, nothing needs reading back.
             job = pb.Job(id=job_id, state=pb.JOB_STATE_QUEUED, language=spec.language,

@@ -157,14 +157,14 @@ class TenantStore:
         return await self._db.run(tx)
 
     async def authenticate(self, secret: str) -> Principal | None:
-        digest = hash_key(secret)
+        return await self._db.run(lambda conn: principal_of(conn, secret))
 
-        def tx(conn: sqlite3.Connection) -> Principal | None:
-            row = conn.execute(
-                "SELECT tenant_id, id, admin FROM api_keys"
-                " WHERE key_hash = ? AND revoked_at IS NULL",
-                (digest,),
-            ).fetchone()
-            return Principal(tenant_id=row[0], key_id=row[1], admin=bool(row[2])) if row else None
 
-        return await self._db.run(tx)
+def principal_of(conn: sqlite3.Connection, secret: str) -> Principal | None:
+    """The live key's owner, inside a transaction (SubmitJob checks the key in the same
+    transaction that stores the job: one trip to the store)."""
+    row = conn.execute(
+        "SELECT tenant_id, id, admin FROM api_keys WHERE key_hash = ? AND revoked_at IS NULL",
+        (hash_key(secret),),
+    ).fetchone()
+    return Principal(tenant_id=row[0], key_id=row[1], admin=bool(row[2])) if row else None
