@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import signal
-import sys
 
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
@@ -32,7 +31,6 @@ from sluice.topology import Topology
 from sluice.v1 import admin_service_pb2_grpc, execution_service_pb2_grpc, worker_gateway_pb2_grpc
 
 log = get_logger(__name__)
-SWITCH_INTERVAL_S = 0.0005
 SERVICE_NAMES = ("sluice.v1.ExecutionService", "sluice.v1.AdminService")
 
 
@@ -98,11 +96,6 @@ async def serve(settings: Settings, stop: asyncio.Event) -> None:
 
 
 def main() -> None:
-    # The event loop and the store's thread hand the interpreter lock to each other around
-    # every SQLite statement; with the default 5 ms interval a statement can wait that long
-    # for the loop to let go, several times per transaction, and SubmitJob under a burst
-    # queued behind it (bench/burst.py). A shorter interval costs a few more switches.
-    sys.setswitchinterval(SWITCH_INTERVAL_S)
     settings = get_settings()
     configure_logging(settings.log_level, settings.log_format, service="control-plane")
     serve_metrics(settings.metrics_listen)
