@@ -10,6 +10,8 @@ Prints, in one run:
   burst: SubmitJob p50/p99 at --rate submissions/s (default 250/s, 15k/min) while another
     tenant's CPU-bound jobs keep every worker slot busy, with the rate achieved, the load
     generator's own lag and the CPU each service used;
+  RabbitMQ alone at both rates (the same publish and confirm, just before each phase's
+    figures are compared): the floor under SubmitJob's latency that is the broker's;
   the targets: burst p99 within 3x idle p99, and under 20 ms; PASS or FAIL for each.
 With --soak MINUTES the burst rate is held that long instead of --burst-s, and every 10 s
 it prints the queued jobs, that window's p50/p99 and each service's RSS (VmRSS): memory must
@@ -47,7 +49,10 @@ sys.path.insert(0, str(REPO))
 
 import grpc  # noqa: E402 - needs the repo on sys.path first
 
+from control_plane.job_publisher import JobPublisher  # noqa: E402
+from control_plane.store.jobs import new_job_id  # noqa: E402
 from sluice.client import SluiceClient, bearer  # noqa: E402
+from sluice.topology import JobMessage, Topology  # noqa: E402
 from sluice.v1 import execution_service_pb2 as api  # noqa: E402
 from sluice.v1 import execution_service_pb2_grpc as api_grpc  # noqa: E402
 from sluice.v1 import job_pb2 as pb  # noqa: E402
@@ -60,6 +65,7 @@ P99_TARGET_S = 0.020
 RSS_TARGET_MB = 200.0
 QUEUED_MARK = 10_000
 SAMPLE_S = 10.0
+FLOOR_S = 8.0  # how long the broker alone is measured at each rate
 # Leveled off: the soak's second half grows RSS by at most this much (MB, or share).
 LEVEL_MB, LEVEL_SHARE = 5.0, 0.05
 
@@ -139,6 +145,8 @@ class Phase:
     records: list[tuple[float, float, float, str]] = field(default_factory=list)
     client_cpu_s: float = 0.0
     wall_s: float = 0.0
+    cpu: dict[str, float] = field(default_factory=dict)  # service -> share of one core
+    cp_ms_per_call: float = 0.0  # control-plane CPU per SubmitJob
 
     def ok_latencies(self) -> list[float]:
         return sorted(r[2] for r in self.records if r[3] == "OK")
@@ -232,13 +240,16 @@ class Soak:
 
 async def run_load(stack: Platform, key: str, phase: Phase, cpu_s_each: float,
                    warmup: int) -> None:
+    """Runs the load generator for the phase; records each call, and the CPU each service
+    used meanwhile (the warm-up calls included, so they are counted per call too)."""
     config = {"target": stack.api_target, "key": key, "rate": phase.rate,
               "seconds": phase.seconds, "cpu_s": cpu_s_each, "warmup": warmup}
+    before = {name: cpu_s(pid) for name, pid in services(stack).items()}
+    started = time.monotonic()
     process = await asyncio.create_subprocess_exec(
         sys.executable, str(SELF), "_load", json.dumps(config),
         stdout=asyncio.subprocess.PIPE)
     assert process.stdout is not None
-    started = time.monotonic()
     async for line in process.stdout:
         data = json.loads(line)
         if isinstance(data, dict):
@@ -248,10 +259,42 @@ async def run_load(stack: Platform, key: str, phase: Phase, cpu_s_each: float,
     if await process.wait() != 0:
         raise RuntimeError(f"the load generator exited {process.returncode}")
     phase.wall_s = time.monotonic() - started
+    used = {name: cpu_s(pid) - before[name]
+            for name, pid in services(stack).items() if name in before}
+    phase.cpu = {name: seconds / phase.wall_s for name, seconds in used.items()}
+    phase.cp_ms_per_call = used["control-plane"] / (len(phase.records) + warmup) * 1000
 
 
-def report_phase(phase: Phase, cpu: dict[str, float] | None = None,
-                 cpu_per_call_ms: float = 0.0) -> None:
+async def broker_floor(amqp_url: str, rate: float, seconds: float) -> list[float]:
+    """Publish-and-confirm alone, as SubmitJob does it (same publisher, quorum queues of a
+    topology of its own that nothing consumes), open-loop at `rate`: the part of SubmitJob's
+    latency that is RabbitMQ's, on this machine, now."""
+    publisher = JobPublisher(amqp_url, Topology(f"burst-floor-{uuid.uuid4().hex[:6]}"))
+    await publisher.start()
+    latencies: list[float] = []
+    try:
+        async def one() -> None:
+            sent = time.perf_counter()
+            await publisher.publish(JobMessage(new_job_id(), "t_floor"))
+            latencies.append(time.perf_counter() - sent)
+
+        for _ in range(10):
+            await one()
+        latencies.clear()
+        tasks = []
+        begin = time.perf_counter()
+        for i in range(int(rate * seconds)):
+            delay = begin + i / rate - time.perf_counter()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            tasks.append(asyncio.create_task(one()))
+        await asyncio.gather(*tasks)
+    finally:
+        await publisher.close()
+    return sorted(latencies)
+
+
+def report_phase(phase: Phase) -> None:
     ok = phase.ok_latencies()
     lags = sorted(r[1] for r in phase.records)
     achieved = len(phase.records) / phase.seconds if phase.seconds else 0.0
@@ -264,10 +307,9 @@ def report_phase(phase: Phase, cpu: dict[str, float] | None = None,
     print(f"         load generator: lag behind schedule p99 {ms(quantile(lags, 0.99))}, "
           f"max {ms(lags[-1] if lags else float('nan'))}; its CPU "
           f"{phase.client_cpu_s / phase.wall_s * 100:.0f}% of a core")
-    if cpu:
-        print("         CPU (share of one core): " + ", ".join(
-            f"{name} {share * 100:.0f}%" for name, share in sorted(cpu.items()))
-              + f"; control plane {cpu_per_call_ms:.2f} ms CPU per SubmitJob")
+    print("         CPU (share of one core): " + ", ".join(
+        f"{name} {share * 100:.0f}%" for name, share in sorted(phase.cpu.items()))
+          + f"; control plane {phase.cp_ms_per_call:.2f} ms CPU per SubmitJob")
 
 
 async def run(options: argparse.Namespace) -> int:
@@ -282,8 +324,7 @@ async def run(options: argparse.Namespace) -> int:
                      extra_env={"SLUICE_WORKER_SLOTS": str(options.slots),
                                 "SLUICE_LOG_LEVEL": options.log_level})
     soak: Soak | None = None
-    cpu: dict[str, float] = {}
-    cpu_per_call_ms = 0.0
+    floors: dict[str, list[float]] = {}
     loads: dict[str, str] = {"start": load_avg()}
     try:
         await asyncio.to_thread(stack.start_control_plane)
@@ -306,6 +347,7 @@ async def run(options: argparse.Namespace) -> int:
                 await asyncio.to_thread(stack.kill, first_worker, signal.SIGTERM)
                 await run_load(stack, submitter.key, idle, options.heavy_cpu_s, warmup=20)
                 loads["idle"] = load_avg()
+                floors["idle"] = await broker_floor(vhost.amqp_url(), idle.rate, FLOOR_S)
 
                 await asyncio.to_thread(stack.start_worker)
                 for _ in range(options.slots * 4):
@@ -314,7 +356,7 @@ async def run(options: argparse.Namespace) -> int:
                     while (await queued_and_running(admin, [submitter, heavy]))[1] \
                             < options.slots:
                         await asyncio.sleep(0.2)
-                before = {name: cpu_s(pid) for name, pid in services(stack).items()}
+                floors["burst"] = await broker_floor(vhost.amqp_url(), burst.rate, FLOOR_S)
                 started = time.monotonic()
                 soak = Soak(stack, admin, [submitter, heavy], burst, verbose=bool(soak_s))
                 sampler = asyncio.create_task(soak.run(started))
@@ -322,11 +364,6 @@ async def run(options: argparse.Namespace) -> int:
                     await run_load(stack, submitter.key, burst, options.heavy_cpu_s, warmup=5)
                 finally:
                     sampler.cancel()
-                elapsed = time.monotonic() - started
-                used = {name: cpu_s(pid) - before[name]
-                        for name, pid in services(stack).items() if name in before}
-                cpu = {name: seconds / elapsed for name, seconds in used.items()}
-                cpu_per_call_ms = used["control-plane"] / max(1, len(burst.records)) * 1000
                 loads["burst"] = load_avg()
                 _, running = await queued_and_running(admin, [submitter, heavy])
     finally:
@@ -340,7 +377,10 @@ async def run(options: argparse.Namespace) -> int:
           f"{options.heavy_cpu_s:g}-CPU-s jobs ({running} running at the end); "
           f"log level {options.log_level}")
     report_phase(idle)
-    report_phase(burst, cpu, cpu_per_call_ms)
+    report_phase(burst)
+    print("  RabbitMQ alone (publish + confirm, SubmitJob's publisher, no store, no gRPC): "
+          + "; ".join(f"{name} rate p50 {ms(quantile(f, 0.5))} p99 {ms(quantile(f, 0.99))}"
+                      for name, f in floors.items()))
     print(f"  load average (1/5/15 min): start {loads['start']}, after idle {loads['idle']}, "
           f"after burst {loads['burst']}")
     ratio_ok = ratio <= RATIO_TARGET
