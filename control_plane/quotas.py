@@ -68,10 +68,11 @@ class SubmitAdmission:
 
     def __call__(self, conn: sqlite3.Connection, tenant_id: str, job_id: str, now: float
                  ) -> None:
-        quota = store.quota_of(conn, tenant_id, self._defaults)
+        state = store.submit_state(conn, tenant_id, self._defaults, now)
+        quota = state.quota
         self._apply_ceilings(quota)
 
-        queued, _running = store.job_counts(conn, tenant_id)
+        queued = state.queued
         if queued >= quota.max_queued_jobs:
             raise QuotaExceeded(
                 "max_queued_jobs",
@@ -79,10 +80,10 @@ class SubmitAdmission:
                 f"have at once ({quota.max_queued_jobs}); submit again as they start",
                 QUEUED_RETRY_S)
 
-        minutes = store.cpu_minutes(conn, tenant_id, now)
-        used_ms = sum(ms for _, ms in minutes)
+        used_ms = state.cpu_ms_last_day
         limit_ms = quota.cpu_seconds_per_day * 1000
         if used_ms >= limit_ms:
+            minutes = store.cpu_minutes(conn, tenant_id, now)  # only to say when it frees
             raise QuotaExceeded(
                 "cpu_seconds_per_day",
                 f"quota cpu_seconds_per_day: the tenant's jobs used {used_ms / 1000:.1f} "
@@ -90,7 +91,7 @@ class SubmitAdmission:
                 f"({quota.cpu_seconds_per_day})",
                 _cpu_frees_in(minutes, used_ms - limit_ms, now))
 
-        tokens = store.refill_tokens(conn, tenant_id, quota, now)
+        tokens = state.tokens
         if tokens < 1:
             raise QuotaExceeded(
                 "submit_rate_per_s",

@@ -8,6 +8,7 @@ processes too), so two control planes can never both admit the job that goes ove
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import math
 import sqlite3
@@ -106,7 +107,41 @@ def overrides_of(conn: sqlite3.Connection, tenant_id: str) -> dict[str, float]:
 
 
 def quota_of(conn: sqlite3.Connection, tenant_id: str, defaults: TenantQuota) -> TenantQuota:
-    return defaults.with_overrides(overrides_of(conn, tenant_id))
+    row = conn.execute("SELECT overrides FROM tenant_quotas WHERE tenant_id = ?",
+                       (tenant_id,)).fetchone()
+    return _applied(defaults, row[0] if row else "{}")
+
+
+@functools.lru_cache(maxsize=4096)
+def _applied(defaults: TenantQuota, overrides: str) -> TenantQuota:
+    """A tenant's quota from its stored overrides (as JSON): the same few strings come back
+    on every submission, so they are parsed once."""
+    return defaults.with_overrides(json.loads(overrides))
+
+
+@dataclass(frozen=True)
+class SubmitState:
+    """What SubmitJob's quota checks read, in one statement."""
+
+    quota: TenantQuota
+    queued: int
+    cpu_ms_last_day: int
+    tokens: float  # in the submit bucket now, refilled
+
+
+def submit_state(conn: sqlite3.Connection, tenant_id: str, defaults: TenantQuota,
+                 now: float) -> SubmitState:
+    overrides, queued, cpu_ms, tokens, updated_at = conn.execute(
+        "SELECT (SELECT overrides FROM tenant_quotas WHERE tenant_id = :t),"
+        " (SELECT jobs FROM tenant_job_counts WHERE tenant_id = :t AND state = :queued),"
+        " (SELECT sum(cpu_ms) FROM cpu_usage WHERE tenant_id = :t AND minute >= :first),"
+        " tokens, updated_at FROM (SELECT 1) LEFT JOIN submit_buckets ON tenant_id = :t",
+        {"t": tenant_id, "queued": pb.JOB_STATE_QUEUED,
+         "first": math.floor((now - DAY_S) / MINUTE_S)},
+    ).fetchone()
+    quota = _applied(defaults, overrides or "{}")
+    return SubmitState(quota, queued or 0, cpu_ms or 0,
+                       _refilled(quota, tokens, updated_at, now))
 
 
 def job_counts(conn: sqlite3.Connection, tenant_id: str) -> tuple[int, int]:
@@ -126,9 +161,13 @@ def refill_tokens(conn: sqlite3.Connection, tenant_id: str, quota: TenantQuota,
                   now: float) -> float:
     row = conn.execute("SELECT tokens, updated_at FROM submit_buckets WHERE tenant_id = ?",
                        (tenant_id,)).fetchone()
-    if row is None:
+    return _refilled(quota, *(row or (None, None)), now)
+
+
+def _refilled(quota: TenantQuota, tokens: float | None, updated_at: float | None,
+              now: float) -> float:
+    if tokens is None or updated_at is None:
         return float(quota.submit_burst)
-    tokens, updated_at = row
     # max(0, ...): another process's clock may be a little ahead of ours.
     refilled = tokens + max(0.0, now - updated_at) * quota.submit_rate_per_s
     return min(float(quota.submit_burst), refilled)
