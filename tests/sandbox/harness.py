@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
@@ -107,6 +108,11 @@ async def assert_host_untouched(pool: SandboxPool) -> None:
             f"slot {slot.index}: tasks left in its cgroup: {slot.cgroup.pids()}"
         )
         assert os.listdir(slot.work_dir) == [], f"slot {slot.index}: work dir not wiped"
+    # The runner reaps the orphans it inherits as their SIGCHLD arrives, which may be just
+    # after the run's result: give the last zombies a moment, not a pass.
+    deadline = time.monotonic() + 2.0
+    while processes_of_uids(uids) and time.monotonic() < deadline:
+        await asyncio.sleep(0.05)
     assert processes_of_uids(uids) == [], "a sandbox uid still owns host processes"
     ran = await run(pool, "python", "print('still fine')")
     assert ran.outcome.verdict is Verdict.OK, ran.outcome
