@@ -92,7 +92,15 @@ def _start(name: str, module: str, env: dict[str, str]) -> subprocess.Popen[byte
                             stderr=subprocess.STDOUT, start_new_session=True)
 
 
+def _interrupt(signum: int, _frame: object) -> None:
+    raise KeyboardInterrupt(signal.Signals(signum).name)
+
+
 def run_local_stack(*, workers: int, sample: bool) -> int:
+    # The services run in sessions of their own (a Ctrl-C reaches only us): whatever stops
+    # `sluice up` (Ctrl-C, `kill`, a closed terminal, a supervisor) stops them through here.
+    for signum in (signal.SIGTERM, signal.SIGHUP):
+        signal.signal(signum, _interrupt)
     settings = get_settings()
     try:
         asyncio.run(_check_broker(settings))
