@@ -30,6 +30,10 @@ class KeyCheck:
         self.principal = principal
         return principal
 
+    def tenant(self, conn: sqlite3.Connection) -> str:
+        """The key's tenant, checked as __call__ does: a JobStore read's `reader`."""
+        return self(conn).tenant_id
+
 
 class Authenticator:
     def __init__(self, tenants: TenantStore) -> None:

@@ -15,7 +15,7 @@ from control_plane import metrics
 from control_plane.auth import Authenticator, KeyCheck, Unauthenticated
 from control_plane.job_publisher import BrokerUnavailable, JobPublisher
 from control_plane.quotas import QuotaExceeded, SubmitAdmission
-from control_plane.store.jobs import TERMINAL_STATES, JobStore
+from control_plane.store.jobs import TERMINAL_STATES, JobStore, Reader
 from control_plane.store.quotas import TenantQuota
 from control_plane.submit_validation import InvalidRequest, validate_submission
 from control_plane.watch_hub import WatchHub
@@ -127,25 +127,29 @@ class ExecutionService(api_grpc.ExecutionServiceServicer):
 
     async def GetJob(self, request: api.GetJobRequest,
                      context: grpc.aio.ServicerContext) -> pb.Job:
-        principal = await self._auth.principal(context)
-        return await self._job_or_abort(request.job_id, principal.tenant_id, context)
-
-    async def _job_or_abort(self, job_id: str, tenant_id: str,
-                            context: grpc.aio.ServicerContext) -> pb.Job:
-        if not job_id:
+        if not request.job_id:
+            await self._auth.principal(context)  # an unknown key hears UNAUTHENTICATED first
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "job_id is empty")
-        job = await self._jobs.get(job_id, tenant_id)
+        # The key is checked in the transaction that reads the job: one trip to the store.
+        key = KeyCheck(await self._auth.secret(context))
+        try:
+            job = await self._jobs.get(request.job_id, key.tenant)
+        except Unauthenticated as exc:
+            await context.abort(grpc.StatusCode.UNAUTHENTICATED, str(exc))
         if job is None:
             # Another tenant's job reads the same as no job: ids leak nothing.
-            await context.abort(grpc.StatusCode.NOT_FOUND, f"job {job_id!r} not found")
+            await context.abort(grpc.StatusCode.NOT_FOUND, f"job {request.job_id!r} not found")
         assert job is not None
         return job
 
     async def WatchJob(self, request: api.WatchJobRequest,
                        context: grpc.aio.ServicerContext) -> AsyncIterator[pb.JobEvent]:
-        principal = await self._auth.principal(context)
         if not request.job_id:
+            await self._auth.principal(context)  # an unknown key hears UNAUTHENTICATED first
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "job_id is empty")
+        # The key is checked in the transaction of the first read: one trip to the store.
+        key = KeyCheck(await self._auth.secret(context))
+        reader: Reader = key.tenant
         after = request.after_seq
         metrics.WATCHERS.inc()
         try:
@@ -154,8 +158,13 @@ class ExecutionService(api_grpc.ExecutionServiceServicer):
             with self._hub.subscribe(request.job_id, after) as subscription:
                 while True:
                     subscription.woken.clear()
-                    read = await self._jobs.watch_read(request.job_id, principal.tenant_id,
-                                                       max(after, 0), WATCH_BATCH)
+                    try:
+                        read = await self._jobs.watch_read(request.job_id, reader,
+                                                           max(after, 0), WATCH_BATCH)
+                    except Unauthenticated as exc:
+                        await context.abort(grpc.StatusCode.UNAUTHENTICATED, str(exc))
+                    if key.principal is not None:
+                        reader = key.principal.tenant_id  # checked once, for the whole stream
                     if read is None:
                         if after == request.after_seq:
                             # Another tenant's job reads the same as no job: ids leak nothing.

@@ -112,6 +112,13 @@ Submitter = Callable[[sqlite3.Connection], tuple[str, str]]
 # Inside create's transaction, before the insert: quota checks, given (tenant_id, job_id,
 # now); raises to refuse the job.
 SubmitCheck = Callable[[sqlite3.Connection, str, str, float], None]
+# Whose jobs a read may see: a tenant id, or a check run first inside the read's transaction
+# that returns it (GetJob and WatchJob check the caller's key there: one trip, not two).
+Reader = str | Callable[[sqlite3.Connection], str]
+
+
+def _reader_tenant(conn: sqlite3.Connection, reader: Reader) -> str:
+    return reader if isinstance(reader, str) else reader(conn)
 
 
 class JobStore:
@@ -165,13 +172,14 @@ class JobStore:
 
         return await self._db.run(tx)
 
-    async def watch_read(self, job_id: str, tenant_id: str, after_seq: int, limit: int = 500
+    async def watch_read(self, job_id: str, reader: Reader, after_seq: int, limit: int = 500
                          ) -> tuple[list[pb.JobEvent], bool] | None:
         """(events after after_seq, whether the job has ended), read in one transaction so
         the two agree; None when the tenant has no such job. A watcher's whole read is one
         trip to the store."""
 
         def tx(conn: sqlite3.Connection) -> tuple[list[pb.JobEvent], bool] | None:
+            tenant_id = _reader_tenant(conn, reader)
             row = conn.execute("SELECT tenant_id, state FROM jobs WHERE id = ?",
                                (job_id,)).fetchone()
             if row is None or row[0] != tenant_id:
@@ -258,10 +266,11 @@ class JobStore:
 
         await self._db.run(tx)
 
-    async def get(self, job_id: str, tenant_id: str | None) -> pb.Job | None:
-        """tenant_id None reads any tenant's job (the platform's own calls)."""
+    async def get(self, job_id: str, reader: Reader | None) -> pb.Job | None:
+        """reader None reads any tenant's job (the platform's own calls)."""
 
         def tx(conn: sqlite3.Connection) -> pb.Job | None:
+            tenant_id = None if reader is None else _reader_tenant(conn, reader)
             row = conn.execute(
                 f"SELECT {_JOB_COLUMNS} FROM jobs WHERE id = ?", (job_id,)
             ).fetchone()

@@ -81,10 +81,21 @@ async def test_revoked_key_is_refused_at_once(platform: Platform) -> None:
     key = platform.create_tenant("revocation-team")
     async with SluiceClient(platform.api_target, key) as client:
         await client.languages()
+        job = await client.submit(python_job("print('before')"))
         listing = platform.cli("key", "list", "revocation-team")
         key_id = listing.stdout.split()[0]
         assert platform.cli("key", "revoke", key_id).returncode == 0
         await expect(grpc.StatusCode.UNAUTHENTICATED, client.languages(), "revoked")
+        # GetJob and WatchJob check the key inside their read of the job: still refused,
+        # not answered as the job's owner, nor as NOT_FOUND.
+        await expect(grpc.StatusCode.UNAUTHENTICATED, client.get(job.id), "revoked")
+
+        async def watch() -> None:
+            async for _ in client.watch(job.id, reconnect=False):
+                pass
+
+        await expect(grpc.StatusCode.UNAUTHENTICATED, watch(), "revoked")
+        await expect(grpc.StatusCode.UNAUTHENTICATED, client.get(""), "revoked")
 
 
 async def test_another_tenants_job_is_not_found(client: SluiceClient,
