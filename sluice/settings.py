@@ -31,6 +31,9 @@ class Settings(BaseSettings):
     log_level: str = "info"
     # "json" (one line per event) or "console" for people at a terminal.
     log_format: str = "json"
+    # The control plane's event loop: "uvloop" (libuv; less CPU per RPC than asyncio's own
+    # loop) or "asyncio" (the standard library's, to compare or to rule uvloop out).
+    event_loop: str = "uvloop"
 
     # Requests
     max_source_bytes: int = 1 * MIB  # all files together
