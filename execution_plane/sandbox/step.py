@@ -131,15 +131,22 @@ async def run_step(
         pump.cancel()
     if killed_for is None and cap.exceeded.is_set():
         killed_for = Verdict.OUTPUT_LIMIT_EXCEEDED  # it wrote too much, then exited first
+    oom_killed = slot.cgroup.oom_kills() > oom_before
+    peak = slot.cgroup.peak_memory()
+    if not oom_killed:
+        peak -= memory_before
+    # else: the kernel reclaims the earlier steps' page cache before it OOM-kills, so at
+    # the peak the cgroup held the run's own memory, and subtracting the cache counted
+    # before the run would under-report it.
     usage = ResourceUsage(
         cpu_time_ms=(slot.cgroup.cpu_ns() - cpu_before) // 1_000_000,
         wall_time_ms=wall_ms,
-        peak_memory_bytes=max(0, slot.cgroup.peak_memory() - memory_before),
+        peak_memory_bytes=max(0, peak),
     )
     outcome = _judge(
         exit_.status if exit_ else None,
         killed_for,
-        oom=slot.cgroup.oom_kills() > oom_before,
+        oom=oom_killed,
         cpu_exceeded=usage.cpu_time_ms >= limits.cpu_time_ms,
         first_stderr=cap.first_stderr,
     )
