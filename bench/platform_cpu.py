@@ -113,9 +113,8 @@ async def sandbox_cpu(jobs: int, slots: int) -> tuple[float, float]:
 
 
 async def platform_cpu(jobs: int, slots: int, log_level: str, spy_dir: Path | None) -> None:
+    from bench.platform_jobs import python_job_runner
     from sluice.client import SluiceClient
-    from sluice.v1 import execution_service_pb2 as api
-    from sluice.v1 import job_pb2 as pb
     from tests.support.broker import RunVhost
     from tests.support.platform import Platform
 
@@ -132,18 +131,8 @@ async def platform_cpu(jobs: int, slots: int, log_level: str, spy_dir: Path | No
         key = await asyncio.to_thread(stack.create_tenant, f"bench-{uuid.uuid4().hex[:6]}")
         sessions = {"control plane": stack.processes["control-plane"].pid,
                     "worker + sandbox": stack.processes[worker].pid}
-        request = api.SubmitJobRequest(
-            language="python", files=[pb.File(name="main.py", content=TRIVIAL)])
         async with SluiceClient(stack.api_target, key) as client:
-            async with asyncio.timeout(120):
-                while not await client.languages():
-                    await asyncio.sleep(0.2)
-
-            async def one() -> None:
-                job = await client.submit(request)
-                done = await client.wait(job.id, within_s=120)
-                if done.result.verdict != pb.VERDICT_OK:
-                    raise RuntimeError(f"platform job failed: {done.result}")
+            one = await python_job_runner(client, TRIVIAL)
 
             await asyncio.gather(*(one() for _ in range(slots * WARMUP * 4)))
             spies = []

@@ -147,9 +147,8 @@ async def platform_figures(jobs: int, slots: int) -> Figures | str:
     Returns the figures, or why the platform could not be measured here.
     """
     try:
+        from bench.platform_jobs import python_job_runner
         from sluice.client import SluiceClient
-        from sluice.v1 import execution_service_pb2 as api
-        from sluice.v1 import job_pb2 as pb
         from tests.support.broker import RunVhost
         from tests.support.platform import Platform
     except ImportError as exc:
@@ -170,19 +169,8 @@ async def platform_figures(jobs: int, slots: int) -> Figures | str:
         await asyncio.to_thread(stack.start_control_plane)
         await asyncio.to_thread(stack.start_worker)
         key = await asyncio.to_thread(stack.create_tenant, f"bench-{uuid.uuid4().hex[:6]}")
-        request = api.SubmitJobRequest(
-            language="python", files=[pb.File(name="main.py", content=TRIVIAL)]
-        )
         async with SluiceClient(stack.api_target, key) as client:
-            async with asyncio.timeout(120):
-                while not await client.languages():
-                    await asyncio.sleep(0.2)
-
-            async def one() -> None:
-                job = await client.submit(request)
-                done = await client.wait(job.id, within_s=120)
-                if done.result.verdict != pb.VERDICT_OK:
-                    raise RuntimeError(f"platform job failed: {done.result}")
+            one = await python_job_runner(client, TRIVIAL)
 
             samples = []
             for i in range(jobs + WARMUP):
