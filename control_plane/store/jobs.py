@@ -354,15 +354,7 @@ class JobStore:
                 # The attempt's lease ran out (its worker went) and this redelivery came
                 # before the lease reaper: record the lost attempt as the reaper would, so
                 # the trail shows the retry whichever of the two got here first.
-                reason = f"attempt {attempt} lost (worker {owner} stopped reporting)"
-                conn.execute(
-                    "UPDATE jobs SET state = ?, state_reason = ?, lease_owner = NULL,"
-                    " lease_expires_at = NULL WHERE id = ?",
-                    (pb.JOB_STATE_QUEUED, reason, job_id),
-                )
-                events.append(self._change_state(
-                    conn, job_id, now, pb.JOB_STATE_QUEUED, attempt, reason,
-                    action="retried", actor="platform"))
+                events.append(self._requeue_lost_attempt(conn, job_id, attempt, owner, now))
                 state = pb.JOB_STATE_QUEUED
             if attempt >= max_attempts:
                 reason = (f"the platform failed to run the job {attempt} times "
@@ -497,6 +489,20 @@ class JobStore:
 
         return await self._db.run(tx)
 
+    @classmethod
+    def _requeue_lost_attempt(cls, conn: sqlite3.Connection, job_id: str, attempt: int,
+                              worker_id: str | None, now: float) -> pb.JobEvent:
+        """A RUNNING attempt whose lease ran out goes back to QUEUED, as `retried`: the
+        lease reaper and a redelivered claim, whichever notices first."""
+        reason = f"attempt {attempt} lost (worker {worker_id} stopped reporting)"
+        conn.execute(
+            "UPDATE jobs SET state = ?, state_reason = ?, lease_owner = NULL,"
+            " lease_expires_at = NULL WHERE id = ?",
+            (pb.JOB_STATE_QUEUED, reason, job_id),
+        )
+        return cls._change_state(conn, job_id, now, pb.JOB_STATE_QUEUED, attempt, reason,
+                                 action="retried", actor="platform")
+
     async def drop_lease(self, job_id: str, attempt: int) -> None:
         """The worker's stream ended without a result: let the next delivery take over now
         rather than after the lease would have run out."""
@@ -547,15 +553,8 @@ class JobStore:
                 return [self._change_state(conn, lost.job_id, now, pb.JOB_STATE_DEAD_LETTERED,
                                            lost.attempt, dead_reason, action="dead_lettered",
                                            actor="platform")]
-            reason = f"attempt {lost.attempt} lost (worker {lost.worker_id} stopped reporting)"
-            conn.execute(
-                "UPDATE jobs SET state = ?, state_reason = ?, lease_owner = NULL,"
-                " lease_expires_at = NULL WHERE id = ?",
-                (pb.JOB_STATE_QUEUED, reason, lost.job_id),
-            )
-            return [self._change_state(conn, lost.job_id, now, pb.JOB_STATE_QUEUED,
-                                       lost.attempt, reason, action="retried",
-                                       actor="platform")]
+            return [self._requeue_lost_attempt(conn, lost.job_id, lost.attempt,
+                                               lost.worker_id, now)]
 
         return await self._db.run(tx)
 
