@@ -4,10 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import signal
 
 import grpc
-import uvloop
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
 from control_plane.admin_service import AdminService
@@ -27,6 +25,7 @@ from control_plane.store.tenants import TenantStore
 from control_plane.watch_hub import WatchHub
 from control_plane.worker_gateway import WorkerGateway
 from sluice.observability import configure_logging, get_logger, serve_metrics
+from sluice.service_loop import run_until_signalled
 from sluice.settings import Settings, get_settings
 from sluice.topology import Topology
 from sluice.v1 import admin_service_pb2_grpc, execution_service_pb2_grpc, worker_gateway_pb2_grpc
@@ -100,24 +99,7 @@ def main() -> None:
     settings = get_settings()
     configure_logging(settings.log_level, settings.log_format, service="control-plane")
     serve_metrics(settings.metrics_listen)
-
-    async def run() -> None:
-        stop = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(sig, stop.set)
-        await serve(settings, stop)
-
-    if settings.event_loop == "asyncio":
-        asyncio.run(run())
-    elif settings.event_loop == "uvloop":
-        # Everything here runs on the loop (grpc.aio, aiormq, the store's hand-backs), so
-        # its own overhead is paid on every RPC: uvloop cut the control plane's CPU per job
-        # by about a tenth (bench/platform_cpu.py).
-        uvloop.run(run())
-    else:
-        raise SystemExit(f"SLUICE_EVENT_LOOP is {settings.event_loop!r}; "
-                         "it must be 'uvloop' or 'asyncio'")
+    run_until_signalled(serve, settings)
 
 
 if __name__ == "__main__":

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import signal
 
 import grpc
 
@@ -12,6 +11,7 @@ from recovery.dead_letter_replayer import DeadLetterReplayer
 from recovery.schedule import Schedule
 from sluice.amqp import connect
 from sluice.observability import configure_logging, get_logger, serve_metrics
+from sluice.service_loop import run_until_signalled
 from sluice.settings import Settings, get_settings
 from sluice.topology import Topology, declare_topology
 from sluice.v1 import worker_gateway_pb2_grpc as gw_grpc
@@ -55,15 +55,7 @@ def main() -> None:
     settings = get_settings()
     configure_logging(settings.log_level, settings.log_format, service="recovery")
     serve_metrics(settings.metrics_listen)
-
-    async def run() -> None:
-        stop = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(sig, stop.set)
-        await serve(settings, stop)
-
-    asyncio.run(run())
+    run_until_signalled(serve, settings)
 
 
 if __name__ == "__main__":

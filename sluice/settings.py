@@ -31,7 +31,7 @@ class Settings(BaseSettings):
     log_level: str = "info"
     # "json" (one line per event) or "console" for people at a terminal.
     log_format: str = "json"
-    # The control plane's event loop: "uvloop" (libuv; less CPU per RPC than asyncio's own
+    # Every service's event loop: "uvloop" (libuv; less CPU per RPC than asyncio's own
     # loop) or "asyncio" (the standard library's, to compare or to rule uvloop out).
     event_loop: str = "uvloop"
 
