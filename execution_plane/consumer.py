@@ -18,18 +18,18 @@ class JobConsumer:
         channel: AbstractChannel,
         declared: DeclaredTopology,
         scheduler: FairScheduler[Delivery],
-        slots: int,
+        prefetch: int,
     ) -> None:
         self._channel = channel
         self._declared = declared
         self._scheduler = scheduler
-        self._slots = slots
+        self._prefetch = prefetch
         self._consumers: list[tuple[AbstractQueue, str]] = []
 
     async def start(self) -> None:
-        # Per consumer (global_=False): each shard may hold up to `slots` messages here, so
-        # a busy shard cannot take every place and a quiet one is always next in line.
-        await self._channel.set_qos(prefetch_count=self._slots, global_=False)
+        # Per consumer (global_=False): each shard may hold up to `prefetch` messages here,
+        # so a busy shard cannot take every place and a quiet one is always next in line.
+        await self._channel.set_qos(prefetch_count=self._prefetch, global_=False)
         for shard, queue in enumerate(self._declared.work_queues):
             tag = await queue.consume(self._receiver(shard))
             self._consumers.append((queue, tag))

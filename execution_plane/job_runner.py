@@ -3,6 +3,10 @@
 The message is acked only after the gateway has stored the result, so a worker that dies at
 any point leaves the message to be delivered again; the gateway's claim then decides
 whether the job still needs running.
+
+Only the claim and the run hold one of the worker's run slots. Reporting the result and
+acking happen after the slot is handed on, so the next job's claim and run overlap them
+instead of the sandbox waiting two round trips between jobs.
 """
 
 from __future__ import annotations
@@ -18,7 +22,7 @@ from aio_pika.abc import AbstractIncomingMessage
 from execution_plane.output_batcher import OutputBatcher
 from execution_plane.proto_mapping import STREAMS, job_spec, result_message
 from execution_plane.sandbox import SandboxPool
-from execution_plane.sandbox.contract import OutputStream
+from execution_plane.sandbox.contract import JobOutcome, OutputStream
 from sluice.observability import get_logger
 from sluice.topology import REPLAYED_BY_HEADER, JobMessage
 from sluice.v1 import job_pb2 as pb
@@ -40,9 +44,26 @@ class Delivery:
     received_at: float
 
 
+class RunSlot:
+    """One of the worker's run slots: taken before a delivery leaves the fair scheduler,
+    handed back when its run ends (or when it turns out there is nothing to run)."""
+
+    def __init__(self, slots: asyncio.Semaphore) -> None:
+        self._slots = slots
+        self._held = True
+
+    def release(self) -> None:
+        if self._held:
+            self._held = False
+            self._slots.release()
+
+
 class JobRunner:
     def __init__(
-        self, worker_id: str, gateway: gw_grpc.WorkerGatewayStub, sandbox: SandboxPool
+        self,
+        worker_id: str,
+        gateway: gw_grpc.WorkerGatewayStub,
+        sandbox: SandboxPool,
     ) -> None:
         self._worker_id = worker_id
         self._gateway = gateway
@@ -57,7 +78,7 @@ class JobRunner:
         for cancelled in self._running.values():
             cancelled.set()
 
-    async def handle(self, delivery: Delivery) -> None:
+    async def handle(self, delivery: Delivery, run_slot: RunSlot) -> None:
         message = delivery.message
         try:
             job = JobMessage.decode(message.body)
@@ -66,11 +87,8 @@ class JobRunner:
             log.error("undecodable_message", error=str(exc), message_id=message.message_id)
             await message.reject(requeue=False)
             return
-        headers = message.headers or {}
-        replays = int(headers.get(REPLAYS_HEADER, 0) or 0)
-        replayed_by = str(headers.get(REPLAYED_BY_HEADER, "") or "")
         try:
-            settled = await self._run(job, message, replays, replayed_by)
+            settled = await self._run(job, message, run_slot)
         except (grpc.aio.AioRpcError, GatewayLost) as exc:
             log.warning(
                 "gateway_lost",
@@ -88,131 +106,168 @@ class JobRunner:
             with contextlib.suppress(Exception):
                 await message.nack(requeue=True)
 
-    async def _run(self, job: JobMessage, message: AbstractIncomingMessage, replays: int,
-                   replayed_by: str) -> bool:
+    async def _run(
+        self, job: JobMessage, message: AbstractIncomingMessage, run_slot: RunSlot
+    ) -> bool:
         """True when the message is settled (acked or rejected)."""
-        call = self._gateway.RunJob()
+        attempt = _Attempt(job, self._gateway.RunJob())
         try:
-            await call.write(
-                gw.RunJobRequest(
-                    claim=gw.Claim(
-                        job_id=job.job_id,
-                        worker_id=self._worker_id,
-                        redelivered=bool(message.redelivered),
-                        replays=replays,
-                        replayed_by=replayed_by,
-                    )
-                )
-            )
-            first = await call.read()
-            if first is grpc.aio.EOF:
-                raise GatewayLost("the gateway closed the stream before answering the claim")
-            if first.HasField("refusal"):
-                reason = first.refusal.reason
-                log.info(
-                    "claim_refused",
-                    job_id=job.job_id,
-                    tenant=job.tenant_id,
-                    reason=gw.RefusalReason.Name(reason),
-                    detail=first.refusal.detail,
-                )
-                if reason == gw.REFUSAL_REASON_EXHAUSTED:
-                    await message.reject(requeue=False)
-                else:
-                    await message.ack()
-                return True
-            await self._run_assignment(first.assignment, job, call)
+            try:
+                assignment = await attempt.claim(self._claim(job, message))
+                if assignment is None:
+                    await self._settle_refused(job, message, attempt.refusal)
+                    return True
+                self._running[job.job_id] = attempt.cancelled
+                if self._abandoning:
+                    attempt.cancelled.set()
+                outcome = await attempt.run(self._sandbox, assignment)
+            finally:
+                run_slot.release()
+            if self._abandoning:
+                raise GatewayLost("the worker is shutting down; the job goes back to the queue")
+            await attempt.report(outcome)
             await message.ack()
             return True
         finally:
-            call.cancel()
+            self._running.pop(job.job_id, None)
+            await attempt.close()
 
-    async def _run_assignment(
-        self, assignment: gw.Assignment, job: JobMessage, call: grpc.aio.StreamStreamCall
+    def _claim(self, job: JobMessage, message: AbstractIncomingMessage) -> gw.Claim:
+        headers = message.headers or {}
+        return gw.Claim(
+            job_id=job.job_id,
+            worker_id=self._worker_id,
+            redelivered=bool(message.redelivered),
+            replays=int(headers.get(REPLAYS_HEADER, 0) or 0),
+            replayed_by=str(headers.get(REPLAYED_BY_HEADER, "") or ""),
+        )
+
+    @staticmethod
+    async def _settle_refused(
+        job: JobMessage, message: AbstractIncomingMessage, refusal: gw.Refusal
     ) -> None:
-        started = time.monotonic()
-        write_lock = asyncio.Lock()
-        cancelled = asyncio.Event()
-        gateway_lost = asyncio.Event()
-        result_accepted = asyncio.Event()
+        log.info(
+            "claim_refused",
+            job_id=job.job_id,
+            tenant=job.tenant_id,
+            reason=gw.RefusalReason.Name(refusal.reason),
+            detail=refusal.detail,
+        )
+        if refusal.reason == gw.REFUSAL_REASON_EXHAUSTED:
+            await message.reject(requeue=False)
+        else:
+            await message.ack()
 
-        async def write(request: gw.RunJobRequest) -> None:
-            if gateway_lost.is_set():
-                raise GatewayLost("the gateway stream is gone")
-            async with write_lock:
-                await call.write(request)
 
-        async def send_output(stream: OutputStream, data: bytes) -> None:
-            # Never raises into the sandbox: a lost stream stops the run through `cancelled`.
-            try:
-                await write(
-                    gw.RunJobRequest(output=pb.OutputChunk(stream=STREAMS[stream], data=data))
-                )
-            except (grpc.aio.AioRpcError, GatewayLost):
-                gateway_lost.set()
-                cancelled.set()
+class _Attempt:
+    """One attempt at a job over one RunJob stream: the claim, the run with its output,
+    heartbeats and cancels, then the result and its acceptance."""
 
-        async def read_commands() -> None:
-            try:
-                while True:
-                    command = await call.read()
-                    if command is grpc.aio.EOF:
-                        break
-                    if command.HasField("cancel"):
-                        log.info("cancel_received", job_id=job.job_id, tenant=job.tenant_id)
-                        cancelled.set()
-                    elif command.HasField("result_accepted"):
-                        result_accepted.set()
-                        return
-            except grpc.aio.AioRpcError as exc:
-                log.warning(
-                    "gateway_stream_failed",
-                    job_id=job.job_id,
-                    tenant=job.tenant_id,
-                    code=exc.code().name,
-                    detail=exc.details(),
-                )
-            # The stream ended without accepting a result: someone else may run the job
-            # now, so this attempt must stop at once.
-            gateway_lost.set()
-            cancelled.set()
+    def __init__(self, job: JobMessage, call: grpc.aio.StreamStreamCall) -> None:
+        self._job = job
+        self._call = call
+        self._write_lock = asyncio.Lock()
+        self.cancelled = asyncio.Event()
+        self._gateway_lost = asyncio.Event()
+        self._result_accepted = asyncio.Event()
+        self.refusal = gw.Refusal()
+        self._started = time.monotonic()
+        self._attempt = 0
+        self._tasks: list[asyncio.Task[None]] = []
 
-        async def heartbeat() -> None:
-            interval = max(assignment.heartbeat_interval_ms, 100) / 1000
-            while True:
-                await asyncio.sleep(interval)
-                await write(gw.RunJobRequest(heartbeat=gw.Heartbeat()))
+    async def claim(self, claim: gw.Claim) -> gw.Assignment | None:
+        """The assignment, or None when the gateway refused (see `refusal`)."""
+        await self._call.write(gw.RunJobRequest(claim=claim))
+        first = await self._call.read()
+        if first is grpc.aio.EOF:
+            raise GatewayLost("the gateway closed the stream before answering the claim")
+        if first.HasField("refusal"):
+            self.refusal = first.refusal
+            return None
+        return first.assignment
 
-        batcher = OutputBatcher(send_output)
-        reader = asyncio.create_task(read_commands())
-        beat = asyncio.create_task(heartbeat())
-        self._running[job.job_id] = cancelled
+    async def run(self, sandbox: SandboxPool, assignment: gw.Assignment) -> JobOutcome:
+        self._started = time.monotonic()
+        self._attempt = assignment.attempt
+        interval = max(assignment.heartbeat_interval_ms, 100) / 1000
+        self._tasks = [
+            asyncio.create_task(self._read_commands()),
+            asyncio.create_task(self._heartbeat(interval)),
+        ]
+        batcher = OutputBatcher(self._send_output)
+        outcome = await sandbox.run_job(job_spec(assignment), batcher.add, self.cancelled)
+        await batcher.close()
+        return outcome
+
+    async def report(self, outcome: JobOutcome) -> None:
+        """Returns once the gateway has stored the result; raises GatewayLost otherwise."""
+        if self._gateway_lost.is_set():
+            raise GatewayLost("the gateway stream ended while the job ran")
+        await self._write(gw.RunJobRequest(result=result_message(outcome)))
+        # The reader ends on the acceptance, or when the stream breaks without one.
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(RESULT_ACK_TIMEOUT_S):
+                await asyncio.shield(self._tasks[0])
+        if not self._result_accepted.is_set():
+            raise GatewayLost("the gateway did not confirm the result")
+        log.info(
+            "job_reported",
+            job_id=self._job.job_id,
+            tenant=self._job.tenant_id,
+            attempt=self._attempt,
+            verdict=outcome.verdict.value,
+            seconds=round(time.monotonic() - self._started, 3),
+        )
+
+    async def close(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        self._call.cancel()
+
+    async def _write(self, request: gw.RunJobRequest) -> None:
+        if self._gateway_lost.is_set():
+            raise GatewayLost("the gateway stream is gone")
+        async with self._write_lock:
+            await self._call.write(request)
+
+    async def _send_output(self, stream: OutputStream, data: bytes) -> None:
+        # Never raises into the sandbox: a lost stream stops the run through `cancelled`.
         try:
-            if self._abandoning:
-                cancelled.set()
-            outcome = await self._sandbox.run_job(job_spec(assignment), batcher.add, cancelled)
-            await batcher.close()
-            if gateway_lost.is_set():
-                raise GatewayLost("the gateway stream ended while the job ran")
-            if self._abandoning:
-                raise GatewayLost("the worker is shutting down; the job goes back to the queue")
-            await write(gw.RunJobRequest(result=result_message(outcome)))
-            # The reader ends on the acceptance, or when the stream breaks without one.
-            with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(RESULT_ACK_TIMEOUT_S):
-                    await asyncio.shield(reader)
-            if not result_accepted.is_set():
-                raise GatewayLost("the gateway did not confirm the result")
-            log.info(
-                "job_reported",
+            await self._write(
+                gw.RunJobRequest(output=pb.OutputChunk(stream=STREAMS[stream], data=data))
+            )
+        except (grpc.aio.AioRpcError, GatewayLost):
+            self._gateway_lost.set()
+            self.cancelled.set()
+
+    async def _read_commands(self) -> None:
+        job = self._job
+        try:
+            while True:
+                command = await self._call.read()
+                if command is grpc.aio.EOF:
+                    break
+                if command.HasField("cancel"):
+                    log.info("cancel_received", job_id=job.job_id, tenant=job.tenant_id)
+                    self.cancelled.set()
+                elif command.HasField("result_accepted"):
+                    self._result_accepted.set()
+                    return
+        except grpc.aio.AioRpcError as exc:
+            log.warning(
+                "gateway_stream_failed",
                 job_id=job.job_id,
                 tenant=job.tenant_id,
-                attempt=assignment.attempt,
-                verdict=outcome.verdict.value,
-                seconds=round(time.monotonic() - started, 3),
+                code=exc.code().name,
+                detail=exc.details(),
             )
-        finally:
-            self._running.pop(job.job_id, None)
-            beat.cancel()
-            reader.cancel()
-            await asyncio.gather(beat, reader, return_exceptions=True)
+        # The stream ended without accepting a result: someone else may run the job
+        # now, so this attempt must stop at once.
+        self._gateway_lost.set()
+        self.cancelled.set()
+
+    async def _heartbeat(self, interval: float) -> None:
+        while True:
+            await asyncio.sleep(interval)
+            await self._write(gw.RunJobRequest(heartbeat=gw.Heartbeat()))

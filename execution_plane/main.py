@@ -4,17 +4,17 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import signal
 
 import grpc
 
 from execution_plane.consumer import JobConsumer
 from execution_plane.fair_scheduler import FairScheduler
-from execution_plane.job_runner import Delivery, JobRunner
+from execution_plane.job_runner import Delivery, JobRunner, RunSlot
 from execution_plane.proto_mapping import language_message
 from execution_plane.sandbox import SandboxPool
 from sluice.amqp import connect
 from sluice.observability import configure_logging, get_logger, serve_metrics
+from sluice.service_loop import run_until_signalled
 from sluice.settings import Settings, get_settings
 from sluice.topology import Topology, declare_topology
 from sluice.v1 import worker_gateway_pb2 as gw
@@ -42,18 +42,21 @@ async def keep_registered(
 async def dispatch(
     scheduler: FairScheduler[Delivery],
     runner: JobRunner,
-    slots: asyncio.Semaphore,
+    run_slots: asyncio.Semaphore,
     in_flight: set[asyncio.Task[None]],
 ) -> None:
+    # A delivery leaves the scheduler only when a slot can run it: what waits, waits there
+    # (in fair order, and handed back at shutdown), never inside a handler.
     while True:
-        await slots.acquire()
+        await run_slots.acquire()
         delivery = await scheduler.take()
-        task = asyncio.create_task(runner.handle(delivery))
+        run_slot = RunSlot(run_slots)
+        task = asyncio.create_task(runner.handle(delivery, run_slot))
         in_flight.add(task)
 
-        def done(finished: asyncio.Task[None]) -> None:
+        def done(finished: asyncio.Task[None], run_slot: RunSlot = run_slot) -> None:
             in_flight.discard(finished)
-            slots.release()
+            run_slot.release()
 
         task.add_done_callback(done)
 
@@ -90,7 +93,9 @@ async def serve(settings: Settings, stop: asyncio.Event) -> None:
     declared = await declare_topology(amqp_channel, topology)
     scheduler: FairScheduler[Delivery] = FairScheduler(topology.shard_count)
     runner = JobRunner(settings.worker_id, stub, sandbox)
-    consumer = JobConsumer(amqp_channel, declared, scheduler, settings.worker_slots)
+    # A slot may have one job running while the one before still reports its result (its
+    # message unacked): a prefetch of twice the slots lets the next job be here already.
+    consumer = JobConsumer(amqp_channel, declared, scheduler, prefetch=2 * settings.worker_slots)
     in_flight: set[asyncio.Task[None]] = set()
     dispatcher = asyncio.create_task(
         dispatch(scheduler, runner, asyncio.Semaphore(settings.worker_slots), in_flight)
@@ -126,15 +131,7 @@ def main() -> None:
     settings = get_settings()
     configure_logging(settings.log_level, settings.log_format, service="worker")
     serve_metrics(settings.metrics_listen)
-
-    async def run() -> None:
-        stop = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(sig, stop.set)
-        await serve(settings, stop)
-
-    asyncio.run(run())
+    run_until_signalled(serve, settings)
 
 
 if __name__ == "__main__":

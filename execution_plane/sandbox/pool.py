@@ -70,6 +70,7 @@ class SandboxPool:
         self.toolchains = StagedToolchains()
         self.reclaimed: list[str] = []  # leftovers of dead workers removed at start
         self.closing = False
+        self._releasing: set[asyncio.Task[None]] = set()
 
     # -- lifecycle -------------------------------------------------------------------
 
@@ -143,7 +144,13 @@ class SandboxPool:
         # Slot uids must traverse it to bind their dir; nobody may list it.
         os.chmod(self.work_root, 0o711)
 
+    async def wait_released(self) -> None:
+        """Returns once every slot a finished job used is wiped and free again."""
+        if self._releasing:
+            await asyncio.wait(set(self._releasing))
+
     async def close(self) -> None:
+        await self.wait_released()
         self.closing = True  # jobs killed now must not restart their slot's runner
         for slot in self.slots:
             with contextlib.suppress(Exception):
@@ -236,7 +243,11 @@ class SandboxPool:
             detail = f"sandbox: {type(exc).__name__}: {exc}".splitlines()[0]
             return JobOutcome(Verdict.INTERNAL_ERROR, detail=detail)
         finally:
-            await self._release(slot)
+            # The outcome goes back now; the slot rejoins `free` once it is clean, while
+            # the caller reports the result.
+            releasing = asyncio.create_task(self._release(slot))
+            self._releasing.add(releasing)
+            releasing.add_done_callback(self._releasing.discard)
 
     async def _acquire(self, cancelled: asyncio.Event) -> Slot | None:
         if cancelled.is_set():

@@ -72,27 +72,31 @@ async def test_sigterm_finishes_running_jobs_and_hands_back_held_ones(
         for job in running.values():
             await running_with_output(ca, job.id)
         # worker-1's two slots are busy: B's jobs wait inside it (its shard consumer's
-        # prefetch), A's further jobs in the broker (A's prefetch is taken by A1, A2).
+        # prefetch, twice the slots), as do A3 and A4; A5 and A6 wait in the broker (A's
+        # prefetch is taken by A1 to A4).
         held = {f"B{i}": await cb.submit(tagged_job(f"B{i}", 0)) for i in (1, 2)}
-        waiting = {f"A{i}": await ca.submit(tagged_job(f"A{i}", 0)) for i in (3, 4)}
+        held |= {f"A{i}": await ca.submit(tagged_job(f"A{i}", 0)) for i in (3, 4)}
+        waiting = {f"A{i}": await ca.submit(tagged_job(f"A{i}", 0)) for i in (5, 6)}
 
-        async def worker_holds_b_and_not_a() -> bool:
+        async def worker_holds_its_prefetch() -> bool:
             return (await ready_messages(amqp_url, b_queue) == 0
                     and await ready_messages(amqp_url, a_queue) == 2)
 
-        await until(worker_holds_b_and_not_a, "worker-1 to hold B's jobs")
-        for job in held.values():
-            assert (await cb.get(job.id)).state == pb.JOB_STATE_QUEUED
+        await until(worker_holds_its_prefetch, "worker-1 to hold B1, B2, A3, A4")
+        for tag, job in held.items():
+            client = cb if tag.startswith("B") else ca
+            assert (await client.get(job.id)).state == pb.JOB_STATE_QUEUED
 
         signalled_at = time.time()
         stack.send_signal("worker-1", signal.SIGTERM)
 
-        async def b_handed_back() -> bool:
-            return await ready_messages(amqp_url, b_queue) == 2
+        async def held_handed_back() -> bool:
+            return (await ready_messages(amqp_url, b_queue) == 2
+                    and await ready_messages(amqp_url, a_queue) == 4)
 
-        await until(b_handed_back, "worker-1 to hand B's messages back", within_s=30)
+        await until(held_handed_back, "worker-1 to hand its held messages back", within_s=30)
         # ...at once, not when its connection closed at exit: it is still running A1, A2.
-        assert stack.running("worker-1"), "B's messages came back only when worker-1 exited"
+        assert stack.running("worker-1"), "held messages came back only when worker-1 exited"
         for job in running.values():
             assert (await ca.get(job.id)).state == pb.JOB_STATE_RUNNING
 
@@ -102,8 +106,8 @@ async def test_sigterm_finishes_running_jobs_and_hands_back_held_ones(
         log = stack.log("worker-1")
         assert '"worker_stopping"' in log and '"running": 2' in log and '"worker_stopped"' in log
 
-        clients = {**{t: ca for t in running}, **{t: cb for t in held},
-                   **{t: ca for t in waiting}}
+        clients = {tag: cb if tag.startswith("B") else ca
+                   for tag in [*running, *held, *waiting]}
         jobs = {**running, **held, **waiting}
         for tag, job in jobs.items():
             done = await clients[tag].wait(job.id, within_s=90)

@@ -101,6 +101,7 @@ def living_processes_of_uids(uids: set[int]) -> list[int]:
 
 async def assert_host_untouched(pool: SandboxPool) -> None:
     """Nothing of any job is left on the host, and the pool still runs jobs."""
+    await pool.wait_released()  # a slot is wiped just after its job's outcome is returned
     uids = {slot.uid for slot in pool.slots}
     for slot in pool.slots:
         assert slot.alive, f"slot {slot.index}: runner died"
