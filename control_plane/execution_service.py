@@ -156,8 +156,21 @@ class ExecutionService(api_grpc.ExecutionServiceServicer):
             # Subscribed before the first read; woken is cleared before each read, so an
             # event stored after a read always wakes the wait that follows it.
             with self._hub.subscribe(request.job_id, after) as subscription:
+                read_store = True  # the first read checks the key and the tenant
                 while True:
                     subscription.woken.clear()
+                    if not read_store:
+                        held = subscription.take_following(after)
+                        for event in held:
+                            yield event
+                            after = event.seq
+                            if _is_terminal_event(event):
+                                return
+                        read_store = not held
+                        if held:
+                            subscription.seen_seq = after
+                            await subscription.woken.wait()
+                            continue
                     try:
                         read = await self._jobs.watch_read(request.job_id, reader,
                                                            max(after, 0), WATCH_BATCH)
@@ -186,10 +199,12 @@ class ExecutionService(api_grpc.ExecutionServiceServicer):
                     # more after `after` has nothing more to send.
                     if ended:
                         return
-                    # Writers here notify the hub; its poll brings the events another
-                    # control-plane process writes. Woken may already be set: read again.
+                    # Writers here notify the hub with the events they stored; its poll
+                    # brings the events another control-plane process writes. Woken may
+                    # already be set: look again.
                     subscription.seen_seq = after
                     await subscription.woken.wait()
+                    read_store = False
         finally:
             metrics.WATCHERS.dec()
 
@@ -205,7 +220,7 @@ class ExecutionService(api_grpc.ExecutionServiceServicer):
         assert outcome is not None
         job, events = outcome
         if events:
-            self._hub.notify(job.id)
+            self._hub.notify(job.id, events)
             metrics.JOBS_FINISHED.labels(pb.JobState.Name(job.state)).inc()
         if job.state == pb.JOB_STATE_RUNNING:
             await self._gateway.cancel_running(job.id)

@@ -57,7 +57,7 @@ class LeaseReaper:
             events = await self._jobs.release_lost_attempt(
                 lost, dead_reason=reason if dead else None)
             if events:
-                self._hub.notify(lost.job_id)
+                self._hub.notify(lost.job_id, events)
                 handled += 1
                 if dead:
                     metrics.JOBS_FINISHED.labels("JOB_STATE_DEAD_LETTERED").inc()

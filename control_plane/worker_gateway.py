@@ -104,7 +104,7 @@ class WorkerGateway(gw_grpc.WorkerGatewayServicer):
             heartbeat_interval_ms=self._settings.heartbeat_interval_ms,
         )
         if outcome.events:
-            self._hub.notify(claim.job_id)
+            self._hub.notify(claim.job_id, outcome.events)
         if outcome.assignment is None:
             log.info("claim_refused", job_id=claim.job_id, tenant=outcome.tenant_id,
                      worker_id=claim.worker_id, reason=gw.RefusalReason.Name(outcome.refusal),
@@ -155,7 +155,7 @@ class WorkerGateway(gw_grpc.WorkerGatewayServicer):
                 if event is None:
                     await self._refuse_stale(job_id, attempt, context)
                     return True
-                self._hub.notify(job_id)
+                self._hub.notify(job_id, [event])
             elif kind == "heartbeat":
                 lease = await self._jobs.heartbeat(job_id, attempt, self._lease_s)
                 if not lease.valid:
@@ -182,7 +182,7 @@ class WorkerGateway(gw_grpc.WorkerGatewayServicer):
                     return True
                 job, events = stored
                 if events:
-                    self._hub.notify(job_id)
+                    self._hub.notify(job_id, events)
                     metrics.JOBS_FINISHED.labels(pb.JobState.Name(job.state)).inc()
                     duration = (job.end_time.ToNanoseconds() - job.start_time.ToNanoseconds())
                     log.info("job_finished", job_id=job_id, tenant=tenant_id, attempt=attempt,
@@ -223,7 +223,7 @@ class WorkerGateway(gw_grpc.WorkerGatewayServicer):
             request.job_id, replays=request.replays, reason=request.reason,
             parked=request.parked, actor="recovery")
         if events:
-            self._hub.notify(request.job_id)
+            self._hub.notify(request.job_id, events)
             metrics.JOBS_FINISHED.labels("JOB_STATE_DEAD_LETTERED").inc()
         return gw.ReportDeadLetterResponse(current=current, state=state)
 
