@@ -23,8 +23,8 @@ async def python_job_runner(client: SluiceClient,
 
     async def one() -> None:
         job = await client.submit(request)
-        done = await client.wait(job.id, within_s=120)
-        if done.result.verdict != pb.VERDICT_OK:
-            raise RuntimeError(f"platform job failed: {done.result}")
+        result = await client.result(job.id, within_s=120)
+        if result.verdict != pb.VERDICT_OK:
+            raise RuntimeError(f"platform job failed: {result}")
 
     return one

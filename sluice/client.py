@@ -77,6 +77,16 @@ class SluiceClient:
                     raise
                 await asyncio.sleep(0.5)
 
+    async def result(self, job_id: str, within_s: float = 60) -> pb.Result:
+        """The job's result, taken from its watch stream (no GetJob afterwards). A job that
+        ends without running (cancelled while queued, dead-lettered) has an empty Result."""
+        result = pb.Result()
+        async with asyncio.timeout(within_s):
+            async for event in self.watch(job_id):
+                if event.HasField("result"):
+                    result = event.result
+        return result
+
     async def wait(self, job_id: str, within_s: float = 60) -> pb.Job:
         async with asyncio.timeout(within_s):
             async for _ in self.watch(job_id):
