@@ -4,9 +4,9 @@ The message is acked only after the gateway has stored the result, so a worker t
 any point leaves the message to be delivered again; the gateway's claim then decides
 whether the job still needs running.
 
-Only the claim and the run hold one of the worker's run slots. Reporting the result and
-acking happen after the slot is handed on, so the next job's claim and run overlap them
-instead of the sandbox waiting two round trips between jobs.
+Only the claim and the run hold a place in the worker's ClaimAdmission. Reporting the
+result and acking happen after the place is handed on, so the next job's claim and run
+overlap them instead of the sandbox waiting two round trips between jobs.
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ from dataclasses import dataclass
 import grpc
 from aio_pika.abc import AbstractIncomingMessage
 
+from execution_plane.claim_admission import ClaimAdmission
 from execution_plane.output_batcher import OutputBatcher
 from execution_plane.proto_mapping import STREAMS, job_spec, result_message
 from execution_plane.sandbox import SandboxPool
@@ -45,17 +46,17 @@ class Delivery:
 
 
 class RunSlot:
-    """One of the worker's run slots: taken before a delivery leaves the fair scheduler,
-    handed back when its run ends (or when it turns out there is nothing to run)."""
+    """A delivery's place in the ClaimAdmission: taken before it leaves the fair scheduler,
+    given back once when its run ends (or when it turns out there is nothing to run)."""
 
-    def __init__(self, slots: asyncio.Semaphore) -> None:
-        self._slots = slots
+    def __init__(self, admission: ClaimAdmission) -> None:
+        self._admission = admission
         self._held = True
 
-    def release(self) -> None:
+    def release(self, run_s: float | None = None) -> None:
         if self._held:
             self._held = False
-            self._slots.release()
+            self._admission.run_ended(run_s)
 
 
 class JobRunner:
@@ -121,6 +122,7 @@ class JobRunner:
                 if self._abandoning:
                     attempt.cancelled.set()
                 outcome = await attempt.run(self._sandbox, assignment)
+                run_slot.release(outcome.usage.wall_time_ms / 1000)
             finally:
                 run_slot.release()
             if self._abandoning:

@@ -7,6 +7,7 @@ import contextlib
 
 import grpc
 
+from execution_plane.claim_admission import ClaimAdmission
 from execution_plane.consumer import JobConsumer
 from execution_plane.fair_scheduler import FairScheduler
 from execution_plane.job_runner import Delivery, JobRunner, RunSlot
@@ -42,15 +43,15 @@ async def keep_registered(
 async def dispatch(
     scheduler: FairScheduler[Delivery],
     runner: JobRunner,
-    run_slots: asyncio.Semaphore,
+    admission: ClaimAdmission,
     in_flight: set[asyncio.Task[None]],
 ) -> None:
-    # A delivery leaves the scheduler only when a slot can run it: what waits, waits there
+    # A delivery leaves the scheduler only when it may be claimed: what waits, waits there
     # (in fair order, and handed back at shutdown), never inside a handler.
     while True:
-        await run_slots.acquire()
+        await admission.admit()
         delivery = await scheduler.take()
-        run_slot = RunSlot(run_slots)
+        run_slot = RunSlot(admission)
         task = asyncio.create_task(runner.handle(delivery, run_slot))
         in_flight.add(task)
 
@@ -94,11 +95,12 @@ async def serve(settings: Settings, stop: asyncio.Event) -> None:
     scheduler: FairScheduler[Delivery] = FairScheduler(topology.shard_count)
     runner = JobRunner(settings.worker_id, stub, sandbox)
     # A slot may have one job running while the one before still reports its result (its
-    # message unacked): a prefetch of twice the slots lets the next job be here already.
+    # message unacked), and one job may be claimed ahead: a prefetch of twice the slots
+    # lets the next job be here already.
     consumer = JobConsumer(amqp_channel, declared, scheduler, prefetch=2 * settings.worker_slots)
     in_flight: set[asyncio.Task[None]] = set()
     dispatcher = asyncio.create_task(
-        dispatch(scheduler, runner, asyncio.Semaphore(settings.worker_slots), in_flight)
+        dispatch(scheduler, runner, ClaimAdmission(settings.worker_slots), in_flight)
     )
     await consumer.start()
     log.info(
