@@ -1,12 +1,12 @@
 """How many deliveries the worker has claimed at once: one per slot, and while the jobs are
-short, one more.
+short, one more per slot.
 
 Between two jobs a slot waits for the next job's claim, a round trip to the gateway and its
 store of a few milliseconds: a large share of a 20-ms job, nothing beside a 2-s one. So
-while recent runs are short, one job more than the slots is claimed: it waits in the
-sandbox pool for the first slot to free and starts the moment one does. It shows RUNNING
-from its claim, so with long runs (where it would show RUNNING long before it ran, and
-gain nothing) there is no claim ahead.
+while recent runs are short, each slot has its next job claimed: it waits in the sandbox
+pool for a slot to free and starts the moment one does. It shows RUNNING from its claim,
+so with long runs (where it would show RUNNING long before it ran, and gain nothing)
+there is no claim ahead.
 """
 
 from __future__ import annotations
@@ -33,7 +33,7 @@ class ClaimAdmission:
     def limit(self) -> int:
         runs = self._recent
         short = len(runs) == runs.maxlen and statistics.median(runs) < self._short_run_s
-        return self._slots + 1 if short else self._slots
+        return 2 * self._slots if short else self._slots
 
     async def admit(self) -> None:
         """Waits for a place: one delivery may now leave the scheduler to be claimed."""

@@ -95,8 +95,7 @@ async def serve(settings: Settings, stop: asyncio.Event) -> None:
     scheduler: FairScheduler[Delivery] = FairScheduler(topology.shard_count)
     runner = JobRunner(settings.worker_id, stub, sandbox)
     # A slot may have one job running while the one before still reports its result (its
-    # message unacked), and one job may be claimed ahead: a prefetch of twice the slots
-    # lets the next job be here already.
+    # message unacked): a prefetch of twice the slots lets the next job be here already.
     consumer = JobConsumer(amqp_channel, declared, scheduler, prefetch=2 * settings.worker_slots)
     in_flight: set[asyncio.Task[None]] = set()
     dispatcher = asyncio.create_task(

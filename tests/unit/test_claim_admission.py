@@ -1,4 +1,4 @@
-"""The worker claims one job per slot, and one ahead only while recent runs are short."""
+"""The worker claims one job per slot, and one more per slot only while recent runs are short."""
 
 from __future__ import annotations
 
@@ -24,13 +24,13 @@ async def test_one_claim_per_slot_until_runs_are_known() -> None:
     assert await admitted_within(admission)
 
 
-async def test_short_runs_allow_one_claim_ahead() -> None:
+async def test_short_runs_allow_a_claim_ahead_per_slot() -> None:
     admission = ClaimAdmission(2, recent_runs=4)
     for _ in range(4):
         await admission.admit()
         admission.run_ended(0.02)
-    assert admission.limit == 3
-    for _ in range(3):
+    assert admission.limit == 4
+    for _ in range(4):
         assert await admitted_within(admission)
     assert not await admitted_within(admission)
 
