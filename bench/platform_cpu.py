@@ -29,6 +29,8 @@ import time
 import uuid
 from pathlib import Path
 
+import uvloop
+
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
@@ -181,4 +183,5 @@ async def main() -> None:
 
 
 if __name__ == "__main__":
-    asyncio.run(main())
+    # On the loop the worker runs (sluice/service_loop.py): raw runs pay what the worker pays.
+    uvloop.run(main())
