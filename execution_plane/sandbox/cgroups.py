@@ -351,6 +351,18 @@ def open_cgroup_tree(name: str) -> CgroupTree:
         raise CgroupUnavailable(f"cannot create the sandbox cgroups: {exc}") from exc
 
 
+def thaw_tree_dir(directory: str) -> None:
+    """Thaw a cgroup dir and everything below it. A worker killed between freezing a slot
+    and thawing it leaves its tasks frozen, and a frozen task does not die of SIGKILL
+    under cgroup v1 until it is thawed."""
+    for entry in os.scandir(directory):
+        if entry.is_dir(follow_symlinks=False):
+            thaw_tree_dir(entry.path)
+    for name, thawed in (("freezer.state", "THAWED"), ("cgroup.freeze", "0")):
+        with contextlib.suppress(OSError):
+            _write(f"{directory}/{name}", thawed)
+
+
 def remove_tree_dir(directory: str) -> bool:
     """Kill whatever is left in a pool's cgroup dir and remove it; False if it stays."""
     for entry in os.scandir(directory):

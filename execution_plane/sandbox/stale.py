@@ -14,7 +14,12 @@ import re
 import shutil
 
 from execution_plane.sandbox import workdir
-from execution_plane.sandbox.cgroups import CgroupUnavailable, locate_bases, remove_tree_dir
+from execution_plane.sandbox.cgroups import (
+    CgroupUnavailable,
+    locate_bases,
+    remove_tree_dir,
+    thaw_tree_dir,
+)
 
 CGROUP_NAME = re.compile(r"^sluice-(\d+)-\d+$")
 WORK_ROOT_NAME = re.compile(r"^sluice-sandbox-(\d+)-")
@@ -37,12 +42,21 @@ def reclaim_stale(temp_dir: str) -> list[str]:
     removed: list[str] = []
     with contextlib.suppress(CgroupUnavailable, OSError):
         _, bases = locate_bases()
-        for base in bases.values():
-            for entry in os.scandir(base):
-                match = CGROUP_NAME.match(entry.name)
-                if match and entry.is_dir() and _dead(match.group(1)):
-                    if remove_tree_dir(entry.path):
-                        removed.append(entry.path)
+        stale = [
+            entry.path
+            for base in bases.values()
+            for entry in os.scandir(base)
+            if (match := CGROUP_NAME.match(entry.name))
+            and entry.is_dir()
+            and _dead(match.group(1))
+        ]
+        # Every controller's dir first (v1 has one per controller): a task frozen by the
+        # freezer dir would not die of the kills in the others.
+        for path in stale:
+            thaw_tree_dir(path)
+        for path in stale:
+            if remove_tree_dir(path):
+                removed.append(path)
     with contextlib.suppress(OSError):
         for entry in os.scandir(temp_dir):
             match = WORK_ROOT_NAME.match(entry.name)

@@ -1,15 +1,21 @@
-"""The pool survives its own parts failing: a dead runner, a cancelled caller."""
+"""The pool survives its own parts failing: a dead runner, a cancelled caller, a dead
+worker's frozen leftovers."""
 
 from __future__ import annotations
 
 import asyncio
 import os
 import signal
+import subprocess
+import time
 from collections.abc import AsyncIterator
+from pathlib import Path
 
 import pytest
 
 from execution_plane.sandbox import SandboxPool, Verdict
+from execution_plane.sandbox.cgroups import locate_bases, thaw_tree_dir
+from execution_plane.sandbox.stale import reclaim_stale
 from tests.sandbox.harness import (
     assert_host_untouched,
     living_processes_of_uids,
@@ -58,3 +64,43 @@ async def test_close_kills_running_jobs(solo: SandboxPool) -> None:
     ran = await asyncio.wait_for(job, timeout=10)
     assert ran.outcome.verdict is Verdict.INTERNAL_ERROR
     assert processes_of_uids({uid}) == []  # not even a zombie
+
+
+def test_a_dead_workers_frozen_slot_is_thawed_killed_and_removed(tmp_path: Path) -> None:
+    """A worker killed between freezing a slot and thawing it leaves a frozen task, which
+    under cgroup v1 ignores SIGKILL until thawed: the next pool's start must still clear it."""
+    version, bases = locate_bases()
+    gone = subprocess.Popen(["true"])
+    gone.wait()  # a pid with no process: the dead worker's
+    name = f"sluice-{gone.pid}-0"
+    victim = subprocess.Popen(["sleep", "300"])
+    try:
+        for base in bases.values():
+            slot = os.path.join(base, name, "slot-0")
+            os.makedirs(slot)
+            Path(slot, "cgroup.procs").write_text(str(victim.pid))
+        if version == 1:
+            freezer = Path(bases["freezer"], name, "slot-0", "freezer.state")
+            freezer.write_text("FROZEN")
+            frozen = lambda: freezer.read_text().strip() == "FROZEN"  # noqa: E731
+        else:
+            Path(bases[""], name, "slot-0", "cgroup.freeze").write_text("1")
+            events = Path(bases[""], name, "slot-0", "cgroup.events")
+            frozen = lambda: "frozen 1" in events.read_text()  # noqa: E731
+        deadline = time.monotonic() + 2
+        while not frozen():
+            assert time.monotonic() < deadline, "the test's cgroup did not freeze"
+            time.sleep(0.01)
+
+        removed = reclaim_stale(str(tmp_path))
+
+        assert victim.wait(timeout=5) == -signal.SIGKILL
+        for base in bases.values():
+            assert not os.path.exists(os.path.join(base, name)), base
+            assert os.path.join(base, name) in removed
+    finally:
+        if victim.poll() is None:
+            for base in bases.values():
+                thaw_tree_dir(os.path.join(base, name))
+            victim.kill()
+            victim.wait()
