@@ -20,6 +20,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
+from control_plane.store.wal_checkpointer import WalCheckpointer
+
 T = TypeVar("T")
 # Calls committed together at most: bounds how long the first of a batch waits for the rest.
 MAX_BATCH = 64
@@ -180,11 +182,13 @@ class Database:
         self._calls: queue.SimpleQueue[_Call | None] = queue.SimpleQueue()
         self._thread: threading.Thread | None = None
         self._conn: sqlite3.Connection | None = None
+        self._checkpointer = WalCheckpointer(path)
 
     async def open(self) -> None:
         self._thread = threading.Thread(target=self._serve, name="sqlite", daemon=True)
         self._thread.start()
         await self._submit(self._open, transaction=False)
+        self._checkpointer.start()
 
     def _open(self, _: object) -> None:
         self._path.parent.mkdir(parents=True, exist_ok=True)
@@ -195,6 +199,8 @@ class Database:
         conn.execute("PRAGMA synchronous=NORMAL")
         conn.execute("PRAGMA busy_timeout=10000")
         conn.execute("PRAGMA foreign_keys=ON")
+        # Checkpoints run on their own thread (WalCheckpointer), never inside a commit here.
+        conn.execute("PRAGMA wal_autocheckpoint=0")
         conn.executescript(SCHEMA)
         self._conn = conn
 
@@ -306,6 +312,7 @@ class Database:
     async def close(self) -> None:
         if self._thread is None:
             return
+        await asyncio.to_thread(self._checkpointer.stop)
         if self._conn is not None:
             await self._submit(self._close, transaction=False)
         self._calls.put(None)
