@@ -20,7 +20,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
-from control_plane.store.wal_checkpointer import WalCheckpointer
+from control_plane.store.wal_checkpointer import (
+    CHECKPOINT_EVERY_S,
+    RESTART_AFTER_FRAMES,
+    WalCheckpointer,
+    checkpoint,
+)
 
 T = TypeVar("T")
 # Calls committed together at most: bounds how long the first of a batch waits for the rest.
@@ -176,13 +181,24 @@ def _settle(calls: list[_Call]) -> None:
             call.future.set_exception(call.value)
 
 
+class _RestartLog:
+    """Put on the call queue by the checkpointer: empty the log once the batch at hand is
+    done."""
+
+
+_RESTART_LOG = _RestartLog()
+
+
 class Database:
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, *, checkpoint_every_s: float = CHECKPOINT_EVERY_S,
+                 restart_log_after_frames: int = RESTART_AFTER_FRAMES) -> None:
         self._path = path
-        self._calls: queue.SimpleQueue[_Call | None] = queue.SimpleQueue()
+        self._calls: queue.SimpleQueue[_Call | _RestartLog | None] = queue.SimpleQueue()
         self._thread: threading.Thread | None = None
         self._conn: sqlite3.Connection | None = None
-        self._checkpointer = WalCheckpointer(path)
+        self._checkpointer = WalCheckpointer(
+            path, lambda: self._calls.put(_RESTART_LOG), every_s=checkpoint_every_s,
+            restart_after_frames=restart_log_after_frames)
 
     async def open(self) -> None:
         self._thread = threading.Thread(target=self._serve, name="sqlite", daemon=True)
@@ -223,7 +239,8 @@ class Database:
             first = self._calls.get()
             if first is None:
                 return
-            batch = [first]
+            restart_log = isinstance(first, _RestartLog)
+            batch = [first] if isinstance(first, _Call) else []
             while len(batch) < MAX_BATCH:
                 try:
                     call = self._calls.get_nowait()
@@ -232,7 +249,10 @@ class Database:
                 if call is None:
                     self._calls.put(None)  # stop after this batch
                     break
-                batch.append(call)
+                if isinstance(call, _RestartLog):
+                    restart_log = True
+                else:
+                    batch.append(call)
             self._run_batch(batch)
             loops: dict[asyncio.AbstractEventLoop, list[_Call]] = {}
             for call in batch:
@@ -242,6 +262,10 @@ class Database:
                     loop.call_soon_threadsafe(_settle, calls)
                 except RuntimeError:
                     pass  # that loop is closed: nobody is waiting any more
+            if restart_log and self._conn is not None:
+                # After the batch's callers are answered: only the next batch waits for it.
+                checkpoint(self._conn, "TRUNCATE")
+                self._checkpointer.restarted()
 
     def _run_batch(self, batch: list[_Call]) -> None:
         conn = self._conn
@@ -321,5 +345,6 @@ class Database:
 
     def _close(self, _: object) -> None:
         if self._conn is not None:
+            checkpoint(self._conn, "TRUNCATE")  # the file alone is the whole store
             self._conn.close()
             self._conn = None

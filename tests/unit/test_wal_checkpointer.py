@@ -48,3 +48,28 @@ async def test_commits_leave_the_log_to_the_checkpoint_thread(tmp_path: Path) ->
     assert size(f"{path}-wal") == 0
     with sqlite3.connect(path) as conn:
         assert conn.execute("SELECT count(*) FROM t").fetchone()[0] == ROWS
+
+
+async def test_a_busy_writer_cannot_grow_the_log_without_bound(tmp_path: Path) -> None:
+    """PASSIVE passes never finish a log that keeps growing; past its frame limit the
+    database thread empties it between two batches."""
+    path = tmp_path / "store.db"
+    db = Database(path, checkpoint_every_s=0.02, restart_log_after_frames=256)
+    await db.open()
+    written, largest = 0, 0
+    try:
+        await db.run(lambda conn: conn.execute("CREATE TABLE t (v BLOB)"))
+        until = time.monotonic() + 2.0
+        while time.monotonic() < until:
+            await asyncio.gather(*(
+                db.run(lambda conn: conn.execute("INSERT INTO t VALUES (randomblob(?))",
+                                                 (ROW_BYTES,)))
+                for _ in range(8)))
+            written += 8 * ROW_BYTES
+            largest = max(largest, size(f"{path}-wal"))
+    finally:
+        await db.close()
+    assert written > 64 * 1024 * 1024, "the writer wrote too little to tell"
+    # 256 frames of 4 KB is 1 MB; what is written before the restart's turn comes on top
+    # (this writer writes over 100 MB/s). Unbounded, the log holds everything written.
+    assert largest < 32 * 1024 * 1024, f"the log reached {largest} bytes of {written} written"
