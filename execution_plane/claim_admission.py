@@ -35,12 +35,13 @@ class ClaimAdmission:
         short = len(runs) == runs.maxlen and statistics.median(runs) < self._short_run_s
         return 2 * self._slots if short else self._slots
 
-    async def admit(self) -> None:
+    async def admit(self) -> RunSlot:
         """Waits for a place: one delivery may now leave the scheduler to be claimed."""
         while self._claimed >= self.limit:
             self._changed.clear()
             await self._changed.wait()
         self._claimed += 1
+        return RunSlot(self)
 
     def run_ended(self, run_s: float | None) -> None:
         """The admitted delivery's run is over; run_s is how long the program ran (None when
@@ -49,3 +50,17 @@ class ClaimAdmission:
             self._recent.append(run_s)
         self._claimed -= 1
         self._changed.set()
+
+
+class RunSlot:
+    """A delivery's place in the ClaimAdmission: taken before it leaves the fair scheduler,
+    given back once, when its run ends (or when it turns out there is nothing to run)."""
+
+    def __init__(self, admission: ClaimAdmission) -> None:
+        self._admission = admission
+        self._held = True
+
+    def release(self, run_s: float | None = None) -> None:
+        if self._held:
+            self._held = False
+            self._admission.run_ended(run_s)

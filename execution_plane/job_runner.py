@@ -19,7 +19,7 @@ from dataclasses import dataclass
 import grpc
 from aio_pika.abc import AbstractIncomingMessage
 
-from execution_plane.claim_admission import ClaimAdmission
+from execution_plane.claim_admission import RunSlot
 from execution_plane.output_batcher import OutputBatcher
 from execution_plane.proto_mapping import STREAMS, job_spec, result_message
 from execution_plane.sandbox import SandboxPool
@@ -43,20 +43,6 @@ class GatewayLost(RuntimeError):
 class Delivery:
     message: AbstractIncomingMessage
     received_at: float
-
-
-class RunSlot:
-    """A delivery's place in the ClaimAdmission: taken before it leaves the fair scheduler,
-    given back once when its run ends (or when it turns out there is nothing to run)."""
-
-    def __init__(self, admission: ClaimAdmission) -> None:
-        self._admission = admission
-        self._held = True
-
-    def release(self, run_s: float | None = None) -> None:
-        if self._held:
-            self._held = False
-            self._admission.run_ended(run_s)
 
 
 class JobRunner:

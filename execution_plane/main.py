@@ -7,10 +7,10 @@ import contextlib
 
 import grpc
 
-from execution_plane.claim_admission import ClaimAdmission
+from execution_plane.claim_admission import ClaimAdmission, RunSlot
 from execution_plane.consumer import JobConsumer
 from execution_plane.fair_scheduler import FairScheduler
-from execution_plane.job_runner import Delivery, JobRunner, RunSlot
+from execution_plane.job_runner import Delivery, JobRunner
 from execution_plane.proto_mapping import language_message
 from execution_plane.sandbox import SandboxPool
 from sluice.amqp import connect
@@ -49,9 +49,8 @@ async def dispatch(
     # A delivery leaves the scheduler only when it may be claimed: what waits, waits there
     # (in fair order, and handed back at shutdown), never inside a handler.
     while True:
-        await admission.admit()
+        run_slot = await admission.admit()
         delivery = await scheduler.take()
-        run_slot = RunSlot(admission)
         task = asyncio.create_task(runner.handle(delivery, run_slot))
         in_flight.add(task)
 
