@@ -6,7 +6,8 @@ committed together (group commit): each runs inside its own savepoint, so one th
 is rolled back alone, and every caller hears back only once the commit holding its work
 has succeeded. Under load that is one commit, one wake-up of the event loop and fewer
 hand-offs of the interpreter lock per batch rather than per call: the hop to the thread
-cost several times the transaction itself.
+cost several times the transaction itself. Commits never checkpoint the write-ahead log:
+WalCheckpointer does, beside them, and asks this thread only to empty a log grown long.
 """
 
 from __future__ import annotations
