@@ -156,44 +156,40 @@ class ExecutionService(api_grpc.ExecutionServiceServicer):
             # Subscribed before the first read; woken is cleared before each read, so an
             # event stored after a read always wakes the wait that follows it.
             with self._hub.subscribe(request.job_id, after) as subscription:
-                read_store = True  # the first read checks the key and the tenant
+                first = True  # the first read is from the store: it checks key and tenant
                 while True:
                     subscription.woken.clear()
-                    if not read_store:
-                        held = subscription.take_following(after)
-                        for event in held:
-                            yield event
-                            after = event.seq
-                            if _is_terminal_event(event):
-                                return
-                        read_store = not held
-                        if held:
-                            subscription.seen_seq = after
-                            await subscription.woken.wait()
-                            continue
-                    try:
-                        read = await self._jobs.watch_read(request.job_id, reader,
-                                                           max(after, 0), WATCH_BATCH)
-                    except Unauthenticated as exc:
-                        await context.abort(grpc.StatusCode.UNAUTHENTICATED, str(exc))
-                    if key.principal is not None:
-                        reader = key.principal.tenant_id  # checked once, for the whole stream
-                    if read is None:
-                        if after == request.after_seq:
-                            # Another tenant's job reads the same as no job: ids leak nothing.
-                            await context.abort(grpc.StatusCode.NOT_FOUND,
-                                                f"job {request.job_id!r} not found")
-                        return
-                    if after < 0:
-                        await context.abort(grpc.StatusCode.INVALID_ARGUMENT,
-                                            "after_seq must be >= 0")
-                    events, ended = read
+                    # What this process just stored, if it follows `after` without a gap;
+                    # otherwise (or first) the store.
+                    events = [] if first else subscription.take_following(after)
+                    ended = more = False
+                    if not events:
+                        try:
+                            read = await self._jobs.watch_read(request.job_id, reader,
+                                                               max(after, 0), WATCH_BATCH)
+                        except Unauthenticated as exc:
+                            await context.abort(grpc.StatusCode.UNAUTHENTICATED, str(exc))
+                        if key.principal is not None:
+                            reader = key.principal.tenant_id  # checked once, for the stream
+                        if read is None:
+                            if after == request.after_seq:
+                                # Another tenant's job reads the same as no job: ids leak
+                                # nothing.
+                                await context.abort(grpc.StatusCode.NOT_FOUND,
+                                                    f"job {request.job_id!r} not found")
+                            return
+                        if after < 0:
+                            await context.abort(grpc.StatusCode.INVALID_ARGUMENT,
+                                                "after_seq must be >= 0")
+                        events, ended = read
+                        more = len(events) == WATCH_BATCH
+                    first = False
                     for event in events:
                         yield event
                         after = event.seq
                         if _is_terminal_event(event):
                             return
-                    if len(events) == WATCH_BATCH:
+                    if more:
                         continue  # more stored than one read returns: read on at once
                     # Events and state come from one transaction: an ended job with nothing
                     # more after `after` has nothing more to send.
@@ -204,7 +200,6 @@ class ExecutionService(api_grpc.ExecutionServiceServicer):
                     # already be set: look again.
                     subscription.seen_seq = after
                     await subscription.woken.wait()
-                    read_store = False
         finally:
             metrics.WATCHERS.dec()
 
