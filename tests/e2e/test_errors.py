@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
+import collections
+
 import grpc
 import pytest
 
@@ -126,3 +129,19 @@ async def test_unknown_job_is_not_found_and_bad_paging_is_invalid(
     await expect(grpc.StatusCode.INVALID_ARGUMENT,
                  client.stub.ListJobs(api.ListJobsRequest(page_token="%%%"),
                                       metadata=client.metadata), "page_token")
+
+
+async def test_a_burst_of_concurrent_calls_is_answered_not_dropped(
+        client: SluiceClient) -> None:
+    """A batch client firing thousands of calls at once on one connection: each gets its
+    answer. gRPC's default queue of calls not yet picked up holds 1,000 and drops the rest
+    at random with a bare CANCELLED, which no client retries."""
+    async def code_of_one() -> grpc.StatusCode:
+        try:
+            await client.get("0000nope")
+        except grpc.aio.AioRpcError as exc:
+            return exc.code()
+        return grpc.StatusCode.OK
+
+    codes = await asyncio.gather(*(code_of_one() for _ in range(3000)))
+    assert collections.Counter(codes) == {grpc.StatusCode.NOT_FOUND: 3000}
