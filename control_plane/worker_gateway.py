@@ -180,15 +180,13 @@ class WorkerGateway(gw_grpc.WorkerGatewayServicer):
                 if stored is None:
                     await self._refuse_stale(job_id, attempt, context)
                     return True
-                job, events = stored
-                if events:
-                    self._hub.notify(job_id, events)
-                    metrics.JOBS_FINISHED.labels(pb.JobState.Name(job.state)).inc()
-                    duration = (job.end_time.ToNanoseconds() - job.start_time.ToNanoseconds())
+                if stored.events:
+                    self._hub.notify(job_id, stored.events)
+                    state = pb.JobState.Name(stored.state)
+                    metrics.JOBS_FINISHED.labels(state).inc()
                     log.info("job_finished", job_id=job_id, tenant=tenant_id, attempt=attempt,
-                             state=pb.JobState.Name(job.state),
-                             verdict=pb.Verdict.Name(job.result.verdict),
-                             run_ms=round(duration / 1e6, 1))
+                             state=state, verdict=pb.Verdict.Name(stored.verdict),
+                             run_ms=round(stored.run_s * 1000, 1))
                 async with live.write_lock:
                     await context.write(gw.RunJobResponse(result_accepted=gw.ResultAccepted()))
                 return True

@@ -27,6 +27,7 @@ from control_plane.store.wal_checkpointer import (
     WalCheckpointer,
     checkpoint,
 )
+from sluice.observability import name_os_thread
 
 T = TypeVar("T")
 # Calls committed together at most: bounds how long the first of a batch waits for the rest.
@@ -236,6 +237,7 @@ class Database:
     # The database thread ---------------------------------------------------------------
 
     def _serve(self) -> None:
+        name_os_thread("sqlite")
         while True:
             first = self._calls.get()
             if first is None:

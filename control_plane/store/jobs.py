@@ -89,6 +89,16 @@ class ClaimOutcome:
     events: list[pb.JobEvent] = field(default_factory=list)
 
 
+@dataclass(frozen=True)
+class StoredResult:
+    """What finish() stored: the job's terminal state; the verdict, run time and the events
+    it wrote only when this call stored it (a repeated report finds it stored already)."""
+    state: int
+    verdict: int = pb.VERDICT_UNSPECIFIED
+    run_s: float = 0.0
+    events: list[pb.JobEvent] = field(default_factory=list)
+
+
 @dataclass
 class LeaseState:
     valid: bool
@@ -429,12 +439,13 @@ class JobStore:
         return await self._db.run(tx)
 
     async def finish(self, job_id: str, attempt: int, result: pb.Result
-                     ) -> tuple[pb.Job, list[pb.JobEvent]] | None:
+                     ) -> StoredResult | None:
         """Stores the attempt's result; None when the attempt is not current. Reporting the
-        same attempt's result again returns the job as stored, so a retried report is safe."""
+        same attempt's result again is answered as stored, with no events, so a retried
+        report is safe."""
         now = time.time()
 
-        def tx(conn: sqlite3.Connection) -> tuple[pb.Job, list[pb.JobEvent]] | None:
+        def tx(conn: sqlite3.Connection) -> StoredResult | None:
             row = conn.execute(
                 "SELECT state, attempt, attempt_seq, cancel_requested, tenant_id, lease_owner"
                 " FROM jobs WHERE id = ?",
@@ -444,11 +455,7 @@ class JobStore:
                 return None
             state, _, attempt_seq, cancel_requested, tenant_id, worker_id = row
             if state != pb.JOB_STATE_RUNNING:
-                if state in TERMINAL_STATES:
-                    job_row = conn.execute(
-                        f"SELECT {_JOB_COLUMNS} FROM jobs WHERE id = ?", (job_id,)).fetchone()
-                    return _job_from_row(job_row), []
-                return None
+                return StoredResult(state) if state in TERMINAL_STATES else None
             stored = pb.Result()
             stored.CopyFrom(result)
             stdout, stderr = bytearray(), bytearray()
@@ -471,21 +478,19 @@ class JobStore:
             quotas.record_cpu(conn, tenant_id, now, stored.usage.cpu_time_ms)
             # Two events (the result, then the state change): both seqs taken by the
             # statement that ends the job.
-            seq = conn.execute(
+            seq, started_at = conn.execute(
                 "UPDATE jobs SET state = ?, ended_at = ?, result = ?, lease_owner = NULL,"
                 " lease_expires_at = NULL, last_seq = last_seq + 2 WHERE id = ?"
-                " RETURNING last_seq",
+                " RETURNING last_seq, started_at",
                 (new_state, now, stored.SerializeToString(), job_id),
-            ).fetchone()[0]
+            ).fetchone()
             events = [
                 self._append_event(conn, job_id, now, seq=seq - 1, result=stored),
                 self._change_state(conn, job_id, now, new_state, attempt,
                                    action=_ACTIONS[new_state], actor=actor,
                                    tenant_id=tenant_id, seq=seq),
             ]
-            job_row = conn.execute(
-                f"SELECT {_JOB_COLUMNS} FROM jobs WHERE id = ?", (job_id,)).fetchone()
-            return _job_from_row(job_row), events
+            return StoredResult(new_state, stored.verdict, now - (started_at or now), events)
 
         return await self._db.run(tx)
 

@@ -23,7 +23,7 @@ import threading
 from collections.abc import Callable
 from pathlib import Path
 
-from sluice.observability import get_logger
+from sluice.observability import get_logger, name_os_thread
 
 log = get_logger(__name__)
 CHECKPOINT_EVERY_S = 0.5
@@ -70,6 +70,7 @@ class WalCheckpointer:
             self._thread = None
 
     def _run(self) -> None:
+        name_os_thread("sqlite-checkpoi")
         conn = sqlite3.connect(self._path, isolation_level=None, check_same_thread=False)
         try:
             while not self._stop.wait(self._every_s):
