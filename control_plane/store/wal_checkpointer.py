@@ -70,7 +70,7 @@ class WalCheckpointer:
             self._thread = None
 
     def _run(self) -> None:
-        name_os_thread("sqlite-checkpoi")
+        name_os_thread("sqlite-checkpoint")  # the OS keeps "sqlite-checkpoi"
         conn = sqlite3.connect(self._path, isolation_level=None, check_same_thread=False)
         try:
             while not self._stop.wait(self._every_s):
