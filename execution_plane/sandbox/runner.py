@@ -190,13 +190,17 @@ class Runner:
         runner_pid: int,
     ) -> None:
         signal.set_wakeup_fd(-1)
-        for sig in (signal.SIGCHLD, signal.SIGPIPE, signal.SIGXFSZ, signal.SIGXCPU):
+        # execve resets every caught signal (the runner's SIGCHLD) to its default; ignored
+        # ones stay ignored: Python ignores these two at start-up.
+        for sig in (signal.SIGPIPE, signal.SIGXFSZ):
             signal.signal(sig, signal.SIG_DFL)
         signal.pthread_sigmask(signal.SIG_SETMASK, set())
         # The job, not the runner, is what an OOM in the slot's cgroup must kill (and the
-        # runner's -1000, when it could be set, must not be inherited).
-        with open("/proc/self/oom_score_adj", "w") as f:
-            f.write("1000")
+        # runner's -1000, when it could be set, must not be inherited). Plain fds: the
+        # child runs as little Python as it can between fork and exec.
+        adj = os.open("/proc/self/oom_score_adj", os.O_WRONLY | os.O_CLOEXEC)
+        os.write(adj, b"1000")
+        os.close(adj)
         seccomp_fd = os.memfd_create("sluice-seccomp", 0)
         os.write(seccomp_fd, self.seccomp)
         os.lseek(seccomp_fd, 0, os.SEEK_SET)
