@@ -65,8 +65,6 @@ def _join(mount: Mountpoint, cgroup_path: str) -> str:
 
 # A job reads and writes a dozen of these files; through open() each cost ~35 us here
 # (a FileIO and a TextIOWrapper built and torn down), with plain fds ~12 us.
-
-
 def _write(path: str, value: str) -> None:
     """One write(2) of the whole value, as cgroup files want it."""
     fd = os.open(path, os.O_WRONLY | os.O_CLOEXEC)
