@@ -1,13 +1,15 @@
 """Where the platform's CPU goes per job: CPU ms per trivial job, per process.
 
-    .venv/bin/python bench/platform_cpu.py [--jobs 400] [--slots 2] [--log-level warning]
-        [--py-spy DIR]
+    .venv/bin/python bench/platform_cpu.py [--jobs 400] [--slots 2] [--caller watched|batch]
+        [--log-level warning] [--py-spy DIR]
 
 Runs trivial jobs through a real control plane and an N-slot worker with every slot busy
 (as bench/sandbox.py does) and reads each process's CPU time (user + system, its reaped
 children included) from /proc before and after. CPU time is what the jobs and the platform
 compete for on a small machine, and unlike wall time it hardly moves when other people load
 the machine, so it shows what a change saves even when throughput figures are noisy.
+--caller picks the caller bench/sandbox.py times: `watched` follows each job with a
+WatchJob stream, `batch` submits every job and then collects them with ListJobs.
 The local RabbitMQ node (beam.smp), when it runs here, is counted too: all of it.
 The worker's figure includes the sandboxed programs (its children); the sandbox alone is
 measured the same way in-process for comparison. With --py-spy, py-spy (if installed in the
@@ -35,7 +37,7 @@ import uvloop
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from bench.sandbox import TRIVIAL, WARMUP, _sandboxed  # noqa: E402
+from bench.sandbox import TRIVIAL, WARMUP, _sandboxed, submitted_then_collected  # noqa: E402
 from execution_plane.sandbox import SandboxPool  # noqa: E402
 
 TICK = os.sysconf("SC_CLK_TCK")
@@ -69,7 +71,9 @@ def tree_cpu_s(root: int) -> float:
 
 
 def rabbitmq_pid() -> int | None:
-    """The local RabbitMQ node's Erlang VM, if it runs on this machine."""
+    """--caller picks the caller bench/sandbox.py times: `watched` follows each job with a
+WatchJob stream, `batch` submits every job and then collects them with ListJobs.
+The local RabbitMQ node's Erlang VM, if it runs on this machine."""
     for entry in os.listdir("/proc"):
         if entry.isdigit():
             try:
@@ -127,7 +131,8 @@ async def sandbox_cpu(jobs: int, slots: int) -> tuple[float, float]:
         await pool.close()
 
 
-async def platform_cpu(jobs: int, slots: int, log_level: str, spy_dir: Path | None) -> None:
+async def platform_cpu(jobs: int, slots: int, caller: str, log_level: str,
+                       spy_dir: Path | None) -> None:
     from bench.platform_jobs import python_job_runner
     from sluice.client import SluiceClient
     from tests.support.broker import RunVhost
@@ -159,8 +164,11 @@ async def platform_cpu(jobs: int, slots: int, log_level: str, spy_dir: Path | No
             threads_before = {name: thread_cpu_s(pid) for name, pid in sessions.items()}
             broker_before = tree_cpu_s(broker) if broker else 0.0
             client_before, start = self_cpu_s(), time.perf_counter()
-            await asyncio.gather(*(one() for _ in range(jobs)))
-            elapsed = time.perf_counter() - start
+            if caller == "batch":
+                throughput = await submitted_then_collected(client, jobs)
+            else:
+                await asyncio.gather(*(one() for _ in range(jobs)))
+                throughput = jobs / (time.perf_counter() - start)
             after = {name: tree_cpu_s(pid) for name, pid in sessions.items()}
             threads_after = {name: thread_cpu_s(pid) for name, pid in sessions.items()}
             client_cpu = self_cpu_s() - client_before
@@ -169,7 +177,7 @@ async def platform_cpu(jobs: int, slots: int, log_level: str, spy_dir: Path | No
                 spy.send_signal(signal.SIGINT)
             for spy in spies:
                 await asyncio.to_thread(spy.wait, 60)
-        print(f"whole platform: {jobs / elapsed:.1f} jobs/s; CPU ms per job:")
+        print(f"whole platform, {caller} caller: {throughput:.1f} jobs/s; CPU ms per job:")
         for name in sessions:
             print(f"  {name:22} {(after[name] - before[name]) * 1000 / jobs:6.2f}")
             for thread, cpu in sorted(threads_after[name].items(), key=lambda item: -item[1]):
@@ -193,13 +201,15 @@ async def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--jobs", type=int, default=400)
     parser.add_argument("--slots", type=int, default=os.cpu_count() or 2)
+    parser.add_argument("--caller", choices=("watched", "batch"), default="watched")
     parser.add_argument("--log-level", default="warning")
     parser.add_argument("--py-spy", type=Path, default=None, metavar="DIR")
     options = parser.parse_args()
     print(f"load before: {os.getloadavg()[0]:.2f}")
     cpu_ms, throughput = await sandbox_cpu(options.jobs, options.slots)
     print(f"raw sandboxed runs: {throughput:.1f} jobs/s; CPU ms per job {cpu_ms:6.2f}")
-    await platform_cpu(options.jobs, options.slots, options.log_level, options.py_spy)
+    await platform_cpu(options.jobs, options.slots, options.caller, options.log_level,
+                       options.py_spy)
     print(f"load after: {os.getloadavg()[0]:.2f}")
 
 
