@@ -36,14 +36,19 @@ class JobConsumer:
 
     def _receiver(self, shard: int) -> Callable[[AbstractIncomingMessage], Awaitable[None]]:
         async def receive(message: AbstractIncomingMessage) -> None:
-            await self._scheduler.put(shard, Delivery(message, time.monotonic()))
+            if not await self._scheduler.put(shard, Delivery(message, time.monotonic())):
+                # Delivered after stop() closed the scheduler (the broker may send until it
+                # confirms the cancel): back to the queue now, for another worker, rather
+                # than held unacked until this worker's connection closes.
+                await message.nack(requeue=True)
 
         return receive
 
     async def stop(self) -> None:
-        """Takes no more messages; those not yet started go back to the broker."""
+        """Takes no more messages; those not yet started go back to the broker, and so does
+        any that arrives later."""
         for queue, tag in self._consumers:
             await queue.cancel(tag)
         self._consumers.clear()
-        for delivery in self._scheduler.drain():
+        for delivery in self._scheduler.close():
             await delivery.message.nack(requeue=True)

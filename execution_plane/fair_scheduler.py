@@ -20,11 +20,16 @@ class FairScheduler(Generic[T]):
         self._lanes: list[deque[T]] = [deque() for _ in range(lanes)]
         self._next_lane = 0
         self._available = asyncio.Condition()
+        self._closed = False
 
-    async def put(self, lane: int, item: T) -> None:
+    async def put(self, lane: int, item: T) -> bool:
+        """False once closed: the item was not taken, and its owner must hand it back."""
         async with self._available:
+            if self._closed:
+                return False
             self._lanes[lane].append(item)
             self._available.notify()
+            return True
 
     async def take(self) -> T:
         async with self._available:
@@ -43,8 +48,10 @@ class FairScheduler(Generic[T]):
                 return self._lanes[lane].popleft()
         return None
 
-    def drain(self) -> list[T]:
-        """Everything still waiting (at shutdown, to hand back to the broker)."""
+    def close(self) -> list[T]:
+        """Takes nothing more and returns everything still waiting (at shutdown, to hand
+        back to the broker)."""
+        self._closed = True
         items = [item for lane in self._lanes for item in lane]
         for lane in self._lanes:
             lane.clear()
