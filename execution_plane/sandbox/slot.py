@@ -166,7 +166,9 @@ class Slot:
         self.workdir_bytes = size_bytes
 
     async def close(self) -> None:
-        if self.process and self.process.returncode is None:
+        if self.process:
+            # A runner that died itself (killed, crashed) leaves its run to PDEATHSIG, which
+            # lands a moment later and one process at a time: kill what is left now.
             await self.cgroup.kill_all(spare=self.process.pid)
         if self.reader:
             self.reader.cancel()

@@ -41,7 +41,10 @@ async def test_a_runner_killed_mid_run_is_an_internal_error_and_is_replaced(
     ran = await asyncio.wait_for(job, timeout=10)
     assert ran.outcome.verdict is Verdict.INTERNAL_ERROR
     assert ran.outcome.detail.startswith("sandbox: ")
-    # The dead runner's bwrap is a zombie of whatever init adopted it; nothing runs.
+    # The outcome comes back before the slot is swept (its cgroup killed, its runner
+    # replaced); once it is, the dead runner's bwrap is at most a zombie of whatever init
+    # adopted it, and nothing runs.
+    await solo.wait_released()
     assert living_processes_of_uids({solo.slots[0].uid}) == []
     ran = await run(solo, "python", "print('replaced')")
     assert ran.outcome.verdict is Verdict.OK and ran.stdout == b"replaced\n"
