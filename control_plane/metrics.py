@@ -17,6 +17,16 @@ PUBLISH_FAILURES = Counter("sluice_publish_failures_total",
                            "Publishes the broker did not confirm")
 WATCHERS = Gauge("sluice_watch_streams", "Open WatchJob streams")
 RUNNING_STREAMS = Gauge("sluice_gateway_job_streams", "Open worker RunJob streams")
+JOB_WAIT_SECONDS = Histogram(
+    "sluice_job_wait_seconds",
+    "From a job's submission to the start of an attempt (a retry counts from submission too)",
+    buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0),
+)
+JOB_RUN_SECONDS = Histogram(
+    "sluice_job_run_seconds", "From an attempt's start to its stored result, by final state",
+    ["state"],
+    buckets=(0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0),
+)
 QUOTA_REFUSALS = Counter("sluice_quota_refusals_total",
                          "Submissions refused over a tenant quota", ["quota"])
 # Children looked up once: labels() hashes its values and takes a lock on every call.

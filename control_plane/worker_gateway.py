@@ -116,6 +116,7 @@ class WorkerGateway(gw_grpc.WorkerGatewayServicer):
             return
         assignment = outcome.assignment
         attempt = assignment.attempt
+        metrics.JOB_WAIT_SECONDS.observe(outcome.since_created_s)
         live = _LiveAttempt(context, claim.worker_id)
         self._live[claim.job_id] = live
         metrics.RUNNING_STREAMS.inc()
@@ -184,6 +185,7 @@ class WorkerGateway(gw_grpc.WorkerGatewayServicer):
                     self._hub.notify(job_id, stored.events)
                     state = pb.JobState.Name(stored.state)
                     metrics.JOBS_FINISHED.labels(state).inc()
+                    metrics.JOB_RUN_SECONDS.labels(state).observe(stored.run_s)
                     log.info("job_finished", job_id=job_id, tenant=tenant_id, attempt=attempt,
                              state=state, verdict=pb.Verdict.Name(stored.verdict),
                              run_ms=round(stored.run_s * 1000, 1))

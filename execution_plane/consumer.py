@@ -7,6 +7,7 @@ from collections.abc import Awaitable, Callable
 
 from aio_pika.abc import AbstractChannel, AbstractIncomingMessage, AbstractQueue
 
+from execution_plane import metrics
 from execution_plane.fair_scheduler import FairScheduler
 from execution_plane.job_runner import Delivery
 from sluice.topology import DeclaredTopology
@@ -40,6 +41,7 @@ class JobConsumer:
                 # Delivered after stop() closed the scheduler (the broker may send until it
                 # confirms the cancel): back to the queue now, for another worker, rather
                 # than held unacked until this worker's connection closes.
+                metrics.DELIVERIES_RETURNED.inc()
                 await message.nack(requeue=True)
 
         return receive
@@ -51,4 +53,5 @@ class JobConsumer:
             await queue.cancel(tag)
         self._consumers.clear()
         for delivery in self._scheduler.close():
+            metrics.DELIVERIES_RETURNED.inc()
             await delivery.message.nack(requeue=True)

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 import grpc
 from aio_pika.abc import AbstractIncomingMessage
 
+from execution_plane import metrics
 from execution_plane.claim_admission import RunSlot
 from execution_plane.output_batcher import OutputBatcher
 from execution_plane.proto_mapping import STREAMS, job_spec, result_message
@@ -75,7 +76,7 @@ class JobRunner:
             await message.reject(requeue=False)
             return
         try:
-            settled = await self._run(job, message, run_slot)
+            settled = await self._run(job, delivery, run_slot)
         except (grpc.aio.AioRpcError, GatewayLost) as exc:
             log.warning(
                 "gateway_lost",
@@ -90,24 +91,30 @@ class JobRunner:
             settled = False
         if not settled:
             # Back to the queue: the next delivery's claim decides (it may find the job done).
+            metrics.DELIVERIES_RETURNED.inc()
             with contextlib.suppress(Exception):
                 await message.nack(requeue=True)
 
-    async def _run(
-        self, job: JobMessage, message: AbstractIncomingMessage, run_slot: RunSlot
-    ) -> bool:
+    async def _run(self, job: JobMessage, delivery: Delivery, run_slot: RunSlot) -> bool:
         """True when the message is settled (acked or rejected)."""
+        message = delivery.message
         attempt = _Attempt(job, self._gateway.RunJob())
         try:
             try:
                 assignment = await attempt.claim(self._claim(job, message))
+                metrics.CLAIM_WAIT_SECONDS.observe(time.monotonic() - delivery.received_at)
                 if assignment is None:
                     await self._settle_refused(job, message, attempt.refusal)
                     return True
                 self._running[job.job_id] = attempt.cancelled
                 if self._abandoning:
                     attempt.cancelled.set()
-                outcome = await attempt.run(self._sandbox, assignment)
+                metrics.RUNNING.inc()
+                try:
+                    outcome = await attempt.run(self._sandbox, assignment)
+                finally:
+                    metrics.RUNNING.dec()
+                _count_run(assignment.language, outcome)
                 run_slot.release(outcome.usage.wall_time_ms / 1000)
             finally:
                 run_slot.release()
@@ -141,10 +148,17 @@ class JobRunner:
             reason=gw.RefusalReason.Name(refusal.reason),
             detail=refusal.detail,
         )
+        metrics.CLAIMS_REFUSED.labels(gw.RefusalReason.Name(refusal.reason)).inc()
         if refusal.reason == gw.REFUSAL_REASON_EXHAUSTED:
             await message.reject(requeue=False)
         else:
             await message.ack()
+
+
+def _count_run(language: str, outcome: JobOutcome) -> None:
+    metrics.RUNS.labels(language, outcome.verdict.value).inc()
+    metrics.RUN_SECONDS.labels(language).observe(outcome.usage.wall_time_ms / 1000)
+    metrics.RUN_CPU_SECONDS.labels(language).inc(outcome.usage.cpu_time_ms / 1000)
 
 
 class _Attempt:

@@ -7,6 +7,7 @@ import contextlib
 
 import grpc
 
+from execution_plane import metrics
 from execution_plane.claim_admission import ClaimAdmission, RunSlot
 from execution_plane.consumer import JobConsumer
 from execution_plane.fair_scheduler import FairScheduler
@@ -64,6 +65,7 @@ async def dispatch(
 async def serve(settings: Settings, stop: asyncio.Event) -> None:
     sandbox = SandboxPool(slots=settings.worker_slots)
     await sandbox.start()
+    metrics.SLOTS.set(settings.worker_slots)
     languages = sandbox.languages()
     channel = grpc.aio.insecure_channel(
         settings.gateway_address,

@@ -7,7 +7,8 @@ import contextlib
 
 import grpc
 
-from recovery.dead_letter_replayer import DeadLetterReplayer
+from recovery import metrics
+from recovery.dead_letter_replayer import DeadLetterReplayer, SweepReport
 from recovery.schedule import Schedule
 from sluice.amqp import connect
 from sluice.observability import configure_logging, get_logger, serve_metrics
@@ -42,13 +43,26 @@ async def serve(settings: Settings, stop: asyncio.Event) -> None:
             log.info("recovery_sweep", depth_before=report.depth_before,
                      replayed=report.replayed, parked=report.parked, deferred=report.deferred,
                      dropped=report.dropped)
+            _count_sweep(report)
         except grpc.aio.AioRpcError as exc:
+            metrics.SWEEPS.labels("deferred").inc()
             log.warning("recovery_sweep_deferred", reason="worker gateway unreachable",
                         code=exc.code().name, detail=exc.details())
         except Exception:
+            metrics.SWEEPS.labels("failed").inc()
             log.exception("recovery_sweep_failed")
     await gateway_channel.close()
     await connection.close()
+
+
+def _count_sweep(report: SweepReport) -> None:
+    metrics.SWEEPS.labels("ok").inc()
+    metrics.DEAD_LETTER_DEPTH.set(report.depth_before)
+    metrics.LAST_SWEEP.set_to_current_time()
+    for action, count in (("replayed", report.replayed), ("parked", report.parked),
+                          ("deferred", report.deferred), ("dropped", report.dropped)):
+        if count:
+            metrics.DEAD_LETTERS.labels(action).inc(count)
 
 
 def main() -> None:

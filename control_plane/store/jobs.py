@@ -87,6 +87,7 @@ class ClaimOutcome:
     detail: str = ""
     tenant_id: str = ""
     events: list[pb.JobEvent] = field(default_factory=list)
+    since_created_s: float = 0.0  # with an assignment: how long the job waited to start
 
 
 @dataclass(frozen=True)
@@ -328,14 +329,15 @@ class JobStore:
 
         def tx(conn: sqlite3.Connection) -> ClaimOutcome:
             row = conn.execute(
-                "SELECT tenant_id, state, attempt, replays, lease_expires_at, spec, lease_owner"
-                " FROM jobs WHERE id = ?",
+                "SELECT tenant_id, state, attempt, replays, lease_expires_at, spec, lease_owner,"
+                " created_at FROM jobs WHERE id = ?",
                 (job_id,),
             ).fetchone()
             if row is None:
                 return ClaimOutcome(refusal=gw.REFUSAL_REASON_NOT_FOUND,
                                     detail=f"no job {job_id}")
-            tenant_id, state, attempt, job_replays, lease_expires_at, spec_bytes, owner = row
+            (tenant_id, state, attempt, job_replays, lease_expires_at, spec_bytes, owner,
+             created_at) = row
             events: list[pb.JobEvent] = []
             if replays < job_replays:
                 # A copy from before the job was replayed; the replay's own message runs it.
@@ -402,7 +404,8 @@ class JobStore:
                 stdin=spec.stdin, args=spec.args, limits=spec.limits,
                 heartbeat_interval_ms=heartbeat_interval_ms,
             )
-            return ClaimOutcome(assignment=assignment, tenant_id=tenant_id, events=events)
+            return ClaimOutcome(assignment=assignment, tenant_id=tenant_id, events=events,
+                                since_created_s=now - created_at)
 
         return await self._db.run(tx)
 
