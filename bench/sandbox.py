@@ -1,19 +1,23 @@
 """What the sandbox costs: a trivial python job run plainly, in the sandbox, and through Sluice.
 
-    .venv/bin/python bench/sandbox.py [--jobs 200] [--slots 2] [--no-platform]
+    .venv/bin/python bench/sandbox.py [--jobs 200] [--slots 2] [--rounds 5] [--no-platform]
 
 Prints, in one run:
   per job (median, one at a time): plain, sandboxed, whole platform, with the ratios and the
     sandbox's overhead in ms (target: under 10 ms);
   throughput (jobs/s, all slots busy): raw sandboxed runs with N slots beside the whole
-    platform with an N-slot worker (target: the platform keeps at least 0.8 of raw); raw is
-    measured before and after the platform and the ratio taken against their mean, so a
-    change in the machine's load between the two shows instead of skewing the ratio.
+    platform with an N-slot worker (target: the platform keeps at least 0.8 of raw).
     The platform's throughput is measured with two callers: one that watches every job's
     stream to its result (WatchJob per job, as an interactive caller does), and a batch
     caller that submits the jobs and collects their results with ListJobs. On one machine
     the caller's CPU competes with the sandbox too, so the two differ by what watching
     costs, the caller's side and the control plane's.
+The throughput is measured in rounds: raw, watched, batch, again and again, with one raw
+pool and one platform kept running (each idle while the other is measured), and raw once
+more at the end. Each platform figure is set against the mean of the raw figures just
+before and just after it. On a shared machine the speed drifts by 10-30% within a minute;
+a ratio taken over a few seconds sees little of that drift, and the median over the rounds
+is what to read (the spread shows how much the machine moved).
 Needs root (the sandbox does); the platform part needs RabbitMQ (deploy/local/bootstrap.sh)
 and is skipped, with the reason, when it cannot start. A benchmark, not a test: it asserts
 nothing, it prints figures.
@@ -23,12 +27,14 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import os
 import statistics
 import sys
 import tempfile
 import time
 import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -62,18 +68,20 @@ LIMITS = ResourceLimits(
 WARMUP = 5
 
 
-@dataclass
-class Figures:
-    per_job_ms: float  # median latency of one job run alone
-    per_job_p90_ms: float
-    throughput: float  # jobs/s with every slot busy
-    # the platform's, with a batch caller (submit all, collect with ListJobs)
-    collected_throughput: float = 0.0
-
-
 def _median_p90(samples: list[float]) -> tuple[float, float]:
     ordered = sorted(samples)
     return statistics.median(ordered) * 1000, ordered[int(len(ordered) * 0.9)] * 1000
+
+
+async def _latencies(one: Callable[[], Awaitable[None]], jobs: int) -> tuple[float, float]:
+    """Median and p90 in ms of `one` run one at a time, after a warm-up."""
+    samples = []
+    for i in range(jobs + WARMUP):
+        start = time.perf_counter()
+        await one()
+        if i >= WARMUP:
+            samples.append(time.perf_counter() - start)
+    return _median_p90(samples)
 
 
 # -- plain -----------------------------------------------------------------------------
@@ -88,9 +96,8 @@ def _program_dir() -> str:
 async def plain_per_job(jobs: int) -> tuple[float, float]:
     """The same program, same interpreter, started as a subprocess with piped output."""
     directory = _program_dir()
-    samples = []
-    for i in range(jobs + WARMUP):
-        start = time.perf_counter()
+
+    async def one() -> None:
         process = await asyncio.create_subprocess_exec(
             PLAIN_PYTHON,
             "main.py",
@@ -100,9 +107,8 @@ async def plain_per_job(jobs: int) -> tuple[float, float]:
             stderr=asyncio.subprocess.PIPE,
         )
         await process.communicate()
-        if i >= WARMUP:
-            samples.append(time.perf_counter() - start)
-    return _median_p90(samples)
+
+    return await _latencies(one, jobs)
 
 
 # -- sandbox ---------------------------------------------------------------------------
@@ -122,55 +128,86 @@ async def _sandboxed(pool: SandboxPool) -> None:
         raise RuntimeError(f"sandboxed job failed: {outcome}")
 
 
-async def sandbox_figures(jobs: int, slots: int) -> Figures:
-    pool = SandboxPool(slots=1)
-    await pool.start()
-    try:
-        samples = []
-        for i in range(jobs + WARMUP):
-            start = time.perf_counter()
-            await _sandboxed(pool)
-            if i >= WARMUP:
-                samples.append(time.perf_counter() - start)
-    finally:
-        await pool.close()
-    median, p90 = _median_p90(samples)
-
-    return Figures(median, p90, await raw_throughput(jobs, slots))
-
-
-async def raw_throughput(jobs: int, slots: int) -> float:
+@contextlib.asynccontextmanager
+async def sandbox_pool(slots: int) -> AsyncIterator[SandboxPool]:
     pool = SandboxPool(slots=slots)
     await pool.start()
     try:
         await asyncio.gather(*(_sandboxed(pool) for _ in range(slots * WARMUP)))
-        start = time.perf_counter()
-        await asyncio.gather(*(_sandboxed(pool) for _ in range(jobs)))
-        return jobs / (time.perf_counter() - start)
+        yield pool
     finally:
         await pool.close()
+
+
+async def sandbox_per_job(jobs: int) -> tuple[float, float]:
+    async with sandbox_pool(1) as pool:
+        return await _latencies(lambda: _sandboxed(pool), jobs)
+
+
+async def raw_throughput(pool: SandboxPool, jobs: int) -> float:
+    """Jobs/s with every slot of the (started, warm) pool busy."""
+    start = time.perf_counter()
+    await asyncio.gather(*(_sandboxed(pool) for _ in range(jobs)))
+    return jobs / (time.perf_counter() - start)
+
+
+class IdleMeter:
+    """The share of the machine's CPU time that was idle between start() and stop(), from
+    /proc/stat: whether a phase was held back by CPU (little idle) or by waiting."""
+
+    def __init__(self) -> None:
+        self._start = self._read()
+        self.idle = 0.0
+
+    @staticmethod
+    def _read() -> tuple[int, int]:
+        with open("/proc/stat") as stat:
+            ticks = [int(value) for value in stat.readline().split()[1:]]
+        return ticks[3] + ticks[4], sum(ticks)  # idle + iowait, all
+
+    def stop(self) -> float:
+        idle, total = self._read()
+        self.idle = (idle - self._start[0]) / max(total - self._start[1], 1)
+        return self.idle
 
 
 # -- the whole platform ----------------------------------------------------------------
 
 
-async def platform_figures(jobs: int, slots: int) -> Figures | str:
-    """Trivial jobs through the API, the broker, an N-slot worker and back.
+class PlatformUnavailable(RuntimeError):
+    """The platform could not be started here; the message says why."""
 
-    Returns the figures, or why the platform could not be measured here.
-    """
+
+@dataclass
+class PlatformUnderTest:
+    client: SluiceClient
+    one: Callable[[], Awaitable[None]]  # one trivial job, submitted and watched to its end
+
+    async def watched_throughput(self, jobs: int) -> float:
+        start = time.perf_counter()
+        await asyncio.gather(*(self.one() for _ in range(jobs)))
+        return jobs / (time.perf_counter() - start)
+
+    async def batch_throughput(self, jobs: int) -> float:
+        return await submitted_then_collected(self.client, jobs)
+
+
+@contextlib.asynccontextmanager
+async def running_platform(slots: int) -> AsyncIterator[PlatformUnderTest]:
+    """A control plane and an N-slot worker on a vhost of their own, warmed up; raises
+    PlatformUnavailable with the reason when it cannot run here."""
     try:
         from bench.platform_jobs import python_job_runner
         from sluice.client import SluiceClient
         from tests.support.broker import RunVhost
         from tests.support.platform import Platform
     except ImportError as exc:
-        return f"the platform is not importable ({exc})"
+        raise PlatformUnavailable(f"the platform is not importable ({exc})") from exc
     try:
         vhost = RunVhost()
         await asyncio.to_thread(vhost.__enter__)
     except Exception as exc:
-        return f"no RabbitMQ to run it on ({exc})"
+        raise PlatformUnavailable(f"no RabbitMQ to run it on ({exc})") from exc
     workdir = Path(await asyncio.to_thread(tempfile.mkdtemp, prefix="sluice-bench-platform-"))
     stack = Platform(
         workdir,
@@ -179,28 +216,19 @@ async def platform_figures(jobs: int, slots: int) -> Figures | str:
         extra_env={"SLUICE_WORKER_SLOTS": str(slots), "SLUICE_LOG_LEVEL": "warning"},
     )
     try:
-        await asyncio.to_thread(stack.start_control_plane)
-        await asyncio.to_thread(stack.start_worker)
-        key = await asyncio.to_thread(stack.create_tenant, f"bench-{uuid.uuid4().hex[:6]}")
+        try:
+            await asyncio.to_thread(stack.start_control_plane)
+            await asyncio.to_thread(stack.start_worker)
+            key = await asyncio.to_thread(stack.create_tenant, f"bench-{uuid.uuid4().hex[:6]}")
+        except Exception as exc:
+            lines = [line for line in str(exc).splitlines() if line.strip()] or [""]
+            raise PlatformUnavailable(
+                f"the platform failed to start ({type(exc).__name__}: {lines[-1].strip()};"
+                f" logs in {workdir})") from exc
         async with SluiceClient(stack.api_target, key) as client:
             one = await python_job_runner(client, TRIVIAL)
-
-            samples = []
-            for i in range(jobs + WARMUP):
-                start = time.perf_counter()
-                await one()
-                if i >= WARMUP:
-                    samples.append(time.perf_counter() - start)
             await asyncio.gather(*(one() for _ in range(slots * WARMUP)))
-            start = time.perf_counter()
-            await asyncio.gather(*(one() for _ in range(jobs)))
-            throughput = jobs / (time.perf_counter() - start)
-            collected = await submitted_then_collected(client, jobs)
-        median, p90 = _median_p90(samples)
-        return Figures(median, p90, throughput, collected)
-    except Exception as exc:
-        lines = [line for line in str(exc).splitlines() if line.strip()] or [""]
-        return f"the platform failed ({type(exc).__name__}: {lines[-1].strip()}; logs in {workdir})"
+            yield PlatformUnderTest(client, one)
     finally:
         await asyncio.to_thread(stack.stop)
         await asyncio.to_thread(vhost.__exit__, None, None, None)
@@ -237,66 +265,119 @@ async def submitted_then_collected(client: SluiceClient, jobs: int) -> float:
     return jobs / (last_end - started)
 
 
+# -- throughput rounds -----------------------------------------------------------------
+
+
+@dataclass
+class Round:
+    raw_before: float
+    watched: float
+    batch: float
+    raw_after: float
+    idle: dict[str, float]  # phase -> share of CPU time idle (raw: the phase after)
+
+    @property
+    def raw(self) -> float:
+        return (self.raw_before + self.raw_after) / 2
+
+    @property
+    def drift(self) -> float:
+        return abs(self.raw_after - self.raw_before) / self.raw
+
+
+async def throughput_rounds(pool: SandboxPool, platform: PlatformUnderTest, jobs: int,
+                            rounds: int) -> list[Round]:
+    measured: list[Round] = []
+    raw = await raw_throughput(pool, jobs)
+    for _ in range(rounds):
+        idle: dict[str, float] = {}
+        meter = IdleMeter()
+        watched = await platform.watched_throughput(jobs)
+        idle["watched"], meter = meter.stop(), IdleMeter()
+        # Its last half second waits for the next ListJobs poll: an idle tail, not counted.
+        batch = await platform.batch_throughput(jobs)
+        idle["batch"], meter = meter.stop(), IdleMeter()
+        after = await raw_throughput(pool, jobs)
+        idle["raw"] = meter.stop()
+        measured.append(Round(raw, watched, batch, after, idle))
+        raw = after
+    return measured
+
+
 # -- report ----------------------------------------------------------------------------
+
+
+def _spread(values: list[float]) -> str:
+    return f"median {statistics.median(values):.2f} (min {min(values):.2f}, max {max(values):.2f})"
+
+
+def print_rounds(measured: list[Round], slots: int) -> None:
+    print(f"throughput, all {slots} slots busy, jobs/s; each platform figure against the mean"
+          " of the raw figures around it")
+    print("  round     raw before  watched (ratio)   batch (ratio)   raw after  raw drift"
+          "   CPU idle: watched  raw")
+    for number, r in enumerate(measured, 1):
+        print(f"  {number:5d}   {r.raw_before:10.1f} {r.watched:8.1f} ({r.watched / r.raw:.2f})"
+              f" {r.batch:9.1f} ({r.batch / r.raw:.2f}) {r.raw_after:11.1f} {r.drift:9.0%}"
+              f" {r.idle['watched']:18.0%} {r.idle['raw']:4.0%}")
+    watched = [r.watched / r.raw for r in measured]
+    batch = [r.batch / r.raw for r in measured]
+    print(f"  whole platform, watched: {_spread(watched)} of raw; target >= 0.80"
+          "   (a WatchJob stream per job)")
+    print(f"  whole platform, batch:   {_spread(batch)} of raw; target >= 0.80"
+          "   (submitted, then collected by ListJobs)")
+    steady = [r for r in measured if r.drift <= 0.1]
+    if steady and len(steady) < len(measured):
+        print(f"  the {len(steady)} rounds whose raw figures agree within 10%: watched"
+              f" {_spread([r.watched / r.raw for r in steady])},"
+              f" batch {_spread([r.batch / r.raw for r in steady])}")
 
 
 async def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--jobs", type=int, default=200, help="jobs per measurement")
     parser.add_argument("--slots", type=int, default=os.cpu_count() or 2)
+    parser.add_argument("--rounds", type=int, default=5, help="throughput rounds")
     parser.add_argument("--no-platform", action="store_true", help="skip the platform part")
     options = parser.parse_args()
     jobs, slots = options.jobs, options.slots
 
     plain_median, plain_p90 = await plain_per_job(jobs)
-    sandbox = await sandbox_figures(jobs, slots)
-    platform = (
-        "skipped (--no-platform)" if options.no_platform else await platform_figures(jobs, slots)
-    )
-    # Raw throughput again after the platform's: on a shared machine the load moves between
-    # the two, and the ratio is only worth as much as the two raw figures agree.
-    raw_after = await raw_throughput(jobs, slots) if isinstance(platform, Figures) else None
+    sandbox_median, sandbox_p90 = await sandbox_per_job(jobs)
 
     print(f"trivial python job ({PLAIN_PYTHON} main.py), {jobs} jobs per figure, {slots} slots")
     print()
     print("per job, one at a time        median     p90    ratio to plain")
     print(f"  plain                     {plain_median:7.1f} ms {plain_p90:6.1f} ms   1.00")
     print(
-        f"  sandbox                   {sandbox.per_job_ms:7.1f} ms {sandbox.per_job_p90_ms:6.1f} ms"
-        f"   {sandbox.per_job_ms / plain_median:.2f}"
-        f"   (+{sandbox.per_job_ms - plain_median:.1f} ms; target < 10 ms)"
+        f"  sandbox                   {sandbox_median:7.1f} ms {sandbox_p90:6.1f} ms"
+        f"   {sandbox_median / plain_median:.2f}"
+        f"   (+{sandbox_median - plain_median:.1f} ms; target < 10 ms)"
     )
-    if isinstance(platform, Figures):
-        print(
-            f"  whole platform            {platform.per_job_ms:7.1f} ms"
-            f" {platform.per_job_p90_ms:6.1f} ms   {platform.per_job_ms / plain_median:.2f}"
-            f"   ({platform.per_job_ms / sandbox.per_job_ms:.2f}x the sandbox)"
-        )
-    else:
-        print(f"  whole platform            {platform}")
-    print()
-    print(f"throughput, all {slots} slots busy")
-    print(f"  raw sandboxed runs        {sandbox.throughput:7.1f} jobs/s")
-    if isinstance(platform, Figures) and raw_after is not None:
-        raw = (sandbox.throughput + raw_after) / 2
-        print(
-            f"  whole platform, watched   {platform.throughput:7.1f} jobs/s"
-            f"   ({platform.throughput / raw:.2f} of raw; target >= 0.80)"
-            "   a WatchJob stream per job"
-        )
-        print(
-            f"  whole platform, batch     {platform.collected_throughput:7.1f} jobs/s"
-            f"   ({platform.collected_throughput / raw:.2f} of raw; target >= 0.80)"
-            "   submitted, then collected by ListJobs"
-        )
-        drift = abs(raw_after - sandbox.throughput) / raw
-        print(
-            f"  raw sandboxed runs again  {raw_after:7.1f} jobs/s"
-            f"   (ratio against the mean of the two raw figures; they differ by {drift:.0%}"
-            f"{': the machine was busy, do not trust the ratio' if drift > 0.2 else ''})"
-        )
-    else:
-        print(f"  whole platform            {platform}")
+    async with sandbox_pool(slots) as pool:
+        if options.no_platform:
+            print("  whole platform            skipped (--no-platform)")
+            print()
+            print(f"throughput, all {slots} slots busy")
+            print(f"  raw sandboxed runs        {await raw_throughput(pool, jobs):7.1f} jobs/s")
+            return
+        try:
+            async with running_platform(slots) as platform:
+                median, p90 = await _latencies(platform.one, jobs)
+                print(
+                    f"  whole platform            {median:7.1f} ms {p90:6.1f} ms"
+                    f"   {median / plain_median:.2f}   ({median / sandbox_median:.2f}x the"
+                    " sandbox)"
+                )
+                print()
+                print_rounds(await throughput_rounds(pool, platform, jobs, options.rounds),
+                             slots)
+        except PlatformUnavailable as exc:
+            print(f"  whole platform            {exc}")
+            print()
+            print(f"throughput, all {slots} slots busy")
+            print(f"  raw sandboxed runs        {await raw_throughput(pool, jobs):7.1f} jobs/s")
+            print(f"  whole platform            {exc}")
 
 
 if __name__ == "__main__":
