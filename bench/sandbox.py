@@ -44,6 +44,7 @@ import uvloop
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from execution_plane.claim_admission import RECENT_RUNS  # noqa: E402 - after sys.path
 from execution_plane.sandbox import (  # noqa: E402 - needs the repo on sys.path first
     JobSpec,
     OutputStream,
@@ -133,7 +134,6 @@ async def sandbox_pool(slots: int) -> AsyncIterator[SandboxPool]:
     pool = SandboxPool(slots=slots)
     await pool.start()
     try:
-        await asyncio.gather(*(_sandboxed(pool) for _ in range(slots * WARMUP)))
         yield pool
     finally:
         await pool.close()
@@ -227,7 +227,8 @@ async def running_platform(slots: int) -> AsyncIterator[PlatformUnderTest]:
                 f" logs in {workdir})") from exc
         async with SluiceClient(stack.api_target, key) as client:
             one = await python_job_runner(client, TRIVIAL)
-            await asyncio.gather(*(one() for _ in range(slots * WARMUP)))
+            # Enough runs for the worker to see that runs are short and claim ahead.
+            await asyncio.gather(*(one() for _ in range(max(slots * WARMUP, RECENT_RUNS))))
             yield PlatformUnderTest(client, one)
     finally:
         await asyncio.to_thread(stack.stop)
@@ -355,6 +356,7 @@ async def main() -> None:
         f"   (+{sandbox_median - plain_median:.1f} ms; target < 10 ms)"
     )
     async with sandbox_pool(slots) as pool:
+        await raw_throughput(pool, slots * WARMUP)  # warm-up
         if options.no_platform:
             print("  whole platform            skipped (--no-platform)")
             print()
