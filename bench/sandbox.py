@@ -151,24 +151,20 @@ async def raw_throughput(pool: SandboxPool, jobs: int) -> float:
     return jobs / (time.perf_counter() - start)
 
 
-class IdleMeter:
-    """The share of the machine's CPU time that was idle between start() and stop(), from
-    /proc/stat: whether a phase was held back by CPU (little idle) or by waiting."""
+def _cpu_ticks() -> tuple[int, int]:
+    """(idle + iowait, all) CPU ticks of the machine so far, from /proc/stat."""
+    with open("/proc/stat") as stat:
+        ticks = [int(value) for value in stat.readline().split()[1:]]
+    return ticks[3] + ticks[4], sum(ticks)
 
-    def __init__(self) -> None:
-        self._start = self._read()
-        self.idle = 0.0
 
-    @staticmethod
-    def _read() -> tuple[int, int]:
-        with open("/proc/stat") as stat:
-            ticks = [int(value) for value in stat.readline().split()[1:]]
-        return ticks[3] + ticks[4], sum(ticks)  # idle + iowait, all
-
-    def stop(self) -> float:
-        idle, total = self._read()
-        self.idle = (idle - self._start[0]) / max(total - self._start[1], 1)
-        return self.idle
+async def idle_share(phase: Awaitable[float]) -> tuple[float, float]:
+    """(the phase's jobs/s, the share of the machine's CPU time idle while it ran): whether
+    a phase was held back by CPU (little idle) or by waiting."""
+    idle, total = _cpu_ticks()
+    throughput = await phase
+    idle_after, total_after = _cpu_ticks()
+    return throughput, (idle_after - idle) / max(total_after - total, 1)
 
 
 # -- the whole platform ----------------------------------------------------------------
@@ -275,7 +271,8 @@ class Round:
     watched: float
     batch: float
     raw_after: float
-    idle: dict[str, float]  # phase -> share of CPU time idle (raw: the phase after)
+    watched_idle: float  # share of CPU time idle during the watched phase
+    raw_after_idle: float
 
     @property
     def raw(self) -> float:
@@ -291,16 +288,11 @@ async def throughput_rounds(pool: SandboxPool, platform: PlatformUnderTest, jobs
     measured: list[Round] = []
     raw = await raw_throughput(pool, jobs)
     for _ in range(rounds):
-        idle: dict[str, float] = {}
-        meter = IdleMeter()
-        watched = await platform.watched_throughput(jobs)
-        idle["watched"], meter = meter.stop(), IdleMeter()
-        # Its last half second waits for the next ListJobs poll: an idle tail, not counted.
+        watched, watched_idle = await idle_share(platform.watched_throughput(jobs))
+        # (No idle figure for the batch phase: it ends waiting for the next ListJobs poll.)
         batch = await platform.batch_throughput(jobs)
-        idle["batch"], meter = meter.stop(), IdleMeter()
-        after = await raw_throughput(pool, jobs)
-        idle["raw"] = meter.stop()
-        measured.append(Round(raw, watched, batch, after, idle))
+        after, after_idle = await idle_share(raw_throughput(pool, jobs))
+        measured.append(Round(raw, watched, batch, after, watched_idle, after_idle))
         raw = after
     return measured
 
@@ -320,7 +312,7 @@ def print_rounds(measured: list[Round], slots: int) -> None:
     for number, r in enumerate(measured, 1):
         print(f"  {number:5d}   {r.raw_before:10.1f} {r.watched:8.1f} ({r.watched / r.raw:.2f})"
               f" {r.batch:9.1f} ({r.batch / r.raw:.2f}) {r.raw_after:11.1f} {r.drift:9.0%}"
-              f" {r.idle['watched']:18.0%} {r.idle['raw']:4.0%}")
+              f" {r.watched_idle:18.0%} {r.raw_after_idle:4.0%}")
     watched = [r.watched / r.raw for r in measured]
     batch = [r.batch / r.raw for r in measured]
     print(f"  whole platform, watched: {_spread(watched)} of raw; target >= 0.80"
@@ -332,6 +324,14 @@ def print_rounds(measured: list[Round], slots: int) -> None:
         print(f"  the {len(steady)} rounds whose raw figures agree within 10%: watched"
               f" {_spread([r.watched / r.raw for r in steady])},"
               f" batch {_spread([r.batch / r.raw for r in steady])}")
+
+
+async def print_raw_only(pool: SandboxPool, jobs: int, slots: int, why_no_platform: str
+                         ) -> None:
+    print(f"  whole platform            {why_no_platform}")
+    print()
+    print(f"throughput, all {slots} slots busy")
+    print(f"  raw sandboxed runs        {await raw_throughput(pool, jobs):7.1f} jobs/s")
 
 
 async def main() -> None:
@@ -358,10 +358,7 @@ async def main() -> None:
     async with sandbox_pool(slots) as pool:
         await raw_throughput(pool, slots * WARMUP)  # warm-up
         if options.no_platform:
-            print("  whole platform            skipped (--no-platform)")
-            print()
-            print(f"throughput, all {slots} slots busy")
-            print(f"  raw sandboxed runs        {await raw_throughput(pool, jobs):7.1f} jobs/s")
+            await print_raw_only(pool, jobs, slots, "skipped (--no-platform)")
             return
         try:
             async with running_platform(slots) as platform:
@@ -375,11 +372,7 @@ async def main() -> None:
                 print_rounds(await throughput_rounds(pool, platform, jobs, options.rounds),
                              slots)
         except PlatformUnavailable as exc:
-            print(f"  whole platform            {exc}")
-            print()
-            print(f"throughput, all {slots} slots busy")
-            print(f"  raw sandboxed runs        {await raw_throughput(pool, jobs):7.1f} jobs/s")
-            print(f"  whole platform            {exc}")
+            await print_raw_only(pool, jobs, slots, str(exc))
 
 
 if __name__ == "__main__":
