@@ -1,6 +1,6 @@
 """The floor under the platform's CPU per job: the contract's RPCs and the broker alone.
 
-    .venv/bin/python bench/transport_floor.py [--jobs 400] [--slots 2]
+    .venv/bin/python bench/transport_floor.py [--jobs 400] [--slots 2] [--rounds N]
 
 A trivial job (bench/sandbox.py's, which prints nothing) costs, by contract, one SubmitJob
 and one RunJob stream (claim, assignment, the result, its acceptance), plus one publish to a
@@ -18,7 +18,12 @@ busy, throughput follows CPU per job and that ratio caps the platform's throughp
 when raw runs leave cores idle (a fast, quiet machine), the platform's work partly fills
 the idle time and the measured throughput ratio can pass it. bench/platform_cpu.py prints what
 the platform spends; the difference is what Sluice's own work (store, auth, quotas, logs)
-costs on top of the floor. A benchmark, not a test: it asserts nothing, it prints figures.
+costs on top of the floor.
+With --rounds N it then runs the same floor around real sandboxed runs (the floor's worker
+runs each job in a SandboxPool between its assignment and its result, claiming ahead as the
+worker does) and measures its throughput in N rounds against raw runs, as bench/sandbox.py
+measures the platform: the throughput ratio Sluice would reach if its own work cost nothing.
+A benchmark, not a test: it asserts nothing, it prints figures.
 """
 
 from __future__ import annotations
@@ -27,11 +32,14 @@ import argparse
 import asyncio
 import contextlib
 import os
+import statistics
 import subprocess
 import sys
 import time
 import uuid
 from collections import defaultdict
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import aio_pika
@@ -42,6 +50,16 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from bench.platform_cpu import rabbitmq_pid, sandbox_cpu, self_cpu_s, tree_cpu_s  # noqa: E402
+from bench.sandbox import (  # noqa: E402
+    TRIVIAL,
+    WARMUP,
+    _discard,
+    _spec,
+    raw_throughput,
+    sandbox_pool,
+)
+from execution_plane.proto_mapping import result_message  # noqa: E402
+from execution_plane.sandbox import SandboxPool  # noqa: E402
 from sluice.v1 import execution_service_pb2 as api  # noqa: E402
 from sluice.v1 import execution_service_pb2_grpc as api_grpc  # noqa: E402
 from sluice.v1 import job_pb2 as pb  # noqa: E402
@@ -120,8 +138,10 @@ class FloorControlPlane(api_grpc.ExecutionServiceServicer, gw_grpc.WorkerGateway
                 self._add(claim.job_id, result=report.result)
                 self._add(claim.job_id, state_change=pb.StateChange(
                     state=pb.JOB_STATE_SUCCEEDED, attempt=1))
-                self._ended.append(pb.Job(id=claim.job_id, state=pb.JOB_STATE_SUCCEEDED,
-                                          result=report.result))
+                ended = pb.Job(id=claim.job_id, state=pb.JOB_STATE_SUCCEEDED,
+                               result=report.result)
+                ended.end_time.GetCurrentTime()
+                self._ended.append(ended)
                 await context.write(gw.RunJobResponse(result_accepted=gw.ResultAccepted()))
                 return
 
@@ -143,27 +163,40 @@ async def control_plane(amqp_url: str, port: int) -> None:
 # -- the worker's part: consume, RunJob, ack --------------------------------------------
 
 
-async def worker(amqp_url: str, port: int, slots: int) -> None:
+async def worker(amqp_url: str, port: int, slots: int, sandboxed: bool) -> None:
+    """Consumes, claims, reports and acks as execution_plane/job_runner.py does. With
+    `sandboxed`, each job runs for real in a SandboxPool between its assignment and its
+    result, and, as the worker does while runs are short, every slot has its next job
+    claimed ahead (the claim and the report are outside the slot)."""
+    pool = None
+    if sandboxed:
+        # Started first, as the worker's is: its runners are forked before gRPC has threads.
+        pool = SandboxPool(slots=slots)
+        await pool.start()
     connection = await aio_pika.connect(amqp_url)
     channel = await connection.channel()
-    await channel.set_qos(prefetch_count=2 * slots)
+    await channel.set_qos(prefetch_count=4 * slots)
     queue = await channel.declare_queue(QUEUE, durable=True,
                                         arguments={"x-queue-type": "quorum"})
     grpc_channel = grpc.aio.insecure_channel(f"127.0.0.1:{port}")
     gateway = gw_grpc.WorkerGatewayStub(grpc_channel)
-    running = asyncio.Semaphore(slots)
-    result = pb.Result(verdict=pb.VERDICT_OK, exit_code=0)
+    claimed = asyncio.Semaphore(2 * slots if sandboxed else slots)
+    nothing_ran = pb.Result(verdict=pb.VERDICT_OK, exit_code=0)
 
     async def run(message: aio_pika.abc.AbstractIncomingMessage) -> None:
-        async with running:
-            call = gateway.RunJob()
+        call = gateway.RunJob()
+        async with claimed:
             await call.write(gw.RunJobRequest(claim=gw.Claim(
                 job_id=message.body.decode(), worker_id="floor")))
             await call.read()  # the assignment
-            await call.write(gw.RunJobRequest(result=result))
-            await call.read()  # the acceptance
-            call.cancel()  # as execution_plane/job_runner.py ends its stream
-            await message.ack()
+            result = nothing_ran
+            if pool is not None:
+                outcome = await pool.run_job(_spec(), _discard, asyncio.Event())
+                result = result_message(outcome)
+        await call.write(gw.RunJobRequest(result=result))
+        await call.read()  # the acceptance
+        call.cancel()  # as execution_plane/job_runner.py ends its stream
+        await message.ack()
 
     tasks: set[asyncio.Task[None]] = set()
 
@@ -180,18 +213,74 @@ async def worker(amqp_url: str, port: int, slots: int) -> None:
 # -- the caller, and the measurement ------------------------------------------------------
 
 
-def _start(role: str, amqp_url: str, port: int, slots: int) -> subprocess.Popen[str]:
+def _start(role: str, amqp_url: str, port: int, slots: int,
+           sandboxed: bool = False) -> subprocess.Popen[str]:
     process = subprocess.Popen(
         [sys.executable, __file__, "--role", role, "--amqp", amqp_url, "--port", str(port),
-         "--slots", str(slots)], stdout=subprocess.PIPE, text=True)
+         "--slots", str(slots), *(["--sandboxed"] if sandboxed else [])],
+        stdout=subprocess.PIPE, text=True)
     assert process.stdout is not None
     if process.stdout.readline().strip() != READY:
         raise RuntimeError(f"the floor's {role} did not start")
     return process
 
 
-async def floor_cpu(jobs: int, slots: int, caller: str) -> dict[str, float]:
-    """CPU ms per job of each process of the floor, all jobs in flight at once."""
+@dataclass
+class FloorStack:
+    processes: dict[str, subprocess.Popen[str]]
+    stub: api_grpc.ExecutionServiceStub
+
+    async def watched(self, count: int) -> float:
+        """Jobs/s of `count` jobs, each submitted and followed by a WatchJob stream."""
+        request = _request()
+
+        async def one() -> None:
+            job = (await self.stub.SubmitJob(request, metadata=METADATA, timeout=30)).job
+            async for event in self.stub.WatchJob(api.WatchJobRequest(job_id=job.id),
+                                                  metadata=METADATA):
+                if event.HasField("result") and event.result.verdict != pb.VERDICT_OK:
+                    raise RuntimeError(f"unexpected result {event.result}")
+
+        start = time.perf_counter()
+        await asyncio.gather(*(one() for _ in range(count)))
+        return count / (time.perf_counter() - start)
+
+    async def batch(self, count: int) -> float:
+        """Jobs/s of `count` jobs submitted at once and collected with ListJobs every half
+        second, timed to the last job's end as the floor recorded it (as bench/sandbox.py
+        times the platform's batch caller)."""
+        request = _request()
+        started = time.time()
+        submitted = await asyncio.gather(*(
+            self.stub.SubmitJob(request, metadata=METADATA, timeout=30) for _ in range(count)))
+        wanted = {response.job.id for response in submitted}
+        ends: dict[str, float] = {}
+        while len(ends) < count:
+            await asyncio.sleep(0.5)
+            listing = api.ListJobsRequest(page_size=1000)
+            while True:
+                page = await self.stub.ListJobs(listing, metadata=METADATA, timeout=30)
+                ends.update((job.id, job.end_time.ToNanoseconds() / 1e9)
+                            for job in page.jobs if job.id in wanted)
+                if not page.next_page_token:
+                    break
+                listing.page_token = page.next_page_token
+        return count / (max(ends.values()) - started)
+
+    async def run(self, caller: str, count: int) -> float:
+        return await (self.batch(count) if caller == "batch" else self.watched(count))
+
+
+METADATA = (("authorization", f"Bearer sk_{uuid.uuid4().hex}"),)
+
+
+def _request() -> api.SubmitJobRequest:
+    return api.SubmitJobRequest(language="python", files=[pb.File(name="main.py",
+                                                                  content=TRIVIAL)])
+
+
+@contextlib.asynccontextmanager
+async def floor_stack(slots: int, sandboxed: bool) -> AsyncIterator[FloorStack]:
     from tests.support.broker import RunVhost
     from tests.support.platform import free_port
 
@@ -203,55 +292,9 @@ async def floor_cpu(jobs: int, slots: int, caller: str) -> dict[str, float]:
         processes["control plane"] = await asyncio.to_thread(
             _start, "control-plane", vhost.amqp_url(), port, slots)
         processes["worker"] = await asyncio.to_thread(
-            _start, "worker", vhost.amqp_url(), port, slots)
+            _start, "worker", vhost.amqp_url(), port, slots, sandboxed)
         async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
-            stub = api_grpc.ExecutionServiceStub(channel)
-            metadata = (("authorization", f"Bearer sk_{uuid.uuid4().hex}"),)
-            request = api.SubmitJobRequest(language="python", files=[
-                pb.File(name="main.py", content=b"pass\n")])
-
-            async def watched() -> None:
-                job = (await stub.SubmitJob(request, metadata=metadata, timeout=30)).job
-                events = stub.WatchJob(api.WatchJobRequest(job_id=job.id), metadata=metadata)
-                async for event in events:
-                    if event.HasField("result") and event.result.verdict != pb.VERDICT_OK:
-                        raise RuntimeError(f"unexpected result {event.result}")
-
-            async def batch(count: int) -> None:
-                await asyncio.gather(*(
-                    stub.SubmitJob(request, metadata=metadata, timeout=30) for _ in range(count)))
-                ended: set[str] = set()
-                while len(ended) < count:
-                    await asyncio.sleep(0.5)
-                    listing = api.ListJobsRequest(page_size=1000)
-                    while True:
-                        page = await stub.ListJobs(listing, metadata=metadata, timeout=30)
-                        ended.update(job.id for job in page.jobs)
-                        if not page.next_page_token:
-                            break
-                        listing.page_token = page.next_page_token
-
-            async def run(count: int) -> None:
-                if caller == "batch":
-                    await batch(count)
-                else:
-                    await asyncio.gather(*(watched() for _ in range(count)))
-
-            await run(max(jobs // 4, 20))
-            broker = rabbitmq_pid()
-            before = {name: tree_cpu_s(process.pid) for name, process in processes.items()}
-            broker_before = tree_cpu_s(broker) if broker else 0.0
-            client_before, start = self_cpu_s(), time.perf_counter()
-            await run(jobs)
-            elapsed = time.perf_counter() - start
-            figures = {name: (tree_cpu_s(process.pid) - before[name]) * 1000 / jobs
-                       for name, process in processes.items()}
-            figures["caller"] = (self_cpu_s() - client_before) * 1000 / jobs
-            if broker:
-                figures["RabbitMQ (the node)"] = (tree_cpu_s(broker) - broker_before) * 1000 / jobs
-            print(f"transport floor, {caller} caller: {jobs / elapsed:.0f} jobs/s with nothing"
-                  " to run")
-            return figures
+            yield FloorStack(processes, api_grpc.ExecutionServiceStub(channel))
     finally:
         for process in processes.values():
             process.terminate()
@@ -260,26 +303,29 @@ async def floor_cpu(jobs: int, slots: int, caller: str) -> dict[str, float]:
         await asyncio.to_thread(vhost.__exit__, None, None, None)
 
 
-async def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--jobs", type=int, default=400)
-    parser.add_argument("--slots", type=int, default=os.cpu_count() or 2)
-    parser.add_argument("--role", choices=("control-plane", "worker"), help=argparse.SUPPRESS)
-    parser.add_argument("--amqp", help=argparse.SUPPRESS)
-    parser.add_argument("--port", type=int, help=argparse.SUPPRESS)
-    options = parser.parse_args()
-    if options.role == "control-plane":
-        await control_plane(options.amqp, options.port)
-        return
-    if options.role == "worker":
-        await worker(options.amqp, options.port, options.slots)
-        return
+async def floor_cpu(jobs: int, slots: int, caller: str) -> dict[str, float]:
+    """CPU ms per job of each process of the floor, all jobs in flight at once."""
+    async with floor_stack(slots, sandboxed=False) as stack:
+        await stack.run(caller, max(jobs // 4, 20))
+        broker = rabbitmq_pid()
+        before = {name: tree_cpu_s(process.pid) for name, process in stack.processes.items()}
+        broker_before = tree_cpu_s(broker) if broker else 0.0
+        client_before = self_cpu_s()
+        throughput = await stack.run(caller, jobs)
+        figures = {name: (tree_cpu_s(process.pid) - before[name]) * 1000 / jobs
+                   for name, process in stack.processes.items()}
+        figures["caller"] = (self_cpu_s() - client_before) * 1000 / jobs
+        if broker:
+            figures["RabbitMQ (the node)"] = (tree_cpu_s(broker) - broker_before) * 1000 / jobs
+        print(f"transport floor, {caller} caller: {throughput:.0f} jobs/s with nothing to run")
+        return figures
 
-    print(f"load before: {os.getloadavg()[0]:.2f}")
-    sandbox_ms, raw_throughput = await sandbox_cpu(options.jobs, options.slots)
+
+async def print_floor_cpu(jobs: int, slots: int) -> None:
+    sandbox_ms, raw_throughput = await sandbox_cpu(jobs, slots)
     print(f"raw sandboxed runs: {raw_throughput:.1f} jobs/s; CPU ms per job {sandbox_ms:6.2f}")
     for caller in ("watched", "batch"):
-        figures = await floor_cpu(options.jobs, options.slots, caller)
+        figures = await floor_cpu(jobs, slots, caller)
         print("  CPU ms per job, the contract's traffic and nothing else:")
         for name, cpu_ms in figures.items():
             print(f"    {name:22} {cpu_ms:6.2f}")
@@ -291,6 +337,60 @@ async def main() -> None:
               " ratio while every core is busy, if Sluice's own work were free)")
         print(f"  CPU ms per job left at a ratio of 0.8 for the store, auth, quotas, logs and"
               f" metrics: {budget:.2f}")
+
+
+async def print_sandboxed_rounds(jobs: int, slots: int, rounds: int) -> None:
+    """The floor around real sandboxed runs, in rounds against raw runs (as bench/sandbox.py
+    measures the platform): the throughput ratio Sluice would reach if its own work cost
+    nothing."""
+    async with sandbox_pool(slots) as pool, floor_stack(slots, sandboxed=True) as stack:
+        await raw_throughput(pool, slots * WARMUP)
+        for caller in ("watched", "batch"):
+            await stack.run(caller, slots * WARMUP)
+        print(f"the floor around real sandboxed runs ({slots} slots, {jobs} jobs a figure),"
+              " jobs/s; each floor figure against the mean of the raw figures around it")
+        print("  round     raw before  watched (ratio)   batch (ratio)   raw after")
+        watched_ratios, batch_ratios = [], []
+        raw = await raw_throughput(pool, jobs)
+        for number in range(1, rounds + 1):
+            watched = await stack.watched(jobs)
+            batch = await stack.batch(jobs)
+            after = await raw_throughput(pool, jobs)
+            mean = (raw + after) / 2
+            watched_ratios.append(watched / mean)
+            batch_ratios.append(batch / mean)
+            print(f"  {number:5d}   {raw:10.1f} {watched:8.1f} ({watched / mean:.2f})"
+                  f" {batch:9.1f} ({batch / mean:.2f}) {after:11.1f}")
+            raw = after
+        for caller, ratios in (("watched", watched_ratios), ("batch", batch_ratios)):
+            print(f"  floor, {caller + ':':8} median {statistics.median(ratios):.2f}"
+                  f" (min {min(ratios):.2f}, max {max(ratios):.2f}) of raw: the ceiling on the"
+                  " platform's ratio (target >= 0.80)")
+
+
+async def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--jobs", type=int, default=400)
+    parser.add_argument("--slots", type=int, default=os.cpu_count() or 2)
+    parser.add_argument("--rounds", type=int, default=0,
+                        help="also run the floor around real sandboxed runs, in this many"
+                             " throughput rounds against raw runs")
+    parser.add_argument("--role", choices=("control-plane", "worker"), help=argparse.SUPPRESS)
+    parser.add_argument("--amqp", help=argparse.SUPPRESS)
+    parser.add_argument("--port", type=int, help=argparse.SUPPRESS)
+    parser.add_argument("--sandboxed", action="store_true", help=argparse.SUPPRESS)
+    options = parser.parse_args()
+    if options.role == "control-plane":
+        await control_plane(options.amqp, options.port)
+        return
+    if options.role == "worker":
+        await worker(options.amqp, options.port, options.slots, options.sandboxed)
+        return
+
+    print(f"load before: {os.getloadavg()[0]:.2f}")
+    await print_floor_cpu(options.jobs, options.slots)
+    if options.rounds:
+        await print_sandboxed_rounds(options.jobs, options.slots, options.rounds)
     print(f"load after: {os.getloadavg()[0]:.2f}")
 
 
