@@ -212,9 +212,11 @@ class Database:
         self._path.parent.mkdir(parents=True, exist_ok=True)
         conn = sqlite3.connect(self._path, isolation_level=None, check_same_thread=False)
         conn.execute("PRAGMA journal_mode=WAL")
-        # NORMAL with WAL: a commit survives a process crash; only a power cut may lose the
-        # last few, and the broker still holds those jobs' messages.
-        conn.execute("PRAGMA synchronous=NORMAL")
+        # FULL: a commit is on disk before SubmitJob answers. Under NORMAL a power cut could
+        # lose the last commits while the broker (which fsyncs before it confirms) keeps
+        # their messages, and a claim for a job the store no longer has drops the message:
+        # an accepted job lost. Group commit makes the fsync one per batch (~0.2 ms here).
+        conn.execute("PRAGMA synchronous=FULL")
         conn.execute("PRAGMA busy_timeout=10000")
         conn.execute("PRAGMA foreign_keys=ON")
         # Checkpoints run on their own thread (WalCheckpointer), never inside a commit here.

@@ -141,3 +141,17 @@ async def test_work_is_durable_once_run_returns(db: Database, tmp_path: Path) ->
         assert other.execute("SELECT count(*) FROM t").fetchone()[0] == 10
     finally:
         other.close()
+
+
+async def test_a_commit_is_synced_to_disk_before_the_caller_hears_back(tmp_path: Path) -> None:
+    # An accepted job must survive a power cut, not just a crash of the process.
+    db = await open_db(tmp_path)
+    try:
+        journal, synchronous = await db.run(lambda conn: (
+            conn.execute("PRAGMA journal_mode").fetchone()[0],
+            conn.execute("PRAGMA synchronous").fetchone()[0],
+        ))
+        assert journal == "wal"
+        assert synchronous == 2  # FULL
+    finally:
+        await db.close()
