@@ -71,9 +71,7 @@ def tree_cpu_s(root: int) -> float:
 
 
 def rabbitmq_pid() -> int | None:
-    """--caller picks the caller bench/sandbox.py times: `watched` follows each job with a
-WatchJob stream, `batch` submits every job and then collects them with ListJobs.
-The local RabbitMQ node's Erlang VM, if it runs on this machine."""
+    """The local RabbitMQ node's Erlang VM, if it runs on this machine."""
     for entry in os.listdir("/proc"):
         if entry.isdigit():
             try:
