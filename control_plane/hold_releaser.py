@@ -8,9 +8,8 @@ forget, and a job can never stay held after its reason is gone.
 
 from __future__ import annotations
 
-import asyncio
-
 from control_plane.job_publisher import BrokerUnavailable, JobPublisher
+from control_plane.periodic_sweep import sweep_forever
 from control_plane.store.holds import HoldStore, Release
 from sluice.observability import get_logger
 from sluice.topology import JobMessage
@@ -26,12 +25,8 @@ class HoldReleaser:
         self._interval_s = interval_s
 
     async def run_forever(self) -> None:
-        while True:
-            try:
-                await self.sweep()
-            except Exception:
-                log.exception("hold_sweep_failed")
-            await asyncio.sleep(self._interval_s)
+        await sweep_forever(self.sweep, interval_s=self._interval_s,
+                            failure_event="hold_sweep_failed")
 
     async def sweep(self) -> int:
         released: list[Release] = []

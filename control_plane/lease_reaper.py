@@ -8,10 +8,9 @@ attempts, to the dead letters, so no job stays RUNNING forever.
 
 from __future__ import annotations
 
-import asyncio
-
 from control_plane import metrics
 from control_plane.job_publisher import BrokerUnavailable, JobPublisher
+from control_plane.periodic_sweep import sweep_forever
 from control_plane.store.jobs import JobStore
 from control_plane.watch_hub import WatchHub
 from sluice.observability import get_logger
@@ -30,12 +29,8 @@ class LeaseReaper:
         self._interval_s = interval_s
 
     async def run_forever(self) -> None:
-        while True:
-            try:
-                await self.sweep()
-            except Exception:
-                log.exception("lease_sweep_failed")
-            await asyncio.sleep(self._interval_s)
+        await sweep_forever(self.sweep, interval_s=self._interval_s,
+                            failure_event="lease_sweep_failed")
 
     async def sweep(self) -> int:
         handled = 0
