@@ -4,7 +4,8 @@ Hosts with the controllers on v1 (this CI machine) still mount an empty unified 
 and there a cgroup has the v2 core files without any controller: cgroup.procs,
 cgroup.freeze, cgroup.events and cpu.stat. That is the half of SlotCgroupV2 that keeps a
 job's tree from outliving it (freeze, kill every task, thaw) and measures its CPU; the
-memory and pids limits need the controllers delegated and run on v2 hosts only.
+memory and pids limits need the controllers delegated: tests/cgroup_v2_vm runs this file,
+with the verdict and attack tests, in a guest that has them.
 """
 
 from __future__ import annotations
@@ -96,3 +97,62 @@ async def test_a_double_forked_tree_in_a_v2_slot_is_counted_and_killed_whole(
         if parent.returncode is None:
             parent.kill()
             await asyncio.wait_for(parent.wait(), 5)
+
+
+@pytest.fixture
+def limited_slot(slot: SlotCgroupV2) -> SlotCgroupV2:
+    if not (os.path.exists(f"{slot.dir}/memory.max") and os.path.exists(f"{slot.dir}/pids.max")):
+        pytest.skip("memory and pids are not delegated in this host's cgroup v2 hierarchy"
+                    " (tests/cgroup_v2_vm runs this file in a guest where they are)")
+    return slot
+
+
+async def _started_in(slot: SlotCgroupV2, source: str) -> asyncio.subprocess.Process:
+    """A python program attached to the slot before it does anything (it waits for a line)."""
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, "-c", "import sys; sys.stdin.readline()\n" + source,
+        stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE)
+    assert process.stdin is not None
+    slot.attach(process.pid)
+    process.stdin.write(b"go\n")
+    return process
+
+
+async def test_a_v2_slot_over_its_memory_limit_is_oom_killed_and_counted(
+    limited_slot: SlotCgroupV2,
+) -> None:
+    limited_slot.prepare(memory_bytes=32 << 20, max_tasks=16)
+    assert limited_slot.oom_kills() == 0
+    hog = await _started_in(limited_slot, "held = b'x' * (256 << 20)\nprint('survived')")
+    stdout, _ = await asyncio.wait_for(hog.communicate(), 60)
+    assert hog.returncode == -9 and b"survived" not in stdout
+    assert limited_slot.oom_kills() == 1
+    assert 16 << 20 <= limited_slot.peak_memory() <= 32 << 20
+
+
+async def test_a_v2_slot_refuses_tasks_past_its_pids_limit(limited_slot: SlotCgroupV2) -> None:
+    limited_slot.prepare(memory_bytes=256 << 20, max_tasks=4)
+    forker = await _started_in(limited_slot, """
+import os, time
+forked = 0
+for _ in range(10):
+    try:
+        pid = os.fork()
+    except BlockingIOError:  # EAGAIN: the cgroup's pids.max
+        break
+    if pid == 0:
+        time.sleep(60)
+        os._exit(0)
+    forked += 1
+print(forked, len(os.listdir("/proc/self/task")), flush=True)
+time.sleep(60)
+""")
+    assert forker.stdout is not None
+    try:
+        forked, threads = map(int, (await asyncio.wait_for(forker.stdout.readline(), 60)).split())
+        assert forked + threads == 4  # every task the cgroup may hold, and not one more
+        assert len(limited_slot.pids()) == 4
+    finally:
+        await limited_slot.kill_all(spare=0)
+        assert await limited_slot.wait_empty(spare=0, within=5)
+        await asyncio.wait_for(forker.wait(), 5)
