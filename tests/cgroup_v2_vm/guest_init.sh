@@ -19,11 +19,13 @@ mount -t 9p -o trans=virtio,version=9p2000.L,ro,msize=524288,cache=loose hostroo
 mount -t proc proc /newroot/proc
 mount -t sysfs sys /newroot/sys
 mount -t devtmpfs dev /newroot/dev
-mount -t tmpfs -o mode=1777 tmp /newroot/tmp
+# The host's /tmp stays visible (the repository or the share may live there); the guest's
+# own temporary files go to a tmpfs under /run (TMPDIR, set by the run script).
 mount -t tmpfs -o mode=755 run /newroot/run
+mkdir -m 1777 /newroot/run/tmp
 mount -t cgroup2 cgroup2 /newroot/sys/fs/cgroup
 echo "+memory +pids +cpu" > /newroot/sys/fs/cgroup/cgroup.subtree_control
-mkdir -p "/newroot$share"
+# The share is a directory on the host, so its mount point exists in the read-only root.
 mount -t 9p -o trans=virtio,version=9p2000.L,msize=524288 share "/newroot$share"
 # Debian's kernel keeps unprivileged user namespaces behind this switch; bwrap needs them.
 echo 1 > /proc/sys/kernel/unprivileged_userns_clone 2>/dev/null

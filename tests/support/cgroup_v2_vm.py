@@ -5,8 +5,10 @@ suites can run against SlotCgroupV2's limits on a real kernel.
 The guest boots Debian's kernel (linux-image-amd64) with an initramfs made here: a static
 busybox, the virtio and 9p modules, and tests/cgroup_v2_vm/guest_init.sh as PID 1. Its root
 is the host's root, read-only over 9p, so it runs the host's own bwrap, toolchains,
-repository and virtualenv; a second, writable 9p share carries the script in and the
-results out. tests/cgroup_v2_vm/bootstrap.sh installs what it needs.
+repository and virtualenv wherever they are (the host's /tmp included); a second, writable
+9p share, mounted at its own host path, carries the script in and the results out, and the
+guest's temporary files go to a tmpfs (TMPDIR=/run/tmp).
+tests/cgroup_v2_vm/bootstrap.sh installs what it needs.
 
 QEMU emulates (TCG) rather than using KVM: this machine is itself a VM, and nested KVM hangs
 in the guest kernel's early boot here. A python start takes ~0.2 s in the guest against
@@ -168,7 +170,9 @@ class CgroupV2Guest:
         (share / "guest_run.sh").write_text(
             f"cd {REPO}\n"
             f"export PATH={REPO}/.venv/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin"
-            ":/sbin:/bin HOME=/tmp PYTHONDONTWRITEBYTECODE=1 LANG=C.UTF-8\n"
+            ":/sbin:/bin PYTHONDONTWRITEBYTECODE=1 LANG=C.UTF-8\n"
+            # The root is the host's, read-only: temporary files go to the guest's tmpfs.
+            "export TMPDIR=/run/tmp HOME=/run/tmp\n"
             f"( {script}\n) > {output_file} 2>&1\n"
             f"echo $? > {exit_file}\n"
         )
