@@ -3,9 +3,10 @@
 This machine's controllers are on cgroup v1, so every other test runs SlotCgroupV1. Here a
 QEMU guest (tests/support/cgroup_v2_vm.py) boots with one unified hierarchy and the memory,
 pids and cpu controllers delegated, and runs the verdict tests, the v2 slot's tests and
-every attack test inside it: the memory bomb must end as MEMORY_LIMIT_EXCEEDED through
-memory.max and memory.events, the fork and thread bombs must stop at pids.max, CPU must be
-counted from cpu.stat, and nothing a job starts may outlive it, all on v2.
+every attack test inside it: the memory bombs must end as MEMORY_LIMIT_EXCEEDED through
+memory.max and memory.events, a slot must refuse tasks past pids.max, the fork and thread
+bombs must be contained, CPU must be counted from cpu.stat, and nothing a job starts may
+outlive it, all on v2.
 """
 
 from __future__ import annotations
