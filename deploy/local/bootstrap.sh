@@ -7,12 +7,14 @@ root=$(cd "$(dirname "$0")/../.." && pwd)
 cd "$root"
 say() { printf 'bootstrap: %s\n' "$*" >&2; }
 
+# Extra package lists may be named as arguments (bin/sluice test adds the test guest's).
 packages=(rabbitmq-server bubblewrap libseccomp2)
-if [[ -f deploy/local/apt-packages.txt ]]; then
+for list in deploy/local/apt-packages.txt "$@"; do
+  [[ -f $list ]] || continue
   while read -r pkg; do
     [[ -n "$pkg" && "$pkg" != \#* ]] && packages+=("$pkg")
-  done < deploy/local/apt-packages.txt
-fi
+  done < "$list"
+done
 missing=()
 for pkg in "${packages[@]}"; do
   dpkg -s "$pkg" >/dev/null 2>&1 || missing+=("$pkg")

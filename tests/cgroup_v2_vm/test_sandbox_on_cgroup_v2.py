@@ -62,4 +62,3 @@ def test_the_sandbox_suites_pass_on_cgroup_v2(guest_run: GuestRun) -> None:
     if not re.fullmatch(r"\d+ passed in [\d.]+s( \([\d:]+\))?", summary):
         pytest.fail(f"not every test passed on cgroup v2 {_explain(guest_run)}", pytrace=False)
     assert int(summary.split()[0]) >= 40, summary
-

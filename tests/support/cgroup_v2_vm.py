@@ -8,7 +8,7 @@ is the host's root, read-only over 9p, so it runs the host's own bwrap, toolchai
 repository and virtualenv wherever they are (the host's /tmp included); a second, writable
 9p share, mounted at its own host path, carries the script in and the results out, and the
 guest's temporary files go to a tmpfs (TMPDIR=/run/tmp).
-tests/cgroup_v2_vm/bootstrap.sh installs what it needs.
+bin/sluice test installs what it needs (tests/cgroup_v2_vm/apt-packages.txt).
 
 QEMU emulates (TCG) rather than using KVM: this machine is itself a VM, and nested KVM hangs
 in the guest kernel's early boot here. A python start takes ~0.2 s in the guest against
@@ -131,7 +131,7 @@ class CgroupV2Guest:
         """The newest kernel in /boot whose modules are installed; raises GuestUnavailable
         naming what is missing."""
         if shutil.which(QEMU) is None:
-            raise GuestUnavailable(f"{QEMU} is not installed (tests/cgroup_v2_vm/bootstrap.sh)")
+            raise GuestUnavailable(f"{QEMU} is not installed (tests/cgroup_v2_vm/apt-packages.txt)")
         if not BUSYBOX.is_file():
             raise GuestUnavailable(f"{BUSYBOX} is missing (Debian's busybox-static)")
         for vmlinuz in sorted(Path("/boot").glob("vmlinuz-*"), reverse=True):
