@@ -281,3 +281,55 @@ class ListAuditEventsResponse(_message.Message):
     events: _containers.RepeatedCompositeFieldContainer[AuditEvent]
     next_page_token: str
     def __init__(self, events: _Optional[_Iterable[_Union[AuditEvent, _Mapping]]] = ..., next_page_token: _Optional[str] = ...) -> None: ...
+
+class WorkerToken(_message.Message):
+    __slots__ = ("id", "name", "prefix", "create_time", "revoke_time")
+    ID_FIELD_NUMBER: _ClassVar[int]
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    PREFIX_FIELD_NUMBER: _ClassVar[int]
+    CREATE_TIME_FIELD_NUMBER: _ClassVar[int]
+    REVOKE_TIME_FIELD_NUMBER: _ClassVar[int]
+    id: str
+    name: str
+    prefix: str
+    create_time: _timestamp_pb2.Timestamp
+    revoke_time: _timestamp_pb2.Timestamp
+    def __init__(self, id: _Optional[str] = ..., name: _Optional[str] = ..., prefix: _Optional[str] = ..., create_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., revoke_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+
+class CreateWorkerTokenRequest(_message.Message):
+    __slots__ = ("name",)
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    def __init__(self, name: _Optional[str] = ...) -> None: ...
+
+class CreateWorkerTokenResponse(_message.Message):
+    __slots__ = ("worker_token", "secret")
+    WORKER_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    SECRET_FIELD_NUMBER: _ClassVar[int]
+    worker_token: WorkerToken
+    secret: str
+    def __init__(self, worker_token: _Optional[_Union[WorkerToken, _Mapping]] = ..., secret: _Optional[str] = ...) -> None: ...
+
+class ListWorkerTokensRequest(_message.Message):
+    __slots__ = ("include_revoked",)
+    INCLUDE_REVOKED_FIELD_NUMBER: _ClassVar[int]
+    include_revoked: bool
+    def __init__(self, include_revoked: _Optional[bool] = ...) -> None: ...
+
+class ListWorkerTokensResponse(_message.Message):
+    __slots__ = ("worker_tokens",)
+    WORKER_TOKENS_FIELD_NUMBER: _ClassVar[int]
+    worker_tokens: _containers.RepeatedCompositeFieldContainer[WorkerToken]
+    def __init__(self, worker_tokens: _Optional[_Iterable[_Union[WorkerToken, _Mapping]]] = ...) -> None: ...
+
+class RevokeWorkerTokenRequest(_message.Message):
+    __slots__ = ("id",)
+    ID_FIELD_NUMBER: _ClassVar[int]
+    id: str
+    def __init__(self, id: _Optional[str] = ...) -> None: ...
+
+class RevokeWorkerTokenResponse(_message.Message):
+    __slots__ = ("worker_token",)
+    WORKER_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    worker_token: WorkerToken
+    def __init__(self, worker_token: _Optional[_Union[WorkerToken, _Mapping]] = ...) -> None: ...

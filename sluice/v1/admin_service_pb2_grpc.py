@@ -90,6 +90,21 @@ class AdminServiceStub:
                 request_serializer=sluice_dot_v1_dot_admin__service__pb2.ListAuditEventsRequest.SerializeToString,
                 response_deserializer=sluice_dot_v1_dot_admin__service__pb2.ListAuditEventsResponse.FromString,
                 _registered_method=True)
+        self.CreateWorkerToken = channel.unary_unary(
+                '/sluice.v1.AdminService/CreateWorkerToken',
+                request_serializer=sluice_dot_v1_dot_admin__service__pb2.CreateWorkerTokenRequest.SerializeToString,
+                response_deserializer=sluice_dot_v1_dot_admin__service__pb2.CreateWorkerTokenResponse.FromString,
+                _registered_method=True)
+        self.ListWorkerTokens = channel.unary_unary(
+                '/sluice.v1.AdminService/ListWorkerTokens',
+                request_serializer=sluice_dot_v1_dot_admin__service__pb2.ListWorkerTokensRequest.SerializeToString,
+                response_deserializer=sluice_dot_v1_dot_admin__service__pb2.ListWorkerTokensResponse.FromString,
+                _registered_method=True)
+        self.RevokeWorkerToken = channel.unary_unary(
+                '/sluice.v1.AdminService/RevokeWorkerToken',
+                request_serializer=sluice_dot_v1_dot_admin__service__pb2.RevokeWorkerTokenRequest.SerializeToString,
+                response_deserializer=sluice_dot_v1_dot_admin__service__pb2.RevokeWorkerTokenResponse.FromString,
+                _registered_method=True)
 
 
 class AdminServiceServicer:
@@ -171,6 +186,28 @@ class AdminServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def CreateWorkerToken(self, request, context):
+        """A credential for execution-plane workers (and the recovery service) on the
+        WorkerGateway. The secret is in the response only; it is stored hashed. A worker token
+        is never an API key and an API key is never a worker token.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListWorkerTokens(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def RevokeWorkerToken(self, request, context):
+        """Revoked at once: the token's open gateway streams end and its leases are given up.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_AdminServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -228,6 +265,21 @@ def add_AdminServiceServicer_to_server(servicer, server):
                     servicer.ListAuditEvents,
                     request_deserializer=sluice_dot_v1_dot_admin__service__pb2.ListAuditEventsRequest.FromString,
                     response_serializer=sluice_dot_v1_dot_admin__service__pb2.ListAuditEventsResponse.SerializeToString,
+            ),
+            'CreateWorkerToken': grpc.unary_unary_rpc_method_handler(
+                    servicer.CreateWorkerToken,
+                    request_deserializer=sluice_dot_v1_dot_admin__service__pb2.CreateWorkerTokenRequest.FromString,
+                    response_serializer=sluice_dot_v1_dot_admin__service__pb2.CreateWorkerTokenResponse.SerializeToString,
+            ),
+            'ListWorkerTokens': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListWorkerTokens,
+                    request_deserializer=sluice_dot_v1_dot_admin__service__pb2.ListWorkerTokensRequest.FromString,
+                    response_serializer=sluice_dot_v1_dot_admin__service__pb2.ListWorkerTokensResponse.SerializeToString,
+            ),
+            'RevokeWorkerToken': grpc.unary_unary_rpc_method_handler(
+                    servicer.RevokeWorkerToken,
+                    request_deserializer=sluice_dot_v1_dot_admin__service__pb2.RevokeWorkerTokenRequest.FromString,
+                    response_serializer=sluice_dot_v1_dot_admin__service__pb2.RevokeWorkerTokenResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -528,6 +580,87 @@ class AdminService:
             '/sluice.v1.AdminService/ListAuditEvents',
             sluice_dot_v1_dot_admin__service__pb2.ListAuditEventsRequest.SerializeToString,
             sluice_dot_v1_dot_admin__service__pb2.ListAuditEventsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CreateWorkerToken(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/sluice.v1.AdminService/CreateWorkerToken',
+            sluice_dot_v1_dot_admin__service__pb2.CreateWorkerTokenRequest.SerializeToString,
+            sluice_dot_v1_dot_admin__service__pb2.CreateWorkerTokenResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListWorkerTokens(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/sluice.v1.AdminService/ListWorkerTokens',
+            sluice_dot_v1_dot_admin__service__pb2.ListWorkerTokensRequest.SerializeToString,
+            sluice_dot_v1_dot_admin__service__pb2.ListWorkerTokensResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RevokeWorkerToken(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/sluice.v1.AdminService/RevokeWorkerToken',
+            sluice_dot_v1_dot_admin__service__pb2.RevokeWorkerTokenRequest.SerializeToString,
+            sluice_dot_v1_dot_admin__service__pb2.RevokeWorkerTokenResponse.FromString,
             options,
             channel_credentials,
             insecure,
