@@ -65,6 +65,7 @@ from sluice.v1 import execution_service_pb2_grpc as api_grpc  # noqa: E402
 from sluice.v1 import job_pb2 as pb  # noqa: E402
 from sluice.v1 import worker_gateway_pb2 as gw  # noqa: E402
 from sluice.v1 import worker_gateway_pb2_grpc as gw_grpc  # noqa: E402
+from sluice.worker_credentials import gateway_stub  # noqa: E402
 
 QUEUE = "floor.work"
 READY = "ready"
@@ -179,7 +180,8 @@ async def worker(amqp_url: str, port: int, slots: int, sandboxed: bool) -> None:
     queue = await channel.declare_queue(QUEUE, durable=True,
                                         arguments={"x-queue-type": "quorum"})
     grpc_channel = grpc.aio.insecure_channel(f"127.0.0.1:{port}")
-    gateway = gw_grpc.WorkerGatewayStub(grpc_channel)
+    # Every gateway call carries a worker token by contract (the floor does not check it).
+    gateway = gateway_stub(grpc_channel, "swt_floor")
     claimed = asyncio.Semaphore(2 * slots if sandboxed else slots)
     nothing_ran = pb.Result(verdict=pb.VERDICT_OK, exit_code=0)
 

@@ -1,9 +1,10 @@
-"""sluice.v1.AdminService: tenants, API keys, quotas, dead letters and the audit trail, for
-admin keys only."""
+"""sluice.v1.AdminService: tenants, API keys, quotas, dead letters, worker tokens and the
+audit trail, for admin keys only."""
 
 from __future__ import annotations
 
 import base64
+from collections.abc import Awaitable, Callable
 
 import grpc
 from google.protobuf.struct_pb2 import Struct
@@ -20,6 +21,12 @@ from control_plane.store.tenants import (
     TenantExists,
     TenantStore,
     UnknownTenant,
+)
+from control_plane.store.worker_tokens import (
+    InvalidWorkerTokenName,
+    WorkerToken,
+    WorkerTokenExists,
+    WorkerTokenStore,
 )
 from sluice.observability import get_logger
 from sluice.v1 import admin_service_pb2 as adm
@@ -50,6 +57,11 @@ def key_message(key: ApiKeyRecord) -> adm.ApiKey:
                       create_time=_ts(key.created_at), revoke_time=_ts(key.revoked_at))
 
 
+def worker_token_message(token: WorkerToken) -> adm.WorkerToken:
+    return adm.WorkerToken(id=token.id, name=token.name, prefix=token.prefix,
+                           create_time=_ts(token.created_at), revoke_time=_ts(token.revoked_at))
+
+
 def quota_message(values: dict[str, float]) -> adm.Quota:
     return adm.Quota(**{name: value for name, value in values.items() if name in QUOTA_FIELDS})
 
@@ -72,12 +84,17 @@ def audit_message(record: AuditRecord) -> adm.AuditEvent:
 
 class AdminService(adm_grpc.AdminServiceServicer):
     def __init__(self, auth: Authenticator, tenants: TenantStore,
-                 dead_letters: DeadLetterAdmin, quotas: QuotaStore, audit: AuditLog) -> None:
+                 dead_letters: DeadLetterAdmin, quotas: QuotaStore, audit: AuditLog,
+                 worker_tokens: WorkerTokenStore,
+                 end_worker_streams: Callable[[str], Awaitable[int]]) -> None:
         self._auth = auth
         self._tenants = tenants
         self._dead_letters = dead_letters
         self._quotas = quotas
         self._audit = audit
+        self._worker_tokens = worker_tokens
+        # The gateway's end_streams_of: a revoked token's open streams here end at once.
+        self._end_worker_streams = end_worker_streams
 
     async def CreateTenant(self, request: adm.CreateTenantRequest,
                            context: grpc.aio.ServicerContext) -> adm.CreateTenantResponse:
@@ -127,6 +144,47 @@ class AdminService(adm_grpc.AdminServiceServicer):
         assert key is not None
         log.info("key_revoked", tenant=key.tenant_id, actor=actor.key_id, key_id=key.id)
         return adm.RevokeApiKeyResponse(api_key=key_message(key))
+
+    # Worker tokens --------------------------------------------------------------------
+
+    async def CreateWorkerToken(self, request: adm.CreateWorkerTokenRequest,
+                                context: grpc.aio.ServicerContext
+                                ) -> adm.CreateWorkerTokenResponse:
+        actor = await self._auth.admin(context)
+        try:
+            token, secret = await self._worker_tokens.create(request.name,
+                                                             actor=f"key:{actor.key_id}")
+        except InvalidWorkerTokenName as exc:
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
+        except WorkerTokenExists as exc:
+            await context.abort(grpc.StatusCode.ALREADY_EXISTS, str(exc))
+        log.info("worker_token_created", actor=actor.key_id, token_id=token.id, name=token.name)
+        return adm.CreateWorkerTokenResponse(worker_token=worker_token_message(token),
+                                             secret=secret)
+
+    async def ListWorkerTokens(self, request: adm.ListWorkerTokensRequest,
+                               context: grpc.aio.ServicerContext
+                               ) -> adm.ListWorkerTokensResponse:
+        await self._auth.admin(context)
+        tokens = await self._worker_tokens.list(include_revoked=request.include_revoked)
+        return adm.ListWorkerTokensResponse(worker_tokens=[worker_token_message(t)
+                                                           for t in tokens])
+
+    async def RevokeWorkerToken(self, request: adm.RevokeWorkerTokenRequest,
+                                context: grpc.aio.ServicerContext
+                                ) -> adm.RevokeWorkerTokenResponse:
+        actor = await self._auth.admin(context)
+        if not request.id:
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT,
+                                "id: name the worker token by its id or its name")
+        token = await self._worker_tokens.revoke(request.id, actor=f"key:{actor.key_id}")
+        if token is None:
+            await context.abort(grpc.StatusCode.NOT_FOUND, f"no worker token {request.id!r}")
+        assert token is not None
+        ended = await self._end_worker_streams(token.id)
+        log.info("worker_token_revoked", actor=actor.key_id, token_id=token.id,
+                 name=token.name, streams_ended=ended)
+        return adm.RevokeWorkerTokenResponse(worker_token=worker_token_message(token))
 
     # Dead letters ---------------------------------------------------------------------
 

@@ -7,6 +7,7 @@ import sqlite3
 import grpc
 
 from control_plane.store.tenants import Principal, TenantStore, principal_of
+from control_plane.store.worker_tokens import TOKEN_PREFIX as WORKER_TOKEN_PREFIX
 
 UNKNOWN_KEY = "API key is unknown or revoked"
 
@@ -66,6 +67,12 @@ class Authenticator:
             await context.abort(
                 grpc.StatusCode.UNAUTHENTICATED,
                 "metadata 'authorization' must be 'Bearer <api key>'",
+            )
+        if secret.strip().startswith(WORKER_TOKEN_PREFIX):
+            await context.abort(
+                grpc.StatusCode.UNAUTHENTICATED,
+                "this is a worker token, for the worker gateway only; the API takes an API key"
+                " (`sluice tenant create NAME` or `sluice key create TENANT`)",
             )
         return secret.strip()
 

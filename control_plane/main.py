@@ -22,7 +22,10 @@ from control_plane.store.holds import ClaimGate, HoldStore
 from control_plane.store.jobs import JobStore
 from control_plane.store.quotas import QuotaStore, TenantQuota
 from control_plane.store.tenants import TenantStore
+from control_plane.store.worker_languages import WorkerLanguageStore
+from control_plane.store.worker_tokens import WorkerTokenStore
 from control_plane.watch_hub import WatchHub
+from control_plane.worker_auth import WorkerAuthenticator
 from control_plane.worker_gateway import WorkerGateway
 from sluice.observability import configure_logging, get_logger, serve_metrics
 from sluice.service_loop import run_until_signalled
@@ -58,7 +61,11 @@ async def serve(settings: Settings, stop: asyncio.Event) -> None:
     publisher = JobPublisher(settings.amqp_url, topology)
     await publisher.start()
     auth = Authenticator(tenants)
-    gateway = WorkerGateway(settings, jobs, hub, LanguageCatalog(jobs), publisher)
+    worker_tokens = WorkerTokenStore(db)
+    catalog = LanguageCatalog(WorkerLanguageStore(db),
+                              register_interval_s=settings.worker_register_interval_s)
+    gateway = WorkerGateway(settings, WorkerAuthenticator(worker_tokens), jobs, hub, catalog,
+                            publisher)
 
     api_server, gateway_server = _server(), _server()
     api_health, gateway_health = health.aio.HealthServicer(), health.aio.HealthServicer()
@@ -66,7 +73,8 @@ async def serve(settings: Settings, stop: asyncio.Event) -> None:
         ExecutionService(settings, auth, jobs, publisher, hub, gateway), api_server)
     admin_service_pb2_grpc.add_AdminServiceServicer_to_server(
         AdminService(auth, tenants, DeadLetterAdmin(jobs, publisher),
-                     QuotaStore(db, quota_defaults), AuditLog(db)), api_server)
+                     QuotaStore(db, quota_defaults), AuditLog(db), worker_tokens,
+                     gateway.end_streams_of), api_server)
     health_pb2_grpc.add_HealthServicer_to_server(api_health, api_server)
     worker_gateway_pb2_grpc.add_WorkerGatewayServicer_to_server(gateway, gateway_server)
     health_pb2_grpc.add_HealthServicer_to_server(gateway_health, gateway_server)

@@ -1,8 +1,11 @@
 """sluice.v1.WorkerGateway: workers claim jobs, stream output and report results here.
 
-One RunJob stream per delivery. The store decides whether the worker may run the job (the
-claim); from then on only that attempt's reports count, heartbeats keep its lease, and a
-stream that ends without a result gives the lease up at once so a redelivery can take over.
+Every call carries a worker token (control_plane/worker_auth.py); its identity, never what
+the worker says of itself, holds the leases it claims. One RunJob stream per delivery. The
+store decides whether the worker may run the job (the claim); from then on only that
+attempt's reports, from that identity, count, heartbeats keep its lease, and a stream that
+ends without a result gives the lease up at once so a redelivery can take over. What the
+worker reports is checked against the job's limits (control_plane/report_checks.py).
 """
 
 from __future__ import annotations
@@ -14,8 +17,11 @@ import grpc
 from control_plane import metrics
 from control_plane.job_publisher import BrokerUnavailable, JobPublisher
 from control_plane.language_catalog import LanguageCatalog
+from control_plane.report_checks import OutputAllowance, clamp_usage
 from control_plane.store.jobs import JobStore
+from control_plane.store.worker_tokens import WorkerIdentity
 from control_plane.watch_hub import WatchHub
+from control_plane.worker_auth import WorkerAuthenticator
 from sluice.observability import get_logger
 from sluice.settings import Settings
 from sluice.topology import JobMessage, retry_delay_ms
@@ -24,6 +30,10 @@ from sluice.v1 import worker_gateway_pb2 as gw
 from sluice.v1 import worker_gateway_pb2_grpc as gw_grpc
 
 log = get_logger(__name__)
+# Languages one registration may carry, and the length of an id.
+MAX_LANGUAGES = 256
+MAX_LANGUAGE_ID = 64
+TOKEN_REVOKED = "the worker token was revoked; this stream ends and its job runs elsewhere"
 
 
 class GatewayError(Exception):
@@ -35,14 +45,19 @@ class GatewayError(Exception):
 class _LiveAttempt:
     """The open stream of a running attempt, so CancelJob can reach its worker."""
 
-    def __init__(self, context: grpc.aio.ServicerContext, worker_id: str) -> None:
+    def __init__(self, context: grpc.aio.ServicerContext, worker: WorkerIdentity,
+                 max_output_bytes: int) -> None:
         self.context = context
-        self.worker_id = worker_id
+        self.worker = worker
+        self.output = OutputAllowance(max_output_bytes)
         self.write_lock = asyncio.Lock()
         self.cancel_sent = False
         # The attempt's outcome is stored (or its reports were refused as stale): from here
         # the stream may end, even by the worker cancelling it, without giving up the lease.
         self.settled = False
+        # Set by end_streams_of: the handler's task is cancelled and answers UNAUTHENTICATED.
+        self.task: asyncio.Task[object] | None = None
+        self.revoked = False
 
     async def send_cancel(self) -> None:
         async with self.write_lock:
@@ -53,9 +68,10 @@ class _LiveAttempt:
 
 
 class WorkerGateway(gw_grpc.WorkerGatewayServicer):
-    def __init__(self, settings: Settings, jobs: JobStore, hub: WatchHub,
-                 catalog: LanguageCatalog, publisher: JobPublisher) -> None:
+    def __init__(self, settings: Settings, auth: WorkerAuthenticator, jobs: JobStore,
+                 hub: WatchHub, catalog: LanguageCatalog, publisher: JobPublisher) -> None:
         self._settings = settings
+        self._auth = auth
         self._jobs = jobs
         self._publisher = publisher
         self._hub = hub
@@ -81,24 +97,51 @@ class WorkerGateway(gw_grpc.WorkerGatewayServicer):
             except (grpc.aio.AioRpcError, RuntimeError) as exc:
                 log.warning("cancel_not_sent", job_id=job_id, error=str(exc))
 
+    async def end_streams_of(self, token_id: str) -> int:
+        """A worker token was revoked here: its open RunJob streams end now (UNAUTHENTICATED)
+        and give their leases up; other control planes find out at their next check."""
+        self._auth.forget(token_id)
+        self._catalog.forget_cached()
+        ended = 0
+        for live in list(self._live.values()):
+            if live.worker.token_id == token_id and not live.settled and live.task is not None:
+                live.revoked = True
+                live.task.cancel()
+                ended += 1
+        return ended
+
     # The worker's RPCs ---------------------------------------------------------------------
 
     async def RegisterWorker(self, request: gw.RegisterWorkerRequest,
                              context: grpc.aio.ServicerContext) -> gw.RegisterWorkerResponse:
-        await self._catalog.record(list(request.languages))
-        log.info("worker_registered", worker_id=request.worker_id, slots=request.slots,
-                 languages=[language.id for language in request.languages])
+        worker = await self._auth.identity(context)
+        if len(request.languages) > MAX_LANGUAGES:
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT,
+                                f"languages has {len(request.languages)} entries;"
+                                f" at most {MAX_LANGUAGES}")
+        for language in request.languages:
+            if not 0 < len(language.id) <= MAX_LANGUAGE_ID:
+                await context.abort(grpc.StatusCode.INVALID_ARGUMENT,
+                                    f"languages.id {language.id[:80]!r} must be 1-"
+                                    f"{MAX_LANGUAGE_ID} characters")
+        # Under the token's identity: a worker registers languages for itself only.
+        await self._catalog.record(worker.name, list(request.languages))
+        log.info("worker_registered", identity=worker.name, worker_id=request.worker_id,
+                 slots=request.slots, languages=[language.id for language in request.languages])
         return gw.RegisterWorkerResponse()
 
     async def RunJob(self, request_iterator: object,
                      context: grpc.aio.ServicerContext) -> None:
+        worker = await self._auth.identity(context)
         first = await context.read()
         if first is grpc.aio.EOF or not first.HasField("claim"):
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT,
                                 "the first message of RunJob must be a claim")
         claim = first.claim
+        # claim.worker_id is what the worker calls itself, for the logs; the lease is the
+        # token's identity's.
         outcome = await self._jobs.claim(
-            claim.job_id, claim.worker_id, replays=claim.replays,
+            claim.job_id, worker.name, replays=claim.replays,
             replayed_by=claim.replayed_by or "recovery", lease_s=self._lease_s,
             max_attempts=self._settings.max_attempts,
             heartbeat_interval_ms=self._settings.heartbeat_interval_ms,
@@ -107,8 +150,9 @@ class WorkerGateway(gw_grpc.WorkerGatewayServicer):
             self._hub.notify(claim.job_id, outcome.events)
         if outcome.assignment is None:
             log.info("claim_refused", job_id=claim.job_id, tenant=outcome.tenant_id,
-                     worker_id=claim.worker_id, reason=gw.RefusalReason.Name(outcome.refusal),
-                     detail=outcome.detail, redelivered=claim.redelivered)
+                     identity=worker.name, worker_id=claim.worker_id,
+                     reason=gw.RefusalReason.Name(outcome.refusal), detail=outcome.detail,
+                     redelivered=claim.redelivered)
             if outcome.refusal == gw.REFUSAL_REASON_EXHAUSTED:
                 metrics.JOBS_FINISHED.labels("JOB_STATE_DEAD_LETTERED").inc()
             await context.write(gw.RunJobResponse(
@@ -117,29 +161,40 @@ class WorkerGateway(gw_grpc.WorkerGatewayServicer):
         assignment = outcome.assignment
         attempt = assignment.attempt
         metrics.JOB_WAIT_SECONDS.observe(outcome.since_created_s)
-        live = _LiveAttempt(context, claim.worker_id)
+        live = _LiveAttempt(context, worker, assignment.limits.max_output_bytes)
+        live.task = asyncio.current_task()
         self._live[claim.job_id] = live
         metrics.RUNNING_STREAMS.inc()
         try:
-            async with live.write_lock:
-                await context.write(gw.RunJobResponse(assignment=assignment))
             try:
+                async with live.write_lock:
+                    await context.write(gw.RunJobResponse(assignment=assignment))
                 live.settled = await self._follow_attempt(claim.job_id, attempt,
-                                                          outcome.tenant_id, live, context)
+                                                          outcome.tenant_id, assignment.limits,
+                                                          live, context)
             except GatewayError as exc:
                 await context.abort(exc.code, str(exc))
+            except asyncio.CancelledError:
+                if not live.revoked:
+                    raise
+                # Cancelled by end_streams_of, not by the call ending: answer it.
+                asyncio.current_task().uncancel()  # type: ignore[union-attr]
+                await context.abort(grpc.StatusCode.UNAUTHENTICATED, TOKEN_REVOKED)
         finally:
             metrics.RUNNING_STREAMS.dec()
             if self._live.get(claim.job_id) is live:
                 del self._live[claim.job_id]
             if not live.settled:
-                await self._jobs.drop_lease(claim.job_id, attempt)
+                await self._jobs.drop_lease(claim.job_id, attempt, worker.name)
                 log.warning("attempt_abandoned", job_id=claim.job_id, tenant=outcome.tenant_id,
-                            worker_id=claim.worker_id, attempt=attempt)
+                            identity=worker.name, worker_id=claim.worker_id, attempt=attempt,
+                            revoked=live.revoked)
 
     async def _follow_attempt(self, job_id: str, attempt: int, tenant_id: str,
-                              live: _LiveAttempt, context: grpc.aio.ServicerContext) -> bool:
+                              limits: pb.Limits, live: _LiveAttempt,
+                              context: grpc.aio.ServicerContext) -> bool:
         """Reads the worker's reports until its result is stored (True) or it goes (False)."""
+        owner = live.worker.name
         # The worker heartbeats every interval; silence for a whole lease means it is gone.
         while True:
             try:
@@ -149,37 +204,50 @@ class WorkerGateway(gw_grpc.WorkerGatewayServicer):
                 return False
             if report is grpc.aio.EOF:
                 return False
+            if not await self._auth.still_live(live.worker):
+                # Revoked through another control plane or the CLI (cached for RECHECK_S).
+                raise GatewayError(grpc.StatusCode.UNAUTHENTICATED, TOKEN_REVOKED)
             kind = report.WhichOneof("report")
             if kind == "output":
-                event = await self._jobs.append_output(job_id, attempt, report.output.stream,
-                                                       report.output.data)
+                data = live.output.take(report.output.stream, report.output.data)
+                if not data:
+                    continue  # over the job's max_output_bytes: not stored
+                event = await self._jobs.append_output(job_id, attempt, owner,
+                                                       report.output.stream, data)
                 if event is None:
-                    await self._refuse_stale(job_id, attempt, context)
+                    await self._refuse_stale(job_id, attempt, owner, context)
                     return True
                 self._hub.notify(job_id, [event])
             elif kind == "heartbeat":
-                lease = await self._jobs.heartbeat(job_id, attempt, self._lease_s)
+                lease = await self._jobs.heartbeat(job_id, attempt, owner, self._lease_s)
                 if not lease.valid:
-                    await self._refuse_stale(job_id, attempt, context)
+                    await self._refuse_stale(job_id, attempt, owner, context)
                     return True
                 if lease.cancel_requested:
                     await live.send_cancel()
             elif kind == "result":
-                if (report.result.verdict == pb.VERDICT_INTERNAL_ERROR
+                result = report.result
+                if (result.verdict == pb.VERDICT_INTERNAL_ERROR
                         and attempt < self._settings.max_attempts):
                     await self._retry_infrastructure_failure(job_id, attempt, tenant_id,
-                                                             report.result.detail)
+                                                             owner, result.detail)
                     live.settled = True
                     async with live.write_lock:
                         await context.write(
                             gw.RunJobResponse(result_accepted=gw.ResultAccepted()))
                     return True
-                stored = await self._jobs.finish(job_id, attempt, report.result)
+                live.output.apply(result)
+                over = clamp_usage(result, limits)
+                if over or live.output.cut:
+                    log.warning("worker_report_corrected", job_id=job_id, tenant=tenant_id,
+                                identity=owner, attempt=attempt, usage_over=over,
+                                output_cut=live.output.cut)
+                stored = await self._jobs.finish(job_id, attempt, owner, result)
                 # Stored: the worker cancels the stream once it sees the acceptance, which
                 # may interrupt the write below; the lease must not be dropped for that.
                 live.settled = True
                 if stored is None:
-                    await self._refuse_stale(job_id, attempt, context)
+                    await self._refuse_stale(job_id, attempt, owner, context)
                     return True
                 if stored.events:
                     self._hub.notify(job_id, stored.events)
@@ -194,7 +262,7 @@ class WorkerGateway(gw_grpc.WorkerGatewayServicer):
                 return True
 
     async def _retry_infrastructure_failure(self, job_id: str, attempt: int, tenant_id: str,
-                                            detail: str) -> None:
+                                            owner: str, detail: str) -> None:
         """The sandbox failed, not the program: run the job again after a backoff. The retry
         is published before the state changes, so a failed publish leaves the worker's own
         message unacked (it is redelivered) rather than a QUEUED job with no message."""
@@ -205,33 +273,31 @@ class WorkerGateway(gw_grpc.WorkerGatewayServicer):
             raise GatewayError(grpc.StatusCode.UNAVAILABLE,
                                f"could not queue the retry: {exc}") from exc
         reason = f"attempt {attempt} hit a platform error ({detail or 'no detail'}); retrying"
-        if await self._jobs.requeue_failed_attempt(job_id, attempt, reason,
-                                                   actor=f"worker:{self._worker_of(job_id)}"):
+        if await self._jobs.requeue_failed_attempt(job_id, attempt, owner, reason):
             self._hub.notify(job_id)
             metrics.JOBS_REQUEUED.inc()
             log.warning("attempt_failed_retrying", job_id=job_id, tenant=tenant_id,
                         attempt=attempt, detail=detail)
 
-    def _worker_of(self, job_id: str) -> str:
-        live = self._live.get(job_id)
-        return live.worker_id if live is not None else "?"
-
     async def ReportDeadLetter(self, request: gw.ReportDeadLetterRequest,
                                context: grpc.aio.ServicerContext
                                ) -> gw.ReportDeadLetterResponse:
+        worker = await self._auth.identity(context)
+        # The recovery service's identity is the actor (`recovery` under `sluice up`).
         state, current, events = await self._jobs.record_dead_letter(
             request.job_id, replays=request.replays, reason=request.reason,
-            parked=request.parked, actor="recovery")
+            parked=request.parked, actor=worker.name)
         if events:
             self._hub.notify(request.job_id, events)
             metrics.JOBS_FINISHED.labels("JOB_STATE_DEAD_LETTERED").inc()
         return gw.ReportDeadLetterResponse(current=current, state=state)
 
     @staticmethod
-    async def _refuse_stale(job_id: str, attempt: int,
+    async def _refuse_stale(job_id: str, attempt: int, owner: str,
                             context: grpc.aio.ServicerContext) -> None:
-        log.warning("stale_report_refused", job_id=job_id, attempt=attempt)
+        log.warning("stale_report_refused", job_id=job_id, attempt=attempt, identity=owner)
         await context.abort(
             grpc.StatusCode.FAILED_PRECONDITION,
-            f"attempt {attempt} of job {job_id} is no longer current (superseded or finished)",
+            f"attempt {attempt} of job {job_id} is not current for worker identity {owner!r}"
+            " (superseded, finished, or leased to another identity)",
         )

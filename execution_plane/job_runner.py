@@ -30,6 +30,7 @@ from sluice.topology import REPLAYED_BY_HEADER, JobMessage
 from sluice.v1 import job_pb2 as pb
 from sluice.v1 import worker_gateway_pb2 as gw
 from sluice.v1 import worker_gateway_pb2_grpc as gw_grpc
+from sluice.worker_credentials import TokenWatch
 
 log = get_logger(__name__)
 REPLAYS_HEADER = "x-sluice-replays"
@@ -52,10 +53,12 @@ class JobRunner:
         worker_id: str,
         gateway: gw_grpc.WorkerGatewayStub,
         sandbox: SandboxPool,
+        token: TokenWatch,
     ) -> None:
         self._worker_id = worker_id
         self._gateway = gateway
         self._sandbox = sandbox
+        self._token = token
         self._running: dict[str, asyncio.Event] = {}  # job id -> its cancel event
         self._abandoning = False
 
@@ -78,6 +81,8 @@ class JobRunner:
         try:
             settled = await self._run(job, delivery, run_slot)
         except (grpc.aio.AioRpcError, GatewayLost) as exc:
+            if isinstance(exc, grpc.aio.AioRpcError):
+                self._token.check(exc)
             log.warning(
                 "gateway_lost",
                 job_id=job.job_id,
@@ -98,7 +103,7 @@ class JobRunner:
     async def _run(self, job: JobMessage, delivery: Delivery, run_slot: RunSlot) -> bool:
         """True when the message is settled (acked or rejected)."""
         message = delivery.message
-        attempt = _Attempt(job, self._gateway.RunJob())
+        attempt = _Attempt(job, self._gateway.RunJob(), self._token)
         try:
             try:
                 assignment = await attempt.claim(self._claim(job, message))
@@ -165,9 +170,11 @@ class _Attempt:
     """One attempt at a job over one RunJob stream: the claim, the run with its output,
     heartbeats and cancels, then the result and its acceptance."""
 
-    def __init__(self, job: JobMessage, call: grpc.aio.StreamStreamCall) -> None:
+    def __init__(self, job: JobMessage, call: grpc.aio.StreamStreamCall,
+                 token: TokenWatch) -> None:
         self._job = job
         self._call = call
+        self._token = token
         self._write_lock = asyncio.Lock()
         self.cancelled = asyncio.Event()
         self._gateway_lost = asyncio.Event()
@@ -257,6 +264,7 @@ class _Attempt:
                     self._result_accepted.set()
                     return
         except grpc.aio.AioRpcError as exc:
+            self._token.check(exc)  # revoked mid-run: the worker stops after this job
             log.warning(
                 "gateway_stream_failed",
                 job_id=job.job_id,

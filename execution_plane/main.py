@@ -21,24 +21,39 @@ from sluice.settings import Settings, get_settings
 from sluice.topology import Topology, declare_topology
 from sluice.v1 import worker_gateway_pb2 as gw
 from sluice.v1 import worker_gateway_pb2_grpc as gw_grpc
+from sluice.worker_credentials import TokenWatch, gateway_stub, require_worker_token
 
 log = get_logger(__name__)
-REGISTER_EVERY_S = 30.0
 
 
 async def keep_registered(
-    stub: gw_grpc.WorkerGatewayStub, request: gw.RegisterWorkerRequest, registered: asyncio.Event
+    stub: gw_grpc.WorkerGatewayStub,
+    request: gw.RegisterWorkerRequest,
+    registered: asyncio.Event,
+    every_s: float,
+    token: TokenWatch,
 ) -> None:
     delay = 0.2
     while True:
         try:
             await stub.RegisterWorker(request, timeout=5)
             registered.set()
-            delay = REGISTER_EVERY_S
+            delay = every_s
         except grpc.aio.AioRpcError as exc:
+            if token.check(exc):
+                return
             log.warning("register_failed", code=exc.code().name, detail=exc.details())
             delay = min(max(delay * 2, 0.5), 5.0)
         await asyncio.sleep(delay)
+
+
+async def first_of(*events: asyncio.Event) -> None:
+    waits = [asyncio.create_task(event.wait()) for event in events]
+    try:
+        await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for wait in waits:
+            wait.cancel()
 
 
 async def dispatch(
@@ -74,7 +89,8 @@ async def serve(settings: Settings, stop: asyncio.Event) -> None:
             ("grpc.max_send_message_length", 64 * 1024 * 1024),
         ],
     )
-    stub = gw_grpc.WorkerGatewayStub(channel)
+    stub = gateway_stub(channel, settings.worker_token)
+    token = TokenWatch()
     registered = asyncio.Event()
     registration = asyncio.create_task(
         keep_registered(
@@ -85,16 +101,25 @@ async def serve(settings: Settings, stop: asyncio.Event) -> None:
                 languages=[language_message(info) for info in languages],
             ),
             registered,
+            settings.worker_register_interval_s,
+            token,
         )
     )
-    await registered.wait()
+    await first_of(registered, token.refused, stop)
+    if not registered.is_set():
+        registration.cancel()
+        await channel.close()
+        await sandbox.close()
+        if token.error is not None:
+            raise SystemExit(f"sluice worker: {token.error}")
+        return
 
     topology = Topology(settings.queue_prefix, delivery_limit=settings.queue_delivery_limit)
     connection = await connect(settings.amqp_url, name=f"sluice-worker-{settings.worker_id}")
     amqp_channel = await connection.channel()
     declared = await declare_topology(amqp_channel, topology)
     scheduler: FairScheduler[Delivery] = FairScheduler(topology.shard_count)
-    runner = JobRunner(settings.worker_id, stub, sandbox)
+    runner = JobRunner(settings.worker_id, stub, sandbox, token)
     # A slot may have one job running while the one before still reports its result (its
     # message unacked): a prefetch of twice the slots lets the next job be here already.
     consumer = JobConsumer(amqp_channel, declared, scheduler, prefetch=2 * settings.worker_slots)
@@ -111,8 +136,8 @@ async def serve(settings: Settings, stop: asyncio.Event) -> None:
         gateway=settings.gateway_address,
     )
 
-    await stop.wait()
-    log.info("worker_stopping", running=len(in_flight))
+    await first_of(stop, token.refused)
+    log.info("worker_stopping", running=len(in_flight), token_refused=token.refused.is_set())
     dispatcher.cancel()
     await consumer.stop()
     if in_flight:
@@ -127,10 +152,13 @@ async def serve(settings: Settings, stop: asyncio.Event) -> None:
     await channel.close()
     await sandbox.close()
     log.info("worker_stopped")
+    if token.error is not None:
+        raise SystemExit(f"sluice worker: {token.error}")
 
 
 def main() -> None:
     settings = get_settings()
+    require_worker_token(settings, "worker")
     configure_logging(settings.log_level, settings.log_format, service="worker")
     serve_metrics(settings.metrics_listen)
     run_until_signalled(serve, settings)

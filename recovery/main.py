@@ -15,7 +15,7 @@ from sluice.observability import configure_logging, get_logger, serve_metrics
 from sluice.service_loop import run_until_signalled
 from sluice.settings import Settings, get_settings
 from sluice.topology import Topology, declare_topology
-from sluice.v1 import worker_gateway_pb2_grpc as gw_grpc
+from sluice.worker_credentials import TokenWatch, gateway_stub, require_worker_token
 
 log = get_logger(__name__)
 
@@ -27,7 +27,9 @@ async def serve(settings: Settings, stop: asyncio.Event) -> None:
     declared = await declare_topology(
         channel, Topology(settings.queue_prefix, delivery_limit=settings.queue_delivery_limit))
     gateway_channel = grpc.aio.insecure_channel(settings.gateway_address)
-    replayer = DeadLetterReplayer(channel, declared, gw_grpc.WorkerGatewayStub(gateway_channel),
+    token = TokenWatch()
+    replayer = DeadLetterReplayer(channel, declared,
+                                  gateway_stub(gateway_channel, settings.worker_token),
                                   replay_budget=settings.recovery_replay_budget,
                                   base_backoff_s=settings.recovery_backoff_s)
     log.info("recovery_started", schedule=schedule.describe(),
@@ -46,6 +48,8 @@ async def serve(settings: Settings, stop: asyncio.Event) -> None:
             _count_sweep(report)
         except grpc.aio.AioRpcError as exc:
             metrics.SWEEPS.labels("deferred").inc()
+            if token.check(exc):
+                break
             log.warning("recovery_sweep_deferred", reason="worker gateway unreachable",
                         code=exc.code().name, detail=exc.details())
         except Exception:
@@ -53,6 +57,8 @@ async def serve(settings: Settings, stop: asyncio.Event) -> None:
             log.exception("recovery_sweep_failed")
     await gateway_channel.close()
     await connection.close()
+    if token.error is not None:
+        raise SystemExit(f"sluice recovery: {token.error}")
 
 
 def _count_sweep(report: SweepReport) -> None:
@@ -67,6 +73,7 @@ def _count_sweep(report: SweepReport) -> None:
 
 def main() -> None:
     settings = get_settings()
+    require_worker_token(settings, "recovery")
     configure_logging(settings.log_level, settings.log_format, service="recovery")
     serve_metrics(settings.metrics_listen)
     run_until_signalled(serve, settings)

@@ -104,6 +104,44 @@ def cmd_key_revoke(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_worker_token(args: argparse.Namespace) -> int:
+    """create NAME (the token is the last line), list, revoke ID_OR_NAME."""
+    from control_plane.store.database import Database
+    from control_plane.store.worker_tokens import WorkerTokenStore
+
+    async def action():
+        db = Database(get_settings().sqlite_path)
+        await db.open()
+        try:
+            store = WorkerTokenStore(db)
+            if args.action == "create":
+                return await store.create(args.target)
+            if args.action == "revoke":
+                return await store.revoke(args.target)
+            return await store.list(include_revoked=True)
+        finally:
+            await db.close()
+
+    try:
+        done = asyncio.run(action())
+    except ValueError as exc:  # a bad name, or a live token of that name exists already
+        print(f"sluice: {exc}", file=sys.stderr)
+        return 1
+    if args.action == "create":
+        token, secret = done
+        print(f"worker token {token.id} for identity {token.name}, shown once:")
+        print(secret)
+    elif args.action == "revoke" and done is None:
+        print(f"sluice: no worker token {args.target!r}", file=sys.stderr)
+        return 1
+    elif args.action == "revoke":
+        print(f"worker token {done.id} ({done.name}) revoked; its leases are given up")
+    for token in done if args.action == "list" else []:
+        print(f"{token.id}\t{token.name}\t{token.prefix}…\t"
+              f"{'revoked' if token.revoked_at else 'active'}")
+    return 0
+
+
 # Quotas and the audit trail: straight to the store too ---------------------------------
 
 # Command-line option -> quota field (the names of sluice.v1.Quota).
@@ -271,6 +309,16 @@ def build_parser() -> argparse.ArgumentParser:
     key_revoke = key.add_parser("revoke")
     key_revoke.add_argument("key_id")
     key_revoke.set_defaults(func=cmd_key_revoke)
+
+    worker_token = sub.add_parser("worker-token", help="worker credentials on the gateway"
+                                  ).add_subparsers(dest="action", required=True)
+    for action, target, text in (("create", "name", "mint one; it is the last line"),
+                                 ("list", None, "live and revoked tokens"),
+                                 ("revoke", "id_or_name", "revoke now; its streams end")):
+        parser_ = worker_token.add_parser(action, help=text)
+        if target:
+            parser_.add_argument("target", metavar=target.upper())
+        parser_.set_defaults(func=cmd_worker_token)
 
     quota = sub.add_parser("quota", help="tenant quotas").add_subparsers(dest="action",
                                                                         required=True)

@@ -64,6 +64,21 @@ async def _ensure_local_key(settings: Settings) -> str:
     return secret
 
 
+async def _mint_worker_tokens(settings: Settings, names: list[str]) -> dict[str, str]:
+    """A fresh worker token for each of this stack's workers and its recovery service, each
+    its own identity; the previous `sluice up`'s tokens of the same names are revoked."""
+    from control_plane.store.database import Database
+    from control_plane.store.worker_tokens import WorkerTokenStore
+
+    db = Database(settings.sqlite_path)
+    await db.open()
+    try:
+        store = WorkerTokenStore(db)
+        return {name: (await store.rotate(name, actor="sluice-up"))[1] for name in names}
+    finally:
+        await db.close()
+
+
 async def _wait_until_ready(settings: Settings, api_key: str, timeout_s: float = 60) -> None:
     deadline = time.monotonic() + timeout_s
     async with grpc.aio.insecure_channel(settings.api_listen) as channel:
@@ -108,15 +123,18 @@ def run_local_stack(*, workers: int, sample: bool) -> int:
         _say(str(exc))
         return 1
     api_key = asyncio.run(_ensure_local_key(settings))
+    node = os.uname().nodename
+    identities = {f"worker-{index + 1}": f"{node}-worker-{index + 1}" for index in range(workers)}
+    identities["recovery"] = f"{node}-recovery"
+    tokens = asyncio.run(_mint_worker_tokens(settings, list(identities.values())))
     base_env = {**os.environ, "SLUICE_STORE_URL": settings.store_url}
     processes: dict[str, subprocess.Popen[bytes]] = {
         "control-plane": _start("control-plane", "control_plane.main", base_env),
     }
-    for index in range(workers):
-        processes[f"worker-{index + 1}"] = _start(
-            f"worker-{index + 1}", "execution_plane.main",
-            {**base_env, "SLUICE_WORKER_ID": f"{os.uname().nodename}-worker-{index + 1}"})
-    processes["recovery"] = _start("recovery", "recovery.main", base_env)
+    for name, identity in identities.items():
+        processes[name] = _start(
+            name, "recovery.main" if name == "recovery" else "execution_plane.main",
+            {**base_env, "SLUICE_WORKER_ID": identity, "SLUICE_WORKER_TOKEN": tokens[identity]})
     try:
         asyncio.run(_wait_until_ready(settings, api_key))
         _say(f"platform up: API {settings.api_listen}, worker gateway "

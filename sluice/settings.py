@@ -74,6 +74,12 @@ class Settings(BaseSettings):
     # past it, it stops them and hands them back to the queue to run elsewhere.
     worker_shutdown_grace_s: float = 30.0
     worker_id: str = Field(default_factory=lambda: f"{os.uname().nodename}-{os.getpid()}")
+    # The worker token the worker and the recovery service send on every gateway call
+    # (`sluice worker-token create NAME` mints one). Required by both.
+    worker_token: str = ""
+    # How often a worker re-registers its languages; the control plane lists a language
+    # only while some worker does (it drops those unheard of for three intervals).
+    worker_register_interval_s: float = 30.0
 
     # Recovery
     recovery_interval_s: float = 30.0

@@ -160,6 +160,30 @@ CREATE TABLE IF NOT EXISTS languages (
     language BLOB NOT NULL,
     last_seen REAL NOT NULL
 );
+-- ---- Worker tokens (issue 18; control_plane/store/worker_tokens.py and
+-- worker_languages.py). The credentials of workers on the gateway, apart from tenants'
+-- API keys; a token's name is the worker identity that owns leases (jobs.lease_owner) and
+-- registers languages. worker_languages replaces `languages` (no longer read or written):
+-- each identity's languages, listed while it re-registers them.
+CREATE TABLE IF NOT EXISTS worker_tokens (
+    id TEXT PRIMARY KEY,
+    name TEXT NOT NULL,
+    token_hash TEXT NOT NULL UNIQUE,
+    prefix TEXT NOT NULL,
+    created_at REAL NOT NULL,
+    revoked_at REAL
+);
+CREATE UNIQUE INDEX IF NOT EXISTS worker_tokens_live_name
+    ON worker_tokens(name) WHERE revoked_at IS NULL;
+CREATE TABLE IF NOT EXISTS worker_languages (
+    worker TEXT NOT NULL,
+    language_id TEXT NOT NULL,
+    language BLOB NOT NULL,
+    last_seen REAL NOT NULL,
+    PRIMARY KEY (worker, language_id)
+);
+CREATE INDEX IF NOT EXISTS worker_languages_seen ON worker_languages(last_seen);
+-- ---- end of worker tokens
 """
 
 

@@ -322,9 +322,11 @@ class JobStore:
 
     # The worker's side ---------------------------------------------------------------------
 
-    async def claim(self, job_id: str, worker_id: str, *, replays: int, lease_s: float,
+    async def claim(self, job_id: str, owner: str, *, replays: int, lease_s: float,
                     max_attempts: int, heartbeat_interval_ms: int,
                     replayed_by: str = "recovery") -> ClaimOutcome:
+        """owner: the worker identity (its token's name) that will hold the lease; only it
+        may report on the attempt."""
         now = time.time()
 
         def tx(conn: sqlite3.Connection) -> ClaimOutcome:
@@ -336,8 +338,8 @@ class JobStore:
             if row is None:
                 return ClaimOutcome(refusal=gw.REFUSAL_REASON_NOT_FOUND,
                                     detail=f"no job {job_id}")
-            (tenant_id, state, attempt, job_replays, lease_expires_at, spec_bytes, owner,
-             created_at) = row
+            (tenant_id, state, attempt, job_replays, lease_expires_at, spec_bytes,
+             lost_owner, created_at) = row
             events: list[pb.JobEvent] = []
             if replays < job_replays:
                 # A copy from before the job was replayed; the replay's own message runs it.
@@ -366,7 +368,8 @@ class JobStore:
                 # The attempt's lease ran out (its worker went) and this redelivery came
                 # before the lease reaper: record the lost attempt as the reaper would, so
                 # the trail shows the retry whichever of the two got here first.
-                events.append(self._requeue_lost_attempt(conn, job_id, attempt, owner, now))
+                events.append(self._requeue_lost_attempt(conn, job_id, attempt, lost_owner,
+                                                         now))
                 state = pb.JOB_STATE_QUEUED
             if attempt >= max_attempts:
                 reason = (f"the platform failed to run the job {attempt} times "
@@ -378,7 +381,7 @@ class JobStore:
                 )
                 events.append(self._change_state(
                     conn, job_id, now, pb.JOB_STATE_DEAD_LETTERED, attempt, reason,
-                    action="dead_lettered", actor=f"worker:{worker_id}"))
+                    action="dead_lettered", actor=f"worker:{owner}"))
                 return ClaimOutcome(refusal=gw.REFUSAL_REASON_EXHAUSTED, tenant_id=tenant_id,
                                     detail=reason, events=events)
             if state == pb.JOB_STATE_QUEUED and self._claim_gate is not None:
@@ -393,11 +396,11 @@ class JobStore:
                 "UPDATE jobs SET state = ?, attempt = ?, started_at = ?, lease_owner = ?,"
                 " lease_expires_at = ?, state_reason = '', last_seq = last_seq + 1,"
                 " attempt_seq = last_seq + 1 WHERE id = ? RETURNING last_seq",
-                (pb.JOB_STATE_RUNNING, attempt, now, worker_id, now + lease_s, job_id),
+                (pb.JOB_STATE_RUNNING, attempt, now, owner, now + lease_s, job_id),
             ).fetchone()[0]
             events.append(self._change_state(
                 conn, job_id, now, pb.JOB_STATE_RUNNING, attempt, action="started",
-                actor=f"worker:{worker_id}", tenant_id=tenant_id, seq=seq))
+                actor=f"worker:{owner}", tenant_id=tenant_id, seq=seq))
             spec = api.SubmitJobRequest.FromString(spec_bytes)
             assignment = gw.Assignment(
                 job_id=job_id, attempt=attempt, language=spec.language, files=spec.files,
@@ -409,14 +412,18 @@ class JobStore:
 
         return await self._db.run(tx)
 
-    async def heartbeat(self, job_id: str, attempt: int, lease_s: float) -> LeaseState:
+    # Every report below names the attempt and the identity reporting it; each statement is
+    # guarded by both, so a report for another identity's lease changes nothing.
+
+    async def heartbeat(self, job_id: str, attempt: int, owner: str, lease_s: float
+                        ) -> LeaseState:
         now = time.time()
 
         def tx(conn: sqlite3.Connection) -> LeaseState:
             row = conn.execute(
                 "UPDATE jobs SET lease_expires_at = ? WHERE id = ? AND attempt = ? AND state = ?"
-                " RETURNING cancel_requested",
-                (now + lease_s, job_id, attempt, pb.JOB_STATE_RUNNING),
+                " AND lease_owner = ? RETURNING cancel_requested",
+                (now + lease_s, job_id, attempt, pb.JOB_STATE_RUNNING, owner),
             ).fetchone()
             if row is None:
                 return LeaseState(valid=False, cancel_requested=False)
@@ -424,28 +431,32 @@ class JobStore:
 
         return await self._db.run(tx)
 
-    async def append_output(self, job_id: str, attempt: int, stream: int, data: bytes
-                            ) -> pb.JobEvent | None:
-        """None when the attempt is no longer current: a superseded worker's late report."""
+    async def append_output(self, job_id: str, attempt: int, owner: str, stream: int,
+                            data: bytes) -> pb.JobEvent | None:
+        """None when the attempt is no longer current (a superseded worker's late report) or
+        not the owner's."""
         now = time.time()
 
         def tx(conn: sqlite3.Connection) -> pb.JobEvent | None:
+            # The event's seq is taken by the statement that checks the attempt.
             current = conn.execute(
-                "SELECT 1 FROM jobs WHERE id = ? AND attempt = ? AND state = ?",
-                (job_id, attempt, pb.JOB_STATE_RUNNING),
+                "UPDATE jobs SET last_seq = last_seq + 1 WHERE id = ? AND attempt = ?"
+                " AND state = ? AND lease_owner = ? RETURNING last_seq",
+                (job_id, attempt, pb.JOB_STATE_RUNNING, owner),
             ).fetchone()
             if current is None:
                 return None
-            return self._append_event(conn, job_id, now,
+            return self._append_event(conn, job_id, now, seq=current[0],
                                       output=pb.OutputChunk(stream=stream, data=data))
 
         return await self._db.run(tx)
 
-    async def finish(self, job_id: str, attempt: int, result: pb.Result
+    async def finish(self, job_id: str, attempt: int, owner: str, result: pb.Result
                      ) -> StoredResult | None:
-        """Stores the attempt's result; None when the attempt is not current. Reporting the
-        same attempt's result again is answered as stored, with no events, so a retried
-        report is safe."""
+        """Stores the attempt's result; None when the attempt is not current or not the
+        owner's. Reporting the same attempt's result again is answered as stored, with no
+        events, so a retried report is safe. The caller has checked the result against the
+        job's limits (control_plane/report_checks.py): its CPU time is charged as it is."""
         now = time.time()
 
         def tx(conn: sqlite3.Connection) -> StoredResult | None:
@@ -456,9 +467,11 @@ class JobStore:
             ).fetchone()
             if row is None or row[1] != attempt:
                 return None
-            state, _, attempt_seq, cancel_requested, tenant_id, worker_id = row
+            state, _, attempt_seq, cancel_requested, tenant_id, lease_owner = row
             if state != pb.JOB_STATE_RUNNING:
                 return StoredResult(state) if state in TERMINAL_STATES else None
+            if lease_owner != owner:
+                return None
             stored = pb.Result()
             stored.CopyFrom(result)
             stdout, stderr = bytearray(), bytearray()
@@ -474,19 +487,24 @@ class JobStore:
             if cancel_requested and stored.verdict != pb.VERDICT_OK:
                 stored.verdict = pb.VERDICT_CANCELLED
             new_state = state_for_verdict(stored.verdict)
-            actor = f"worker:{worker_id}"
+            # Two events (the result, then the state change): both seqs taken by the
+            # statement that ends the job.
+            ended = conn.execute(
+                "UPDATE jobs SET state = ?, ended_at = ?, result = ?, lease_owner = NULL,"
+                " lease_expires_at = NULL, last_seq = last_seq + 2 WHERE id = ?"
+                " AND attempt = ? AND state = ? AND lease_owner = ?"
+                " RETURNING last_seq, started_at",
+                (new_state, now, stored.SerializeToString(), job_id, attempt,
+                 pb.JOB_STATE_RUNNING, owner),
+            ).fetchone()
+            if ended is None:
+                return None
+            seq, started_at = ended
+            actor = f"worker:{owner}"
             audit.record(conn, tenant_id=tenant_id, actor=actor, action="output_finished",
                          job_id=job_id, now=now, stdout_bytes=len(stdout),
                          stderr_bytes=len(stderr))
             quotas.record_cpu(conn, tenant_id, now, stored.usage.cpu_time_ms)
-            # Two events (the result, then the state change): both seqs taken by the
-            # statement that ends the job.
-            seq, started_at = conn.execute(
-                "UPDATE jobs SET state = ?, ended_at = ?, result = ?, lease_owner = NULL,"
-                " lease_expires_at = NULL, last_seq = last_seq + 2 WHERE id = ?"
-                " RETURNING last_seq, started_at",
-                (new_state, now, stored.SerializeToString(), job_id),
-            ).fetchone()
             events = [
                 self._append_event(conn, job_id, now, seq=seq - 1, result=stored),
                 self._change_state(conn, job_id, now, new_state, attempt,
@@ -511,14 +529,15 @@ class JobStore:
         return cls._change_state(conn, job_id, now, pb.JOB_STATE_QUEUED, attempt, reason,
                                  action="retried", actor="platform")
 
-    async def drop_lease(self, job_id: str, attempt: int) -> None:
+    async def drop_lease(self, job_id: str, attempt: int, owner: str) -> None:
         """The worker's stream ended without a result: let the next delivery take over now
         rather than after the lease would have run out."""
 
         def tx(conn: sqlite3.Connection) -> None:
             conn.execute(
-                "UPDATE jobs SET lease_expires_at = ? WHERE id = ? AND attempt = ? AND state = ?",
-                (time.time(), job_id, attempt, pb.JOB_STATE_RUNNING),
+                "UPDATE jobs SET lease_expires_at = ? WHERE id = ? AND attempt = ? AND state = ?"
+                " AND lease_owner = ?",
+                (time.time(), job_id, attempt, pb.JOB_STATE_RUNNING, owner),
             )
 
         await self._db.run(tx)
@@ -587,11 +606,17 @@ class JobStore:
                 return state, False, []
             events: list[pb.JobEvent] = []
             if state != pb.JOB_STATE_DEAD_LETTERED or bool(was_parked) != parked:
-                conn.execute(
+                # Guarded as read: never over a live lease (a worker's, whoever reports).
+                changed = conn.execute(
                     "UPDATE jobs SET state = ?, ended_at = ?, state_reason = ?, parked = ?,"
-                    " lease_owner = NULL, lease_expires_at = NULL WHERE id = ?",
-                    (pb.JOB_STATE_DEAD_LETTERED, now, reason, int(parked), job_id),
-                )
+                    " lease_owner = NULL, lease_expires_at = NULL WHERE id = ? AND state = ?"
+                    " AND replays = ? AND NOT (state = ? AND COALESCE(lease_expires_at, 0) > ?)"
+                    " RETURNING id",
+                    (pb.JOB_STATE_DEAD_LETTERED, now, reason, int(parked), job_id, state,
+                     replays, pb.JOB_STATE_RUNNING, now),
+                ).fetchone()
+                if changed is None:
+                    return state, False, []
                 events.append(self._change_state(
                     conn, job_id, now, pb.JOB_STATE_DEAD_LETTERED, attempt, reason,
                     action="parked" if parked else "dead_lettered", actor=actor))
@@ -645,8 +670,8 @@ class JobStore:
 
         return await self._db.run(tx)
 
-    async def requeue_failed_attempt(self, job_id: str, attempt: int, reason: str,
-                                     *, actor: str) -> list[pb.JobEvent]:
+    async def requeue_failed_attempt(self, job_id: str, attempt: int, owner: str,
+                                     reason: str) -> list[pb.JobEvent]:
         """The platform, not the program, failed this attempt (the worker reported
         INTERNAL_ERROR): back to QUEUED; the caller has already published the retry."""
         now = time.time()
@@ -654,13 +679,14 @@ class JobStore:
         def tx(conn: sqlite3.Connection) -> list[pb.JobEvent]:
             updated = conn.execute(
                 "UPDATE jobs SET state = ?, state_reason = ?, lease_owner = NULL,"
-                " lease_expires_at = NULL WHERE id = ? AND attempt = ? AND state = ? RETURNING id",
-                (pb.JOB_STATE_QUEUED, reason, job_id, attempt, pb.JOB_STATE_RUNNING),
+                " lease_expires_at = NULL WHERE id = ? AND attempt = ? AND state = ?"
+                " AND lease_owner = ? RETURNING id",
+                (pb.JOB_STATE_QUEUED, reason, job_id, attempt, pb.JOB_STATE_RUNNING, owner),
             ).fetchone()
             if updated is None:
                 return []
             return [self._change_state(conn, job_id, now, pb.JOB_STATE_QUEUED, attempt, reason,
-                                       action="retried", actor=actor)]
+                                       action="retried", actor=f"worker:{owner}")]
 
         return await self._db.run(tx)
 
@@ -699,27 +725,5 @@ class JobStore:
             job_row = conn.execute(
                 f"SELECT {_JOB_COLUMNS} FROM jobs WHERE id = ?", (job_id,)).fetchone()
             return _job_from_row(job_row), events
-
-        return await self._db.run(tx)
-
-    # Languages the workers have announced --------------------------------------------------
-
-    async def record_languages(self, languages: list[pb.Language]) -> None:
-        now = time.time()
-
-        def tx(conn: sqlite3.Connection) -> None:
-            conn.executemany(
-                "INSERT INTO languages (id, language, last_seen) VALUES (?, ?, ?)"
-                " ON CONFLICT(id) DO UPDATE SET language = excluded.language,"
-                " last_seen = excluded.last_seen",
-                [(lang.id, lang.SerializeToString(), now) for lang in languages],
-            )
-
-        await self._db.run(tx)
-
-    async def languages(self) -> list[pb.Language]:
-        def tx(conn: sqlite3.Connection) -> list[pb.Language]:
-            rows = conn.execute("SELECT language FROM languages ORDER BY id")
-            return [pb.Language.FromString(row[0]) for row in rows]
 
         return await self._db.run(tx)

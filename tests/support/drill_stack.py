@@ -59,7 +59,7 @@ async def kill_workers(stack: DrillStack) -> None:
     """SIGKILL each worker mid-stream and start a fresh one in its place."""
     for name in [n for n in stack.platform.processes if n.startswith("worker-")]:
         await asyncio.to_thread(stack.platform.kill, name)
-        stack.platform.start_worker()
+        await asyncio.to_thread(stack.platform.start_worker)  # mints its token with the CLI
         await asyncio.sleep(1.0)
 
 

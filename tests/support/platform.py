@@ -42,6 +42,7 @@ class Platform:
         }
         self.processes: dict[str, subprocess.Popen[bytes]] = {}
         self._worker_count = 0
+        self.worker_tokens: dict[str, str] = {}  # identity -> its worker token
 
     @property
     def api_target(self) -> str:
@@ -68,14 +69,28 @@ class Platform:
         self._wait_serving(api_port)
         return f"127.0.0.1:{api_port}"
 
+    def worker_token(self, identity: str) -> str:
+        """The identity's worker token, minted with the CLI the first time it is asked for."""
+        if identity not in self.worker_tokens:
+            result = self.cli("worker-token", "create", identity)
+            assert result.returncode == 0, result.stderr
+            self.worker_tokens[identity] = result.stdout.strip().splitlines()[-1]
+        return self.worker_tokens[identity]
+
     def start_worker(self, env: dict[str, str] | None = None) -> str:
+        """A worker whose token's identity is its name (worker-N), as the audit shows it;
+        env may set SLUICE_WORKER_TOKEN to start it with another token (or none)."""
         self._worker_count += 1
         name = f"worker-{self._worker_count}"
-        self._start(name, "execution_plane.main", {"SLUICE_WORKER_ID": name, **(env or {})})
+        token = {} if "SLUICE_WORKER_TOKEN" in (env or {}) else {
+            "SLUICE_WORKER_TOKEN": self.worker_token(name)}
+        self._start(name, "execution_plane.main",
+                    {"SLUICE_WORKER_ID": name, **token, **(env or {})})
         return name
 
     def start_recovery(self, env: dict[str, str] | None = None) -> None:
-        self._start("recovery", "recovery.main", env)
+        self._start("recovery", "recovery.main",
+                    {"SLUICE_WORKER_TOKEN": self.worker_token("recovery"), **(env or {})})
 
     def kill(self, name: str, sig: int = signal.SIGKILL) -> None:
         process = self.processes.pop(name)
