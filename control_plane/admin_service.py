@@ -12,6 +12,7 @@ from google.protobuf.timestamp_pb2 import Timestamp
 from control_plane.auth import Authenticator
 from control_plane.dead_letter_admin import DeadLetterAdmin, NotDeadLettered, UnknownJob
 from control_plane.job_publisher import BrokerUnavailable
+from control_plane.open_streams import OpenStreams
 from control_plane.store.audit import AuditLog, AuditRecord
 from control_plane.store.quotas import QUOTA_FIELDS, InvalidQuota, QuotaStore, QuotaView
 from control_plane.store.tenants import (
@@ -72,12 +73,14 @@ def audit_message(record: AuditRecord) -> adm.AuditEvent:
 
 class AdminService(adm_grpc.AdminServiceServicer):
     def __init__(self, auth: Authenticator, tenants: TenantStore,
-                 dead_letters: DeadLetterAdmin, quotas: QuotaStore, audit: AuditLog) -> None:
+                 dead_letters: DeadLetterAdmin, quotas: QuotaStore, audit: AuditLog,
+                 streams: OpenStreams) -> None:
         self._auth = auth
         self._tenants = tenants
         self._dead_letters = dead_letters
         self._quotas = quotas
         self._audit = audit
+        self._streams = streams
 
     async def CreateTenant(self, request: adm.CreateTenantRequest,
                            context: grpc.aio.ServicerContext) -> adm.CreateTenantResponse:
@@ -125,7 +128,10 @@ class AdminService(adm_grpc.AdminServiceServicer):
         if key is None:
             await context.abort(grpc.StatusCode.NOT_FOUND, f"no key {request.key_id!r}")
         assert key is not None
-        log.info("key_revoked", tenant=key.tenant_id, actor=actor.key_id, key_id=key.id)
+        # Its streams open here end now; those on other processes within their next check.
+        ended = self._streams.revoke(key.id)
+        log.info("key_revoked", tenant=key.tenant_id, actor=actor.key_id, key_id=key.id,
+                 streams_ended=ended)
         return adm.RevokeApiKeyResponse(api_key=key_message(key))
 
     # Dead letters ---------------------------------------------------------------------

@@ -31,6 +31,19 @@ class Settings(BaseSettings):
     log_level: str = "info"
     # "json" (one line per event) or "console" for people at a terminal.
     log_format: str = "json"
+    # TLS (PEM files; see sluice/grpc_channels.py). With a certificate and its key, both
+    # listeners (API and worker gateway) serve TLS only.
+    tls_cert_file: str = ""
+    tls_key_file: str = ""
+    # The CA that Sluice's own clients (CLI, workers, recovery) trust; set, they speak TLS.
+    tls_ca_file: str = ""
+    # Set, the gateway also demands client certificates signed by this CA (mTLS) ...
+    gateway_client_ca_file: str = ""
+    # ... which workers and recovery present from these.
+    tls_client_cert_file: str = ""
+    tls_client_key_file: str = ""
+    # The CA an amqps:// broker's certificate is checked against; empty: the system's.
+    amqp_ca_file: str = ""
     # Every service's event loop: "uvloop" (libuv; less CPU per RPC than asyncio's own
     # loop) or "asyncio" (the standard library's, to compare or to rule uvloop out).
     event_loop: str = "uvloop"
@@ -41,6 +54,8 @@ class Settings(BaseSettings):
     max_stdin_bytes: int = 1 * MIB
     max_args: int = 64
     max_labels: int = 32
+    # WatchJob streams one tenant may hold open at once on one control-plane process.
+    max_watches_per_tenant: int = 64
 
     # Per-job limits: the default when the request says 0, and the most a request may ask.
     default_wall_time_ms: int = 10_000
