@@ -15,6 +15,8 @@ MIB = 1024 * 1024
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="SLUICE_", extra="ignore")
 
+    # amqps://USER:PASS@HOST[:5671]/VHOST speaks TLS; its query may name the CA that signs
+    # the broker's certificate (?cafile=PATH) and a client certificate (&certfile=&keyfile=).
     amqp_url: str = "amqp://guest:guest@127.0.0.1:5672/"
     # Every queue and exchange name starts with this, so two deployments (or test runs) can
     # share a broker without seeing each other's messages.
@@ -42,8 +44,6 @@ class Settings(BaseSettings):
     # ... which workers and recovery present from these.
     tls_client_cert_file: str = ""
     tls_client_key_file: str = ""
-    # The CA an amqps:// broker's certificate is checked against; empty: the system's.
-    amqp_ca_file: str = ""
     # Every service's event loop: "uvloop" (libuv; less CPU per RPC than asyncio's own
     # loop) or "asyncio" (the standard library's, to compare or to rule uvloop out).
     event_loop: str = "uvloop"
