@@ -9,7 +9,6 @@ from __future__ import annotations
 import asyncio
 import uuid
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import grpc
@@ -23,35 +22,15 @@ from sluice.v1 import worker_gateway_pb2 as gw
 from sluice.v1 import worker_gateway_pb2_grpc as gw_grpc
 from tests.conftest import python_job
 from tests.support.broker import RunVhost
-from tests.support.certs import Authority, Issued, make_authority
+from tests.support.certs import Pki, make_pki
 from tests.support.platform import Platform
 
 PROGRAM = "import sys\nprint('over tls', sys.argv[1], flush=True)\n"
 
 
-@dataclass(frozen=True)
-class Pki:
-    ca: Authority  # signs the servers' certificate; Sluice's clients trust it
-    server: Issued
-    worker_ca: Authority  # signs the workers' client certificates (mTLS)
-    worker: Issued
-    rogue_ca: Authority  # nobody trusts it
-    rogue_worker: Issued
-
-    def server_env(self) -> dict[str, str]:
-        return {"SLUICE_TLS_CERT_FILE": str(self.server.cert),
-                "SLUICE_TLS_KEY_FILE": str(self.server.key),
-                "SLUICE_TLS_CA_FILE": str(self.ca.cert)}
-
-
 @pytest.fixture(scope="module")
 def pki(tmp_path_factory: pytest.TempPathFactory) -> Pki:
-    directory = tmp_path_factory.mktemp("pki")
-    ca, worker_ca, rogue_ca = (make_authority(directory, name)
-                               for name in ("sluice-ca", "worker-ca", "rogue-ca"))
-    return Pki(ca, ca.issue("server", server=True), worker_ca,
-               worker_ca.issue("worker", server=False), rogue_ca,
-               rogue_ca.issue("rogue-worker", server=False))
+    return make_pki(tmp_path_factory.mktemp("pki"))
 
 
 def _platform(vhost: RunVhost, workdir: Path, prefix: str, env: dict[str, str]

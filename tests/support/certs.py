@@ -60,3 +60,31 @@ def make_authority(directory: Path, name: str) -> Authority:
              "-addext", "basicConstraints=critical,CA:TRUE",
              "-addext", "keyUsage=critical,keyCertSign,cRLSign", cwd=directory)
     return authority
+
+
+@dataclass(frozen=True)
+class Pki:
+    """What a TLS platform's tests use: the servers' CA and certificate, the CA of the
+    workers' client certificates and one of them, and a CA nobody trusts with a client
+    certificate of its own."""
+
+    ca: Authority
+    server: Issued
+    worker_ca: Authority
+    worker: Issued
+    rogue_ca: Authority
+    rogue_worker: Issued
+
+    def server_env(self) -> dict[str, str]:
+        """A platform's environment for TLS on both listeners, trusted by its own clients."""
+        return {"SLUICE_TLS_CERT_FILE": str(self.server.cert),
+                "SLUICE_TLS_KEY_FILE": str(self.server.key),
+                "SLUICE_TLS_CA_FILE": str(self.ca.cert)}
+
+
+def make_pki(directory: Path) -> Pki:
+    ca, worker_ca, rogue_ca = (make_authority(directory, name)
+                               for name in ("sluice-ca", "worker-ca", "rogue-ca"))
+    return Pki(ca, ca.issue("server", server=True), worker_ca,
+               worker_ca.issue("worker", server=False), rogue_ca,
+               rogue_ca.issue("rogue-worker", server=False))
