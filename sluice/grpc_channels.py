@@ -102,10 +102,15 @@ def open_channel(target: str, settings: Settings, *,
     """A channel to the API or the gateway: TLS when SLUICE_TLS_CA_FILE is set, else
     plaintext. It receives the largest legitimate response; `options` come after (and so
     win over) the defaults."""
-    merged = [("grpc.max_receive_message_length", response_max_bytes(settings)), *options]
+    merged: list[ChannelOption] = [
+        ("grpc.max_receive_message_length", response_max_bytes(settings))]
     tls = client_tls(settings)
     if tls is None:
-        return grpc.aio.insecure_channel(target, options=merged, interceptors=interceptors)
+        return grpc.aio.insecure_channel(target, options=[*merged, *options],
+                                         interceptors=interceptors)
+    if settings.tls_server_name:
+        merged.append(("grpc.ssl_target_name_override", settings.tls_server_name))
+    merged.extend(options)
     credentials = grpc.ssl_channel_credentials(
         root_certificates=tls.root_certificates, private_key=tls.private_key,
         certificate_chain=tls.certificate_chain)

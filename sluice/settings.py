@@ -39,6 +39,9 @@ class Settings(BaseSettings):
     tls_key_file: str = ""
     # The CA that Sluice's own clients (CLI, workers, recovery) trust; set, they speak TLS.
     tls_ca_file: str = ""
+    # The name they expect in the server's certificate; empty: the host of the target. For
+    # targets that are addresses (`ipv4:10.0.0.5:50052,10.0.0.6:50052`) under one name.
+    tls_server_name: str = ""
     # Set, the gateway also demands client certificates signed by this CA (mTLS) ...
     gateway_client_ca_file: str = ""
     # ... which workers and recovery present from these.

@@ -156,6 +156,32 @@ async def test_a_worker_without_a_client_certificate_never_registers_one_with_it
     mtls_platform.kill(bare)
 
 
+async def test_a_certificate_for_a_name_serves_clients_told_that_name(
+        vhost: RunVhost, tmp_path: Path, pki: Pki) -> None:
+    """Gateways reached by address lists (ipv4:...) share one certificate for a name."""
+    named = pki.ca.issue("named-server", server=True, names="DNS:sluice.internal")
+    stack = _platform(vhost, tmp_path, "named", {
+        **pki.server_env(),
+        "SLUICE_TLS_CERT_FILE": str(named.cert), "SLUICE_TLS_KEY_FILE": str(named.key),
+        "SLUICE_TLS_SERVER_NAME": "sluice.internal"})
+    try:
+        stack.start_control_plane()
+        stack.start_worker({"SLUICE_GATEWAY_TARGET": f"ipv4:{gateway_target(stack)}"})
+        key = stack.create_tenant(f"named-{uuid.uuid4().hex[:6]}")
+        async with SluiceClient(stack.api_target, key, settings=stack.client_settings
+                                ) as client:
+            await languages_appear(client)
+            result = await client.result((await client.submit(
+                python_job(PROGRAM, args=["by name"]))).id)
+        assert result.stdout == b"over tls by name\n"
+        # Without the name, the certificate does not match 127.0.0.1.
+        unnamed = Settings(tls_ca_file=str(pki.ca.cert))
+        async with SluiceClient(stack.api_target, key, settings=unnamed) as client:
+            await unreachable(client.languages())
+    finally:
+        stack.stop()
+
+
 def test_a_bad_certificate_file_stops_the_control_plane_at_start(
         vhost: RunVhost, tmp_path: Path, pki: Pki) -> None:
     stack = _platform(vhost, tmp_path, "badtls",

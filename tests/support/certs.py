@@ -33,15 +33,16 @@ class Authority:
     def key(self) -> Path:
         return self.directory / f"{self.name}.key"
 
-    def issue(self, name: str, *, server: bool) -> Issued:
-        """A certificate signed by this CA: a server's for 127.0.0.1 and localhost, or a
+    def issue(self, name: str, *, server: bool,
+              names: str = "IP:127.0.0.1, DNS:localhost") -> Issued:
+        """A certificate signed by this CA: a server's for `names` (subjectAltName), or a
         client's."""
         out = Issued(self.directory / f"{name}.pem", self.directory / f"{name}.key")
         extensions = self.directory / f"{name}.ext"
         extensions.write_text(
             "basicConstraints = critical, CA:FALSE\n"
             "keyUsage = critical, digitalSignature, keyEncipherment\n"
-            + ("extendedKeyUsage = serverAuth\nsubjectAltName = IP:127.0.0.1, DNS:localhost\n"
+            + (f"extendedKeyUsage = serverAuth\nsubjectAltName = {names}\n"
                if server else "extendedKeyUsage = clientAuth\n"))
         csr = self.directory / f"{name}.csr"
         _openssl("req", *_KEY, "-keyout", str(out.key), "-out", str(csr),

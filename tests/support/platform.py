@@ -18,7 +18,8 @@ from sluice.settings import Settings
 
 REPO = Path(__file__).resolve().parents[2]
 # What a client of the platform needs of its environment to reach it (see client_settings).
-_CLIENT_TLS_SETTINGS = ("tls_ca_file", "tls_client_cert_file", "tls_client_key_file")
+_CLIENT_TLS_SETTINGS = ("tls_ca_file", "tls_client_cert_file", "tls_client_key_file",
+                        "tls_server_name")
 
 
 def free_port() -> int:
@@ -121,11 +122,14 @@ class Platform:
 
     def _health_channel(self, port: int) -> grpc.Channel:
         target = f"127.0.0.1:{port}"
-        tls = client_tls(self.client_settings)
+        settings = self.client_settings
+        tls = client_tls(settings)
         if tls is None:
             return grpc.insecure_channel(target)
+        name = settings.tls_server_name
         return grpc.secure_channel(target, grpc.ssl_channel_credentials(
-            tls.root_certificates, tls.private_key, tls.certificate_chain))
+            tls.root_certificates, tls.private_key, tls.certificate_chain),
+            options=[("grpc.ssl_target_name_override", name)] if name else None)
 
     def _wait_serving(self, port: int, timeout_s: float = 30) -> None:
         deadline = time.monotonic() + timeout_s
