@@ -21,7 +21,7 @@ from sluice.v1 import execution_service_pb2 as api
 from sluice.v1 import job_pb2 as pb
 from sluice.v1 import worker_gateway_pb2 as gw
 from sluice.v1 import worker_gateway_pb2_grpc as gw_grpc
-from tests.conftest import python_job
+from tests.conftest import python_job, wait_for_languages
 from tests.support.admin import AdminClient, NewTenant
 from tests.support.platform import Platform
 
@@ -34,7 +34,9 @@ BURNER = ("import time\nstart = time.process_time()\n"
 
 @pytest.fixture(scope="module")
 def admin_key(platform: Platform) -> str:
-    return platform.create_tenant(f"ops-{uuid.uuid4().hex[:6]}", admin=True)
+    key = platform.create_tenant(f"ops-{uuid.uuid4().hex[:6]}", admin=True)
+    wait_for_languages(platform, key)
+    return key
 
 
 @pytest.fixture
@@ -118,8 +120,8 @@ async def first_event(call: grpc.aio.UnaryStreamCall) -> pb.JobEvent:
         return await call.read()
 
 
-async def test_one_watch_too_many_is_refused_naming_the_setting(platform: Platform,
-                                                                tenant: NewTenant) -> None:
+async def test_one_watch_too_many_is_refused_naming_the_setting(
+        platform: Platform, tenant: NewTenant, other_tenant_key: str) -> None:
     cap = Settings().max_watches_per_tenant
     async with SluiceClient(platform.api_target, tenant.key) as client:
         job = await client.submit(python_job(SLEEPER))
@@ -134,6 +136,10 @@ async def test_one_watch_too_many_is_refused_naming_the_setting(platform: Platfo
                                          metadata=client.metadata)
             await refused(first_event(extra), grpc.StatusCode.RESOURCE_EXHAUSTED,
                           "SLUICE_MAX_WATCHES_PER_TENANT", str(cap))
+            # The cap is the tenant's own: another tenant watches as before.
+            async with SluiceClient(platform.api_target, other_tenant_key) as other:
+                theirs = await other.submit(python_job("print('mine')"))
+                assert (await other.result(theirs.id)).stdout == b"mine\n"
         finally:
             for call in calls:
                 call.cancel()
