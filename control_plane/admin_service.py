@@ -13,6 +13,7 @@ from google.protobuf.timestamp_pb2 import Timestamp
 from control_plane.auth import Authenticator
 from control_plane.dead_letter_admin import DeadLetterAdmin, NotDeadLettered, UnknownJob
 from control_plane.job_publisher import BrokerUnavailable
+from control_plane.open_streams import OpenStreams
 from control_plane.store.audit import AuditLog, AuditRecord
 from control_plane.store.quotas import QUOTA_FIELDS, InvalidQuota, QuotaStore, QuotaView
 from control_plane.store.tenants import (
@@ -85,13 +86,14 @@ def audit_message(record: AuditRecord) -> adm.AuditEvent:
 class AdminService(adm_grpc.AdminServiceServicer):
     def __init__(self, auth: Authenticator, tenants: TenantStore,
                  dead_letters: DeadLetterAdmin, quotas: QuotaStore, audit: AuditLog,
-                 worker_tokens: WorkerTokenStore,
+                 streams: OpenStreams, worker_tokens: WorkerTokenStore,
                  end_worker_streams: Callable[[str], Awaitable[int]]) -> None:
         self._auth = auth
         self._tenants = tenants
         self._dead_letters = dead_letters
         self._quotas = quotas
         self._audit = audit
+        self._streams = streams
         self._worker_tokens = worker_tokens
         # The gateway's end_streams_of: a revoked token's open streams here end at once.
         self._end_worker_streams = end_worker_streams
@@ -142,7 +144,10 @@ class AdminService(adm_grpc.AdminServiceServicer):
         if key is None:
             await context.abort(grpc.StatusCode.NOT_FOUND, f"no key {request.key_id!r}")
         assert key is not None
-        log.info("key_revoked", tenant=key.tenant_id, actor=actor.key_id, key_id=key.id)
+        # Its streams open here end now; those on other processes within their next check.
+        ended = self._streams.revoke(key.id)
+        log.info("key_revoked", tenant=key.tenant_id, actor=actor.key_id, key_id=key.id,
+                 streams_ended=ended)
         return adm.RevokeApiKeyResponse(api_key=key_message(key))
 
     # Worker tokens --------------------------------------------------------------------

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import re
 import sqlite3
 import time
@@ -12,14 +13,20 @@ from collections.abc import AsyncIterator
 import grpc
 
 from control_plane import metrics
-from control_plane.auth import Authenticator, KeyCheck, Unauthenticated
+from control_plane.auth import UNKNOWN_KEY, Authenticator, KeyCheck, Unauthenticated
 from control_plane.job_publisher import BrokerUnavailable, JobPublisher
+from control_plane.open_streams import OpenStreams, StreamTicket, TooManyStreams
 from control_plane.quotas import QuotaExceeded, SubmitAdmission
 from control_plane.store.jobs import TERMINAL_STATES, JobStore, Reader
 from control_plane.store.quotas import TenantQuota
-from control_plane.submit_validation import InvalidRequest, validate_submission
+from control_plane.submit_validation import (
+    InvalidRequest,
+    validate_labels,
+    validate_submission,
+)
 from control_plane.watch_hub import WatchHub
 from control_plane.worker_gateway import WorkerGateway
+from sluice.message_limits import response_max_bytes
 from sluice.observability import get_logger
 from sluice.settings import Settings
 from sluice.topology import JobMessage
@@ -32,6 +39,9 @@ MAX_PAGE_SIZE = 1000
 DEFAULT_PAGE_SIZE = 100
 WATCH_BATCH = 500  # events per read of the store while watching
 _JOB_ID = re.compile(r"[0-9a-f]{28}")
+REVOKED = f"{UNKNOWN_KEY}: it was revoked while this stream was open"
+PAGE_SLACK_BYTES = 1024  # the page token and the response's own framing
+PAGE_ENTRY_OVERHEAD_BYTES = 8  # a job's tag and length within the page
 
 
 def _is_terminal_event(event: pb.JobEvent) -> bool:
@@ -40,14 +50,17 @@ def _is_terminal_event(event: pb.JobEvent) -> bool:
 
 class ExecutionService(api_grpc.ExecutionServiceServicer):
     def __init__(self, settings: Settings, auth: Authenticator, jobs: JobStore,
-                 publisher: JobPublisher, hub: WatchHub, gateway: WorkerGateway) -> None:
+                 publisher: JobPublisher, hub: WatchHub, gateway: WorkerGateway,
+                 streams: OpenStreams) -> None:
         self._settings = settings
         self._auth = auth
         self._jobs = jobs
         self._publisher = publisher
         self._hub = hub
         self._gateway = gateway
+        self._streams = streams
         self._quota_defaults = TenantQuota.defaults(settings)
+        self._page_budget_bytes = response_max_bytes(settings) - PAGE_SLACK_BYTES
         # Submissions being stored and published, kept until done (see SubmitJob).
         self._admitting: set[asyncio.Future[pb.Job]] = set()
 
@@ -155,9 +168,13 @@ class ExecutionService(api_grpc.ExecutionServiceServicer):
         try:
             # Subscribed before the first read; woken is cleared before each read, so an
             # event stored after a read always wakes the wait that follows it.
-            with self._hub.subscribe(request.job_id, after) as subscription:
+            with contextlib.ExitStack() as stream, \
+                    self._hub.subscribe(request.job_id, after) as subscription:
                 first = True  # the first read is from the store: it checks key and tenant
+                ticket: StreamTicket | None = None  # counted against the tenant's cap
                 while True:
+                    if ticket is not None and ticket.revoked:
+                        await context.abort(grpc.StatusCode.UNAUTHENTICATED, REVOKED)
                     subscription.woken.clear()
                     # What this process just stored, if it follows `after` without a gap;
                     # otherwise (or first) the store.
@@ -181,10 +198,20 @@ class ExecutionService(api_grpc.ExecutionServiceServicer):
                         if after < 0:
                             await context.abort(grpc.StatusCode.INVALID_ARGUMENT,
                                                 "after_seq must be >= 0")
+                        if ticket is None:
+                            assert key.principal is not None
+                            try:
+                                ticket = stream.enter_context(self._streams.open(
+                                    key.principal, subscription.woken.set))
+                            except TooManyStreams as exc:
+                                await context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED,
+                                                    str(exc))
                         events, ended = read
                         more = len(events) == WATCH_BATCH
                     first = False
                     for event in events:
+                        if ticket is not None and ticket.revoked:
+                            await context.abort(grpc.StatusCode.UNAUTHENTICATED, REVOKED)
                         yield event
                         after = event.seq
                         if _is_terminal_event(event):
@@ -229,6 +256,10 @@ class ExecutionService(api_grpc.ExecutionServiceServicer):
         if request.page_size < 0 or request.page_size > MAX_PAGE_SIZE:
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT,
                                 f"page_size is {request.page_size}; it must be 0-{MAX_PAGE_SIZE}")
+        try:
+            validate_labels(request.labels, self._settings)
+        except InvalidRequest as exc:
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
         size = request.page_size or DEFAULT_PAGE_SIZE
         before_id = None
         if request.page_token:
@@ -250,9 +281,17 @@ class ExecutionService(api_grpc.ExecutionServiceServicer):
             before_id=before_id,
             limit=size + 1,
         )
+        # A page ends early rather than outgrow the largest response a client receives
+        # (each job may carry a whole result); the token goes on from there.
+        budget, fits = self._page_budget_bytes, 0
+        for job in jobs[:size]:
+            budget -= job.ByteSize() + PAGE_ENTRY_OVERHEAD_BYTES
+            if budget < 0 and fits:
+                break
+            fits += 1
         token = ""
-        if len(jobs) > size:
-            jobs = jobs[:size]
+        if len(jobs) > fits:
+            jobs = jobs[:fits]
             token = base64.urlsafe_b64encode(jobs[-1].id.encode()).decode()
         return api.ListJobsResponse(jobs=jobs, next_page_token=token)
 

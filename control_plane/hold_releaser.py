@@ -1,5 +1,6 @@
 """Publishes held jobs once they may run: the next of an ordering key when the one before it
-ended, and a tenant's jobs past its running quota as its running jobs end.
+ended, a tenant's jobs past its running quota as its running jobs end, and past its CPU
+quota as its use ages out of the rolling day.
 
 It looks a few times a second rather than being told by each path that ends a job (finish,
 cancel, lease loss, dead letters, another control-plane process): that way no path can

@@ -16,6 +16,7 @@ from control_plane.hold_releaser import HoldReleaser
 from control_plane.job_publisher import JobPublisher
 from control_plane.language_catalog import LanguageCatalog
 from control_plane.lease_reaper import LeaseReaper
+from control_plane.open_streams import OpenStreams
 from control_plane.store.audit import AuditLog
 from control_plane.store.database import Database
 from control_plane.store.holds import ClaimGate, HoldStore
@@ -27,6 +28,8 @@ from control_plane.store.worker_tokens import WorkerTokenStore
 from control_plane.watch_hub import WatchHub
 from control_plane.worker_auth import WorkerAuthenticator
 from control_plane.worker_gateway import WorkerGateway
+from sluice.grpc_channels import TlsConfigError, add_port, server_credentials
+from sluice.message_limits import report_max_bytes, request_max_bytes, response_max_bytes
 from sluice.observability import configure_logging, get_logger, serve_metrics
 from sluice.service_loop import run_until_signalled
 from sluice.settings import Settings, get_settings
@@ -37,10 +40,11 @@ log = get_logger(__name__)
 SERVICE_NAMES = ("sluice.v1.ExecutionService", "sluice.v1.AdminService")
 
 
-def _server() -> grpc.aio.Server:
+def _server(max_receive_bytes: int, max_send_bytes: int) -> grpc.aio.Server:
     return grpc.aio.server(options=[
-        ("grpc.max_receive_message_length", 64 * 1024 * 1024),
-        ("grpc.max_send_message_length", 64 * 1024 * 1024),
+        # Refused from the length prefix, before the message is read: RESOURCE_EXHAUSTED.
+        ("grpc.max_receive_message_length", max_receive_bytes),
+        ("grpc.max_send_message_length", max_send_bytes),
         ("grpc.so_reuseport", 0),
         # Calls that arrived but that the event loop has not picked up yet. Past gRPC's
         # default (1,000, hard 3,000) it drops them at random with a bare CANCELLED, which
@@ -52,6 +56,9 @@ def _server() -> grpc.aio.Server:
 
 
 async def serve(settings: Settings, stop: asyncio.Event) -> None:
+    # First: a TLS file that is wrong stops the start before anything is opened.
+    api_credentials = server_credentials(settings, gateway=False)
+    gateway_credentials = server_credentials(settings, gateway=True)
     db = Database(settings.sqlite_path)
     await db.open()
     quota_defaults = TenantQuota.defaults(settings)
@@ -66,20 +73,22 @@ async def serve(settings: Settings, stop: asyncio.Event) -> None:
                               register_interval_s=settings.worker_register_interval_s)
     gateway = WorkerGateway(settings, WorkerAuthenticator(worker_tokens), jobs, hub, catalog,
                             publisher)
+    streams = OpenStreams(settings.max_watches_per_tenant)
 
-    api_server, gateway_server = _server(), _server()
+    api_server = _server(request_max_bytes(settings), response_max_bytes(settings))
+    gateway_server = _server(report_max_bytes(), response_max_bytes(settings))
     api_health, gateway_health = health.aio.HealthServicer(), health.aio.HealthServicer()
     execution_service_pb2_grpc.add_ExecutionServiceServicer_to_server(
-        ExecutionService(settings, auth, jobs, publisher, hub, gateway), api_server)
+        ExecutionService(settings, auth, jobs, publisher, hub, gateway, streams), api_server)
     admin_service_pb2_grpc.add_AdminServiceServicer_to_server(
         AdminService(auth, tenants, DeadLetterAdmin(jobs, publisher),
-                     QuotaStore(db, quota_defaults), AuditLog(db), worker_tokens,
+                     QuotaStore(db, quota_defaults), AuditLog(db), streams, worker_tokens,
                      gateway.end_streams_of), api_server)
     health_pb2_grpc.add_HealthServicer_to_server(api_health, api_server)
     worker_gateway_pb2_grpc.add_WorkerGatewayServicer_to_server(gateway, gateway_server)
     health_pb2_grpc.add_HealthServicer_to_server(gateway_health, gateway_server)
-    api_server.add_insecure_port(settings.api_listen)
-    gateway_server.add_insecure_port(settings.gateway_listen)
+    add_port(api_server, settings.api_listen, api_credentials)
+    add_port(gateway_server, settings.gateway_listen, gateway_credentials)
     await api_server.start()
     await gateway_server.start()
     for name in (*SERVICE_NAMES, ""):
@@ -92,14 +101,17 @@ async def serve(settings: Settings, stop: asyncio.Event) -> None:
     releaser = asyncio.create_task(
         HoldReleaser(HoldStore(db, quota_defaults), publisher).run_forever())
     watch_poll = asyncio.create_task(hub.poll_forever(jobs.last_seqs))
+    key_check = asyncio.create_task(streams.check_revoked_forever(tenants.revoked_among))
     log.info("control_plane_started", api=settings.api_listen, gateway=settings.gateway_listen,
+             tls=api_credentials is not None,
+             gateway_client_certificates=bool(settings.gateway_client_ca_file),
              store=settings.store_url, queue_prefix=settings.queue_prefix)
     await stop.wait()
 
     log.info("control_plane_stopping")
     await api_health.enter_graceful_shutdown()
     await gateway_health.enter_graceful_shutdown()
-    for task in (reaper, releaser, watch_poll):
+    for task in (reaper, releaser, watch_poll, key_check):
         task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await task
@@ -113,7 +125,10 @@ def main() -> None:
     settings = get_settings()
     configure_logging(settings.log_level, settings.log_format, service="control-plane")
     serve_metrics(settings.metrics_listen)
-    run_until_signalled(serve, settings)
+    try:
+        run_until_signalled(serve, settings)
+    except TlsConfigError as exc:
+        raise SystemExit(f"sluice control-plane: {exc}") from None
 
 
 if __name__ == "__main__":

@@ -3,17 +3,22 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
 
+from sluice.message_limits import (
+    MAX_ARG_CHARS,
+    MAX_FILE_NAME_CHARS,
+    MAX_KEY_CHARS,
+    MAX_LABEL_VALUE_CHARS,
+)
 from sluice.settings import Settings
 from sluice.v1 import execution_service_pb2 as api
 from sluice.v1 import job_pb2 as pb
 
-_LABEL_KEY = re.compile(r"^[a-z0-9]([a-z0-9_.\-/]{0,61}[a-z0-9])?$")
-MAX_KEY_CHARS = 128
-MAX_LABEL_VALUE_CHARS = 256
-MAX_ARG_CHARS = 4096
-MAX_FILE_NAME_CHARS = 255
+# One pattern for label keys wherever they arrive (SubmitJob's labels, ListJobs' filter).
+LABEL_KEY_PATTERN = r"[a-z0-9]([a-z0-9_.\-/]{0,61}[a-z0-9])?"
+_LABEL_KEY = re.compile(LABEL_KEY_PATTERN)
 
 
 class InvalidRequest(ValueError):
@@ -46,6 +51,21 @@ def resolve_limits(requested: pb.Limits, rules: list[LimitRule]) -> pb.Limits:
             raise InvalidRequest(f"limits.{rule.field} is {value}, over the cap of {rule.cap}")
         setattr(resolved, rule.field, value or rule.default)
     return resolved
+
+
+def validate_labels(labels: Mapping[str, str], settings: Settings) -> None:
+    """SubmitJob's labels and ListJobs' label filter: the same keys, the same caps."""
+    if len(labels) > settings.max_labels:
+        raise InvalidRequest(f"labels has {len(labels)} entries, over the cap of "
+                             f"{settings.max_labels}")
+    for key, value in labels.items():
+        if not _LABEL_KEY.fullmatch(key):
+            raise InvalidRequest(
+                f"labels key {key!r} must match {LABEL_KEY_PATTERN} (1-63 characters of "
+                "a-z 0-9 _ . - /, starting and ending with a letter or digit)")
+        if len(value) > MAX_LABEL_VALUE_CHARS or "\0" in value:
+            raise InvalidRequest(f"labels[{key!r}] is over the cap of {MAX_LABEL_VALUE_CHARS} "
+                                 "characters or holds a NUL character")
 
 
 def validate_submission(request: api.SubmitJobRequest, settings: Settings,
@@ -90,16 +110,7 @@ def validate_submission(request: api.SubmitJobRequest, settings: Settings,
     for field in ("idempotency_key", "ordering_key"):
         if len(getattr(request, field)) > MAX_KEY_CHARS:
             raise InvalidRequest(f"{field} is over the cap of {MAX_KEY_CHARS} characters")
-    if len(request.labels) > settings.max_labels:
-        raise InvalidRequest(f"labels has {len(request.labels)} entries, over the cap of "
-                             f"{settings.max_labels}")
-    for key, value in request.labels.items():
-        if not _LABEL_KEY.match(key):
-            raise InvalidRequest(f"labels key {key!r} must be 1-63 characters of a-z 0-9 _ . - /"
-                                 ", starting and ending with a letter or digit")
-        if len(value) > MAX_LABEL_VALUE_CHARS:
-            raise InvalidRequest(f"labels[{key!r}] is over the cap of {MAX_LABEL_VALUE_CHARS} "
-                                 "characters")
+    validate_labels(request.labels, settings)
     stored = api.SubmitJobRequest()
     stored.CopyFrom(request)
     stored.limits.CopyFrom(resolve_limits(request.limits, limit_rules(settings)))

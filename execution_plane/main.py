@@ -15,6 +15,7 @@ from execution_plane.job_runner import Delivery, JobRunner
 from execution_plane.proto_mapping import language_message
 from execution_plane.sandbox import SandboxPool
 from sluice.amqp import connect
+from sluice.grpc_channels import TlsConfigError, open_channel
 from sluice.observability import configure_logging, get_logger, serve_metrics
 from sluice.service_loop import run_until_signalled
 from sluice.settings import Settings, get_settings
@@ -78,17 +79,12 @@ async def dispatch(
 
 
 async def serve(settings: Settings, stop: asyncio.Event) -> None:
+    # First: a TLS file that is wrong stops the start before the sandbox is set up.
+    channel = open_channel(settings.gateway_address, settings)
     sandbox = SandboxPool(slots=settings.worker_slots)
     await sandbox.start()
     metrics.SLOTS.set(settings.worker_slots)
     languages = sandbox.languages()
-    channel = grpc.aio.insecure_channel(
-        settings.gateway_address,
-        options=[
-            ("grpc.max_receive_message_length", 64 * 1024 * 1024),
-            ("grpc.max_send_message_length", 64 * 1024 * 1024),
-        ],
-    )
     stub = gateway_stub(channel, settings.worker_token)
     token = TokenWatch()
     registered = asyncio.Event()
@@ -161,7 +157,10 @@ def main() -> None:
     require_worker_token(settings, "worker")
     configure_logging(settings.log_level, settings.log_format, service="worker")
     serve_metrics(settings.metrics_listen)
-    run_until_signalled(serve, settings)
+    try:
+        run_until_signalled(serve, settings)
+    except TlsConfigError as exc:
+        raise SystemExit(f"sluice worker: {exc}") from None
 
 
 if __name__ == "__main__":

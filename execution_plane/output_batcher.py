@@ -11,6 +11,7 @@ import asyncio
 from collections.abc import Awaitable, Callable
 
 from execution_plane.sandbox.contract import OutputStream
+from sluice.message_limits import MAX_OUTPUT_CHUNK_BYTES
 
 Send = Callable[[OutputStream, bytes], Awaitable[None]]
 
@@ -52,7 +53,9 @@ class OutputBatcher:
                 self._timer = None
             pending, self._pending, self._size = self._pending, [], 0
             for stream, data in pending:
-                await self._send(stream, bytes(data))
+                # No report may outgrow what the gateway receives.
+                for start in range(0, len(data), MAX_OUTPUT_CHUNK_BYTES):
+                    await self._send(stream, bytes(data[start:start + MAX_OUTPUT_CHUNK_BYTES]))
 
     async def close(self) -> None:
         await self.flush()

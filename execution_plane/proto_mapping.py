@@ -10,6 +10,7 @@ from execution_plane.sandbox.contract import (
     ResourceLimits,
     SourceFile,
 )
+from sluice.message_limits import MAX_COMPILE_OUTPUT_BYTES
 from sluice.v1 import job_pb2 as pb
 from sluice.v1 import worker_gateway_pb2 as gw
 
@@ -43,7 +44,9 @@ def result_message(outcome: JobOutcome) -> pb.Result:
         signal=outcome.signal,
         stdout_truncated=outcome.stdout_truncated,
         stderr_truncated=outcome.stderr_truncated,
-        compile_output=outcome.compile_output,
+        # Within what the gateway receives, whatever languages.toml lets a compiler print.
+        compile_output=outcome.compile_output.encode()[:MAX_COMPILE_OUTPUT_BYTES].decode(
+            errors="ignore"),
         usage=pb.Usage(
             cpu_time_ms=outcome.usage.cpu_time_ms,
             wall_time_ms=outcome.usage.wall_time_ms,

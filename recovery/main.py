@@ -11,6 +11,7 @@ from recovery import metrics
 from recovery.dead_letter_replayer import DeadLetterReplayer, SweepReport
 from recovery.schedule import Schedule
 from sluice.amqp import connect
+from sluice.grpc_channels import TlsConfigError, open_channel
 from sluice.observability import configure_logging, get_logger, serve_metrics
 from sluice.service_loop import run_until_signalled
 from sluice.settings import Settings, get_settings
@@ -22,11 +23,12 @@ log = get_logger(__name__)
 
 async def serve(settings: Settings, stop: asyncio.Event) -> None:
     schedule = Schedule(interval_s=settings.recovery_interval_s, cron=settings.recovery_cron)
+    # First: a TLS file that is wrong stops the start before the broker is reached.
+    gateway_channel = open_channel(settings.gateway_address, settings)
     connection = await connect(settings.amqp_url, name="sluice-recovery")
     channel = await connection.channel(publisher_confirms=True, on_return_raises=True)
     declared = await declare_topology(
         channel, Topology(settings.queue_prefix, delivery_limit=settings.queue_delivery_limit))
-    gateway_channel = grpc.aio.insecure_channel(settings.gateway_address)
     token = TokenWatch()
     replayer = DeadLetterReplayer(channel, declared,
                                   gateway_stub(gateway_channel, settings.worker_token),
@@ -76,7 +78,10 @@ def main() -> None:
     require_worker_token(settings, "recovery")
     configure_logging(settings.log_level, settings.log_format, service="recovery")
     serve_metrics(settings.metrics_listen)
-    run_until_signalled(serve, settings)
+    try:
+        run_until_signalled(serve, settings)
+    except TlsConfigError as exc:
+        raise SystemExit(f"sluice recovery: {exc}") from None
 
 
 if __name__ == "__main__":

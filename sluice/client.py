@@ -8,6 +8,8 @@ from pathlib import Path
 
 import grpc
 
+from sluice.grpc_channels import open_channel
+from sluice.settings import Settings, get_settings
 from sluice.v1 import execution_service_pb2 as api
 from sluice.v1 import execution_service_pb2_grpc as api_grpc
 from sluice.v1 import job_pb2 as pb
@@ -28,8 +30,9 @@ def local_api_key() -> str | None:
 
 
 class SluiceClient:
-    def __init__(self, target: str, api_key: str) -> None:
-        self._channel = grpc.aio.insecure_channel(target)
+    def __init__(self, target: str, api_key: str, *, settings: Settings | None = None) -> None:
+        """settings: where TLS comes from (SLUICE_TLS_CA_FILE); default this process's."""
+        self._channel = open_channel(target, settings or get_settings())
         self.stub = api_grpc.ExecutionServiceStub(self._channel)
         self.metadata = bearer(api_key)
 

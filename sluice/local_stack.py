@@ -19,6 +19,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from sluice.amqp import BrokerUnreachable, connect
 from sluice.client import LOCAL_KEY_FILE, SluiceClient, local_api_key
+from sluice.grpc_channels import TlsConfigError, client_tls, open_channel, server_credentials
 from sluice.settings import Settings, get_settings
 
 SAMPLE_PROGRAM = """\
@@ -81,7 +82,7 @@ async def _mint_worker_tokens(settings: Settings, names: list[str]) -> dict[str,
 
 async def _wait_until_ready(settings: Settings, api_key: str, timeout_s: float = 60) -> None:
     deadline = time.monotonic() + timeout_s
-    async with grpc.aio.insecure_channel(settings.api_listen) as channel:
+    async with open_channel(settings.api_listen, settings) as channel:
         health = health_pb2_grpc.HealthStub(channel)
         while True:
             try:
@@ -93,11 +94,22 @@ async def _wait_until_ready(settings: Settings, api_key: str, timeout_s: float =
             if time.monotonic() > deadline:
                 raise TimeoutError(f"the control plane did not answer on {settings.api_listen}")
             await asyncio.sleep(0.3)
-    async with SluiceClient(settings.api_listen, api_key) as client:
+    async with SluiceClient(settings.api_listen, api_key, settings=settings) as client:
         while not await client.languages():
             if time.monotonic() > deadline:
                 raise TimeoutError("no worker registered with the gateway")
             await asyncio.sleep(0.3)
+
+
+def _check_tls(settings: Settings) -> None:
+    """Every service here reads the same settings: a wrong TLS file is said once, now."""
+    serves_tls = server_credentials(settings, gateway=False) is not None
+    server_credentials(settings, gateway=True)
+    trusts = client_tls(settings) is not None
+    if serves_tls != trusts:
+        raise TlsConfigError(
+            "SLUICE_TLS_CERT_FILE/SLUICE_TLS_KEY_FILE and SLUICE_TLS_CA_FILE go together under "
+            "`sluice up`: its own workers and clients must trust the certificate it serves")
 
 
 def _start(name: str, module: str, env: dict[str, str]) -> subprocess.Popen[bytes]:
@@ -117,6 +129,11 @@ def run_local_stack(*, workers: int, sample: bool) -> int:
     for signum in (signal.SIGTERM, signal.SIGHUP):
         signal.signal(signum, _interrupt)
     settings = get_settings()
+    try:
+        _check_tls(settings)
+    except TlsConfigError as exc:
+        _say(str(exc))
+        return 1
     try:
         asyncio.run(_check_broker(settings))
     except BrokerUnreachable as exc:

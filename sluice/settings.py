@@ -15,6 +15,8 @@ MIB = 1024 * 1024
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="SLUICE_", extra="ignore")
 
+    # amqps://USER:PASS@HOST[:5671]/VHOST speaks TLS; its query may name the CA that signs
+    # the broker's certificate (?cafile=PATH) and a client certificate (&certfile=&keyfile=).
     amqp_url: str = "amqp://guest:guest@127.0.0.1:5672/"
     # Every queue and exchange name starts with this, so two deployments (or test runs) can
     # share a broker without seeing each other's messages.
@@ -31,6 +33,20 @@ class Settings(BaseSettings):
     log_level: str = "info"
     # "json" (one line per event) or "console" for people at a terminal.
     log_format: str = "json"
+    # TLS (PEM files; see sluice/grpc_channels.py). With a certificate and its key, both
+    # listeners (API and worker gateway) serve TLS only.
+    tls_cert_file: str = ""
+    tls_key_file: str = ""
+    # The CA that Sluice's own clients (CLI, workers, recovery) trust; set, they speak TLS.
+    tls_ca_file: str = ""
+    # The name they expect in the server's certificate; empty: the host of the target. For
+    # targets that are addresses (`ipv4:10.0.0.5:50052,10.0.0.6:50052`) under one name.
+    tls_server_name: str = ""
+    # Set, the gateway also demands client certificates signed by this CA (mTLS) ...
+    gateway_client_ca_file: str = ""
+    # ... which workers and recovery present from these.
+    tls_client_cert_file: str = ""
+    tls_client_key_file: str = ""
     # Every service's event loop: "uvloop" (libuv; less CPU per RPC than asyncio's own
     # loop) or "asyncio" (the standard library's, to compare or to rule uvloop out).
     event_loop: str = "uvloop"
@@ -41,6 +57,8 @@ class Settings(BaseSettings):
     max_stdin_bytes: int = 1 * MIB
     max_args: int = 64
     max_labels: int = 32
+    # WatchJob streams one tenant may hold open at once on one control-plane process.
+    max_watches_per_tenant: int = 64
 
     # Per-job limits: the default when the request says 0, and the most a request may ask.
     default_wall_time_ms: int = 10_000

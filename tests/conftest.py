@@ -38,7 +38,7 @@ def platform(vhost: RunVhost, tmp_path_factory: pytest.TempPathFactory) -> Itera
 
 def wait_for_languages(stack: Platform, key: str, timeout_s: float = 60) -> None:
     async def poll() -> None:
-        async with SluiceClient(stack.api_target, key) as client:
+        async with SluiceClient(stack.api_target, key, settings=stack.client_settings) as client:
             async with asyncio.timeout(timeout_s):
                 while not await client.languages():
                     await asyncio.sleep(0.2)

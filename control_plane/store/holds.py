@@ -1,15 +1,19 @@
 """Held jobs: QUEUED in the store, with no message in the broker until they may run.
 
-Two things hold a job back:
+Three things hold a job back:
 - ordering: an earlier job of the tenant with the same ordering_key has not ended (jobs of
   one key run one at a time, in submission order: the jobs table's rowid);
-- running quota: the tenant already runs max_running_jobs jobs.
+- running quota: the tenant already runs max_running_jobs jobs;
+- CPU quota: the tenant's jobs used its cpu_seconds_per_day in the rolling day. Submitting
+  checks it too, but jobs submitted while it had room may be claimed once it has none; such
+  a job says why it waits in its state_reason.
 
 A job with an unended predecessor is held at submit and never published. A job that a worker
-claims while its tenant is at the running quota (or, defensively, out of order) is held at
-the claim and its message dropped. The control plane's HoldReleaser publishes held jobs
-again once they may run. Publishing comes before marking a hold released, so a crash in
-between publishes twice at worst, and the claim turns the second copy away.
+claims while its tenant is at the running or CPU quota (or, defensively, out of order) is
+held at the claim and its message dropped. The control plane's HoldReleaser publishes held
+jobs again once they may run (a tenant's CPU frees as its use ages out of the day).
+Publishing comes before marking a hold released, so a crash in between publishes twice at
+worst, and the claim turns the second copy away.
 """
 
 from __future__ import annotations
@@ -20,12 +24,13 @@ from collections import defaultdict
 from dataclasses import dataclass
 
 from control_plane.store.database import Database
-from control_plane.store.quotas import TenantQuota, quota_of, running_count
+from control_plane.store.quotas import TenantQuota, cpu_ms_last_day, quota_of, running_count
 from sluice.v1 import job_pb2 as pb
 from sluice.v1 import worker_gateway_pb2 as gw
 
 ORDERING = "ordering"
 RUNNING_QUOTA = "running_quota"
+CPU_QUOTA = "cpu_quota"
 # A released job still not claimed after this long is published again, in case its message
 # was lost; a duplicate is harmless (the claim refuses it).
 REPUBLISH_AFTER_S = 300.0
@@ -53,6 +58,25 @@ def hold(conn: sqlite3.Connection, job_id: str, tenant_id: str, reason: str,
         " held_at = excluded.held_at, released_at = NULL",
         (job_id, tenant_id, reason, now),
     )
+
+
+def cpu_wait(conn: sqlite3.Connection, tenant_id: str, quota: TenantQuota,
+             now: float) -> str | None:
+    """Why the tenant's jobs may not start for want of CPU; None when they may."""
+    used_ms = cpu_ms_last_day(conn, tenant_id, now)
+    if used_ms < quota.cpu_seconds_per_day * 1000:
+        return None
+    return (f"waiting: the tenant's jobs used {used_ms / 1000:.1f} CPU-seconds in the last "
+            f"24 hours, its quota cpu_seconds_per_day ({quota.cpu_seconds_per_day}); the job "
+            "starts as that use ages out of the day")
+
+
+def hold_for_cpu(conn: sqlite3.Connection, job_id: str, tenant_id: str, why: str,
+                 now: float) -> None:
+    hold(conn, job_id, tenant_id, CPU_QUOTA, now)
+    # The claim that starts it clears the reason.
+    conn.execute("UPDATE jobs SET state_reason = ? WHERE id = ? AND state = ?",
+                 (why, job_id, pb.JOB_STATE_QUEUED))
 
 
 def hold_at_submit(conn: sqlite3.Connection, job_id: str, tenant_id: str, ordering_key: str,
@@ -85,11 +109,16 @@ class ClaimGate:
             hold(conn, job_id, tenant_id, ORDERING, now)
             return ClaimHeld(gw.REFUSAL_REASON_ORDERED,
                              f"an earlier job with ordering key {ordering_key!r} has not ended")
-        cap = quota_of(conn, tenant_id, self._defaults).max_running_jobs
+        quota = quota_of(conn, tenant_id, self._defaults)
+        cap = quota.max_running_jobs
         if running_count(conn, tenant_id) >= cap:
             hold(conn, job_id, tenant_id, RUNNING_QUOTA, now)
             return ClaimHeld(gw.REFUSAL_REASON_THROTTLED,
                              f"tenant runs {cap} jobs, its max_running_jobs quota")
+        why = cpu_wait(conn, tenant_id, quota, now)
+        if why is not None:
+            hold_for_cpu(conn, job_id, tenant_id, why, now)
+            return ClaimHeld(gw.REFUSAL_REASON_THROTTLED, why)
         conn.execute("DELETE FROM job_holds WHERE job_id = ?", (job_id,))
         return None
 
@@ -109,21 +138,28 @@ def releasable(conn: sqlite3.Connection, defaults: TenantQuota, now: float) -> l
         (pb.JOB_STATE_QUEUED,),
     )
     rows = conn.execute(
-        "SELECT h.job_id, h.tenant_id, h.released_at, j.ordering_key, j.rowid, h.held_at"
-        " FROM job_holds h JOIN jobs j ON j.id = h.job_id ORDER BY j.rowid"
+        "SELECT h.job_id, h.tenant_id, h.released_at, j.ordering_key, j.rowid, h.held_at,"
+        " h.reason FROM job_holds h JOIN jobs j ON j.id = h.job_id ORDER BY j.rowid"
     ).fetchall()
     by_tenant: defaultdict[str, list[tuple]] = defaultdict(list)
     for row in rows:
         by_tenant[row[1]].append(row)
     releases = []
     for tenant_id, held in by_tenant.items():
+        quota = quota_of(conn, tenant_id, defaults)
+        why = cpu_wait(conn, tenant_id, quota, now)
+        if why is not None:
+            # None may start: each says so (a claim would only hold it again).
+            for row in held:
+                if row[6] != CPU_QUOTA:
+                    hold_for_cpu(conn, row[0], tenant_id, why, now)
+            continue
         # Released but not yet claimed: each will take a running place when it is.
         in_flight = sum(1 for row in held
                         if row[2] is not None and now - row[2] < REPUBLISH_AFTER_S)
-        room = (quota_of(conn, tenant_id, defaults).max_running_jobs
-                - running_count(conn, tenant_id) - in_flight)
+        room = quota.max_running_jobs - running_count(conn, tenant_id) - in_flight
         heads: dict[str, int | None] = {}
-        for job_id, _, released_at, ordering_key, rowid, held_at in held:
+        for job_id, _, released_at, ordering_key, rowid, held_at, _reason in held:
             if room <= 0:
                 break
             if released_at is not None and now - released_at < REPUBLISH_AFTER_S:
@@ -146,6 +182,11 @@ def releasable(conn: sqlite3.Connection, defaults: TenantQuota, now: float) -> l
 def mark_released(conn: sqlite3.Connection, released: list[Release], now: float) -> None:
     # held_at must match: a claim may have turned the new message away and held the job
     # again meanwhile, and that hold still needs its release.
+    conn.executemany(
+        "UPDATE jobs SET state_reason = '' WHERE id = ? AND state = ? AND EXISTS"
+        " (SELECT 1 FROM job_holds WHERE job_id = ? AND reason = ? AND held_at = ?)",
+        [(release.job_id, pb.JOB_STATE_QUEUED, release.job_id, CPU_QUOTA, release.held_at)
+         for release in released])
     conn.executemany(
         "UPDATE job_holds SET released_at = ? WHERE job_id = ? AND held_at = ?",
         [(now, release.job_id, release.held_at) for release in released])

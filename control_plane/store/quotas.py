@@ -193,6 +193,14 @@ def cpu_minutes(conn: sqlite3.Connection, tenant_id: str, now: float) -> list[tu
     ).fetchall()
 
 
+def cpu_ms_last_day(conn: sqlite3.Connection, tenant_id: str, now: float) -> int:
+    row = conn.execute(
+        "SELECT sum(cpu_ms) FROM cpu_usage WHERE tenant_id = ? AND minute >= ?",
+        (tenant_id, math.floor((now - DAY_S) / MINUTE_S)),
+    ).fetchone()
+    return int(row[0] or 0)
+
+
 def minute_leaves_day_at(minute: int) -> float:
     return (minute + 1) * MINUTE_S + DAY_S
 

@@ -156,6 +156,20 @@ class TenantStore:
 
         return await self._db.run(tx)
 
+    async def revoked_among(self, key_ids: list[str]) -> set[str]:
+        """Which of these keys are revoked (or gone): their open streams end."""
+
+        def tx(conn: sqlite3.Connection) -> set[str]:
+            live: set[str] = set()
+            for start in range(0, len(key_ids), 500):  # within any store's parameter limit
+                chunk = key_ids[start:start + 500]
+                live.update(row[0] for row in conn.execute(
+                    f"SELECT id FROM api_keys WHERE revoked_at IS NULL"
+                    f" AND id IN ({', '.join('?' * len(chunk))})", chunk))
+            return set(key_ids) - live
+
+        return await self._db.run(tx)
+
     async def authenticate(self, secret: str) -> Principal | None:
         return await self._db.run(lambda conn: principal_of(conn, secret))
 

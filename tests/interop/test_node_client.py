@@ -7,11 +7,16 @@ from __future__ import annotations
 import json
 import shutil
 import subprocess
+import uuid
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from tests.conftest import wait_for_languages
+from tests.support.broker import RunVhost
+from tests.support.certs import Pki, make_pki
 from tests.support.platform import Platform
 
 CLIENT = Path(__file__).parent / "node_client"
@@ -35,16 +40,52 @@ def node_client() -> Path:
     return CLIENT
 
 
-def run_client(node_client: Path, platform: Platform, key: str) -> dict[str, Any]:
-    done = subprocess.run(["node", "client.mjs", platform.api_target, key], cwd=node_client,
-                          capture_output=True, text=True, timeout=180)
+def node(node_client: Path, platform: Platform, key: str, *ca_file: str
+         ) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(["node", "client.mjs", platform.api_target, key, *ca_file],
+                          cwd=node_client, capture_output=True, text=True, timeout=180)
+
+
+def run_client(node_client: Path, platform: Platform, key: str, *ca_file: str
+               ) -> dict[str, Any]:
+    done = node(node_client, platform, key, *ca_file)
     assert done.returncode == 0, done.stderr
     return json.loads(done.stdout)
 
 
 def test_node_client_submits_watches_resumes_and_cancels(node_client: Path, platform: Platform,
                                                           tenant_key: str) -> None:
-    seen = run_client(node_client, platform, tenant_key)
+    check_session(run_client(node_client, platform, tenant_key))
+
+
+@pytest.fixture(scope="module")
+def tls_platform(vhost: RunVhost, tmp_path_factory: pytest.TempPathFactory
+                 ) -> Iterator[tuple[Platform, Pki]]:
+    pki = make_pki(tmp_path_factory.mktemp("pki"))
+    stack = Platform(tmp_path_factory.mktemp("tls"), vhost.amqp_url(),
+                     prefix=f"interop-tls-{uuid.uuid4().hex[:6]}",
+                     extra_env={"SLUICE_WORKER_SLOTS": "2", **pki.server_env()})
+    stack.start_control_plane()
+    stack.start_worker()
+    try:
+        yield stack, pki
+    finally:
+        stack.stop()
+
+
+def test_node_client_speaks_tls_and_a_plaintext_one_is_refused(
+        node_client: Path, tls_platform: tuple[Platform, Pki]) -> None:
+    stack, pki = tls_platform
+    key = stack.create_tenant(f"interop-tls-{uuid.uuid4().hex[:6]}")
+    wait_for_languages(stack, key)
+    check_session(run_client(node_client, stack, key, str(pki.ca.cert)))
+
+    plaintext = node(node_client, stack, key)
+    assert plaintext.returncode != 0
+    assert "ConnectError" in plaintext.stderr, plaintext.stderr
+
+
+def check_session(seen: dict[str, Any]) -> None:
 
     assert {"python", "bash"} <= set(seen["languages"])
 

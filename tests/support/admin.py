@@ -9,6 +9,8 @@ import grpc
 from grpc_status import rpc_status
 
 from sluice.client import bearer
+from sluice.grpc_channels import open_channel
+from sluice.settings import Settings, get_settings
 from sluice.topology import Topology
 from sluice.v1 import admin_service_pb2 as adm
 from sluice.v1 import admin_service_pb2_grpc as adm_grpc
@@ -29,8 +31,8 @@ class NewTenant:
 
 
 class AdminClient:
-    def __init__(self, target: str, admin_key: str) -> None:
-        self._channel = grpc.aio.insecure_channel(target)
+    def __init__(self, target: str, admin_key: str, *, settings: Settings | None = None) -> None:
+        self._channel = open_channel(target, settings or get_settings())
         self.stub = adm_grpc.AdminServiceStub(self._channel)
         self.metadata = bearer(admin_key)
 

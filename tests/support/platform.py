@@ -13,7 +13,13 @@ from pathlib import Path
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
+from sluice.grpc_channels import client_tls
+from sluice.settings import Settings
+
 REPO = Path(__file__).resolve().parents[2]
+# What a client of the platform needs of its environment to reach it (see client_settings).
+_CLIENT_TLS_SETTINGS = ("tls_ca_file", "tls_client_cert_file", "tls_client_key_file",
+                        "tls_server_name")
 
 
 def free_port() -> int:
@@ -123,9 +129,26 @@ class Platform:
         assert result.returncode == 0, result.stderr
         return result.stdout.strip().splitlines()[-1]
 
+    @property
+    def client_settings(self) -> Settings:
+        """Settings for a client of this platform: its TLS files, if it has them."""
+        return Settings(**{name: self.env.get(f"SLUICE_{name.upper()}", "")
+                           for name in _CLIENT_TLS_SETTINGS})
+
+    def _health_channel(self, port: int) -> grpc.Channel:
+        target = f"127.0.0.1:{port}"
+        settings = self.client_settings
+        tls = client_tls(settings)
+        if tls is None:
+            return grpc.insecure_channel(target)
+        name = settings.tls_server_name
+        return grpc.secure_channel(target, grpc.ssl_channel_credentials(
+            tls.root_certificates, tls.private_key, tls.certificate_chain),
+            options=[("grpc.ssl_target_name_override", name)] if name else None)
+
     def _wait_serving(self, port: int, timeout_s: float = 30) -> None:
         deadline = time.monotonic() + timeout_s
-        with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
+        with self._health_channel(port) as channel:
             stub = health_pb2_grpc.HealthStub(channel)
             while True:
                 try:

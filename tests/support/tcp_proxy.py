@@ -1,21 +1,26 @@
-"""A TCP proxy the test controls: cut it to play a network partition, then mend it."""
+"""A TCP proxy the test controls: cut it to play a network partition, then mend it. Given an
+SSL context it terminates TLS, as a load balancer in front of a plaintext service does."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import ssl
 
 
 class TcpProxy:
-    def __init__(self, target_host: str, target_port: int) -> None:
+    def __init__(self, target_host: str, target_port: int, *,
+                 tls: ssl.SSLContext | None = None) -> None:
         self._target = (target_host, target_port)
+        self._tls = tls
         self._server: asyncio.Server | None = None
         self._pipes: set[asyncio.Task[None]] = set()
         self._writers: set[asyncio.StreamWriter] = set()
         self.port = 0
 
     async def start(self, port: int = 0) -> None:
-        self._server = await asyncio.start_server(self._accept, "127.0.0.1", port)
+        self._server = await asyncio.start_server(self._accept, "127.0.0.1", port,
+                                                  ssl=self._tls)
         self.port = self._server.sockets[0].getsockname()[1]
 
     async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:

@@ -1,15 +1,22 @@
 // Another team's client: JavaScript generated from protos/sluice/v1 (buf + protoc-gen-es),
 // talking gRPC over HTTP/2 through connect-node. It submits, watches, drops the stream
 // mid-job and resumes with after_seq, cancels a running job, and provokes two errors.
-// Usage: node client.mjs HOST:PORT API_KEY; prints one JSON object with what it saw.
+// Usage: node client.mjs HOST:PORT API_KEY [CA_FILE]; with CA_FILE it speaks TLS and trusts
+// that CA. Prints one JSON object with what it saw.
 
+import { readFileSync } from "node:fs";
 import { Code, ConnectError, createClient } from "@connectrpc/connect";
 import { createGrpcTransport } from "@connectrpc/connect-node";
 import { ExecutionService } from "./gen/sluice/v1/execution_service_pb.js";
 import { JobState } from "./gen/sluice/v1/job_pb.js";
 
-const [target, apiKey] = process.argv.slice(2);
-const client = createClient(ExecutionService, createGrpcTransport({ baseUrl: `http://${target}` }));
+const [target, apiKey, caFile] = process.argv.slice(2);
+const transport = createGrpcTransport(
+  caFile
+    ? { baseUrl: `https://${target}`, nodeOptions: { ca: readFileSync(caFile) } }
+    : { baseUrl: `http://${target}` },
+);
+const client = createClient(ExecutionService, transport);
 const auth = { headers: { authorization: `Bearer ${apiKey}` } };
 const text = (bytes) => new TextDecoder().decode(bytes);
 const FINAL = new Set([JobState.SUCCEEDED, JobState.FAILED, JobState.CANCELLED, JobState.DEAD_LETTERED]);
