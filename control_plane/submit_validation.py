@@ -14,6 +14,7 @@ MAX_KEY_CHARS = 128
 MAX_LABEL_VALUE_CHARS = 256
 MAX_ARG_CHARS = 4096
 MAX_FILE_NAME_CHARS = 255
+OPTION_PREFIXES = ("-", "@")  # what compilers and interpreters take for an option
 
 
 class InvalidRequest(ValueError):
@@ -70,6 +71,11 @@ def validate_submission(request: api.SubmitJobRequest, settings: Settings,
             raise InvalidRequest(
                 f"files[{index}].name {name!r} is not a plain file name "
                 f"(1-{MAX_FILE_NAME_CHARS} characters, no '/', not '.' or '..')")
+        if name[0] in OPTION_PREFIXES:
+            # A compiler reads a name like "-o" or "@opts" as an option (or a file of them).
+            raise InvalidRequest(
+                f"files[{index}].name {name!r} starts with {name[0]!r}; a file name may not "
+                f"start with {' or '.join(repr(c) for c in OPTION_PREFIXES)}")
         if name in seen:
             raise InvalidRequest(f"files[{index}].name {name!r} appears twice")
         seen.add(name)

@@ -74,6 +74,15 @@ class Settings(BaseSettings):
     # past it, it stops them and hands them back to the queue to run elsewhere.
     worker_shutdown_grace_s: float = 30.0
     worker_id: str = Field(default_factory=lambda: f"{os.uname().nodename}-{os.getpid()}")
+    # The worker host's own directory: slots' work dirs and uid locks live there, and only
+    # there is a dead worker's leftover reclaimed. Root's alone (owned by root, writable by
+    # nobody else, nor any directory above it); created if missing; never /tmp.
+    sandbox_run_dir: str = "/run/sluice"
+    # Host uids the slots run as (no passwd entry needed; keep the range clear of real
+    # users and of /etc/subuid ranges). Each slot holds one, locked in the run dir, for
+    # its worker's lifetime: two workers on one host never share a uid.
+    sandbox_uid_base: int = 1_600_000_000
+    sandbox_uid_count: int = 65_536
 
     # Recovery
     recovery_interval_s: float = 30.0
