@@ -6,6 +6,10 @@ they leave open to an unprivileged user inside a user namespace (ptrace of the s
 pid 1, new namespaces, netlink and inet sockets, bpf, keyrings, io_uring, terminal
 injection). Runtimes (the JVM, node, go) use a wide and changing set of ordinary syscalls,
 which an allow list would break with every toolchain update.
+
+It fails closed all the same: a name the installed libseccomp cannot resolve (and the
+table below does not give) stops the sandbox from starting instead of being skipped, and
+syscalls newer than the ones this list was written against are refused (ENOSYS).
 """
 
 from __future__ import annotations
@@ -175,10 +179,10 @@ def _add(filt: sc.SyscallFilter, action: int, name: str, *args: sc.Arg) -> None:
         raise SeccompError(f"seccomp: cannot add a rule for {name!r}: {exc}") from exc
 
 
-def build_filter(denied: tuple[str, ...] = DENIED_SYSCALLS) -> sc.SyscallFilter:
+def build_filter() -> sc.SyscallFilter:
     filt = sc.SyscallFilter(defaction=sc.ALLOW)
     eperm = sc.ERRNO(errno.EPERM)
-    for name in denied:
+    for name in DENIED_SYSCALLS:
         _add(filt, eperm, name)
     # Only the default persona: no ADDR_NO_RANDOMIZE, READ_IMPLIES_EXEC, UNAME26 and the
     # like. None of the toolchains calls personality at all (strace'd); even the query
@@ -204,8 +208,8 @@ def _insn(code: int, jt: int, jf: int, k: int) -> bytes:
     return struct.pack("<HBBI", code, jt, jf, k)
 
 
-def newer_syscalls_prologue() -> bytes:
-    """BPF run before libseccomp's program: x86_64 syscalls above LAST_REVIEWED_SYSCALL get
+def newer_syscalls_prologue(last_reviewed: int = LAST_REVIEWED_SYSCALL) -> bytes:
+    """BPF run before libseccomp's program: x86_64 syscalls above `last_reviewed` get
     ENOSYS. libseccomp matches numbers one by one and has no "above" rule; classic BPF jumps
     are relative, so the two programs join by plain concatenation."""
     return b"".join(
@@ -215,17 +219,17 @@ def newer_syscalls_prologue() -> bytes:
             _insn(BPF_JEQ_K, 0, 3, AUDIT_ARCH_X86_64),
             _insn(BPF_LD_W_ABS, 0, 0, SECCOMP_DATA_NR),
             # Also catches x32 (its numbers carry bit 30).
-            _insn(BPF_JGT_K, 0, 1, LAST_REVIEWED_SYSCALL),
+            _insn(BPF_JGT_K, 0, 1, last_reviewed),
             _insn(BPF_RET_K, 0, 0, SECCOMP_RET_ERRNO | errno.ENOSYS),
         ]
     )
 
 
-def compile_bpf() -> bytes:
+def compile_bpf(last_reviewed: int = LAST_REVIEWED_SYSCALL) -> bytes:
     """The filter as the raw BPF program bwrap's --seccomp reads."""
     if sc.system_arch() != sc.Arch.X86_64:
         raise SeccompError("seccomp: the filter is written for x86_64 only")
     with tempfile.TemporaryFile() as f:
         build_filter().export_bpf(f)
         f.seek(0)
-        return newer_syscalls_prologue() + f.read()
+        return newer_syscalls_prologue(last_reviewed) + f.read()
