@@ -22,7 +22,7 @@ from execution_plane.sandbox.contract import (
     Verdict,
 )
 from execution_plane.sandbox.output import CollectingSink
-from execution_plane.sandbox.run_dir import UnsafeRunDir, prepare_run_dir
+from execution_plane.sandbox.run_dir import UnsafeRunDir, check_run_dir, prepare_run_dir
 from execution_plane.sandbox.seccomp import SeccompError, compile_bpf
 from execution_plane.sandbox.slot import Slot, SlotBroken
 from execution_plane.sandbox.stale import cgroup_name, reclaim_stale, work_root_prefix
@@ -147,6 +147,8 @@ class SandboxPool:
     def _make_work_root(self) -> None:
         if self.requested_work_root:
             os.makedirs(self.requested_work_root, exist_ok=True)
+            # Root unmounts what it finds there: only in a directory nobody else controls.
+            check_run_dir(self.requested_work_root)
             # An earlier run of this worker may have died with its slots still mounted.
             workdir.unmount_all_under(self.requested_work_root)
             self.work_root = self.requested_work_root

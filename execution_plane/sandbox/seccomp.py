@@ -86,6 +86,7 @@ DENIED_SYSCALLS = (
     "move_pages",
     # Advice on another process's memory, through a pidfd.
     "process_madvise",
+    # quotactl by file descriptor: denied like quotactl above.
     "quotactl_fd",
     # Splices user pages into a pipe: no program needs it, and it was Dirty Pipe's way in.
     "vmsplice",
@@ -116,11 +117,13 @@ X86_64_SYSCALLS = {
     "file_setattr": 469,
 }
 # The highest x86_64 syscall this list was written against (file_setattr, Linux 6.17).
-# Every one up to it was looked at: denied above, or allowed because an unprivileged uid
-# in an empty namespace gets nothing from it (cachestat, fchmodat2, map_shadow_stack, the
-# futex2 calls, mseal, the *xattrat calls, file_getattr/file_setattr act on the caller's
-# own memory or on files it may already reach). Anything above is newer than this review
-# and gets ENOSYS, what a kernel without it says, so runtimes fall back as they do there.
+# The ones since clone3 (435) were looked at one by one: denied above, or allowed because
+# they act on the caller's own fds, memory and restrictions or on files it may already
+# reach (close_range, openat2, faccessat2, epoll_pwait2, landlock_*, memfd_secret,
+# process_mrelease of a pidfd it holds, futex_waitv and the futex2 calls, cachestat,
+# fchmodat2, map_shadow_stack, mseal, the *xattrat calls, file_getattr/file_setattr,
+# lsm_get_self_attr, lsm_list_modules). Anything above is newer than this review and gets
+# ENOSYS, what a kernel without it says, so runtimes fall back as they do there.
 LAST_REVIEWED_SYSCALL = 469
 
 # clone() flags that would create a namespace; the flags are a plain argument, so they can
