@@ -318,7 +318,6 @@ class SandboxPool:
         await asyncio.to_thread(workdir.write_files, slot.work_dir, spec.files, slot.uid, slot.gid)
         entry = spec.files[0].name
         compile_output = ""
-        run_limits = spec.limits
         compiled = None
         if language.compiled:
             sink = CollectingSink()
@@ -346,12 +345,11 @@ class SandboxPool:
                     usage=compiled.usage,
                     detail=f"compile step: {why}" if why else "",
                 )
-            run_limits = budget.run_limits(spec.limits, compiled.usage)
         outcome = await self._step(
             slot,
             language,
-            language.run_argv(entry, spec.args, run_limits.memory_bytes),
-            run_limits,
+            language.run_argv(entry, spec.args, spec.limits.memory_bytes),
+            spec.limits,
             spec.stdin,
             on_output,
             cancelled,

@@ -7,7 +7,7 @@ import pytest
 
 from execution_plane.languages import load_registry
 from execution_plane.sandbox import SandboxPool, SourceFile, Verdict
-from execution_plane.sandbox.budget import compile_limits, run_limits, total_usage
+from execution_plane.sandbox.budget import compile_limits, total_usage
 from execution_plane.sandbox.contract import ResourceLimits, ResourceUsage
 from tests.sandbox.harness import assert_host_untouched
 
@@ -109,9 +109,6 @@ def test_the_compile_step_lives_within_the_jobs_limits() -> None:
         8 << 20,
     )
     spent = ResourceUsage(cpu_time_ms=1500, wall_time_ms=1800, peak_memory_bytes=50 << 20)
-    left = run_limits(job, spent)
-    assert (left.cpu_time_ms, left.wall_time_ms, left.memory_bytes) == (500, 2200, 64 << 20)
-    assert run_limits(job, ResourceUsage(cpu_time_ms=2100, wall_time_ms=1)).cpu_time_ms == 1
     ran = ResourceUsage(cpu_time_ms=400, wall_time_ms=600, peak_memory_bytes=10 << 20)
     assert total_usage(spent, ran) == ResourceUsage(1900, 2400, 50 << 20)
 
@@ -128,12 +125,14 @@ def _cpp_spending(iterations: int) -> str:
 
 async def test_a_compiled_jobs_usage_counts_the_compile_step(pool: SandboxPool, run_job) -> None:
     # Two programs that do the same nothing when they run; one makes the compiler work
-    # (about half a second of g++ here). The tenant pays for that work too.
-    light = await run_job("cpp", _cpp_spending(1))
-    heavy = await run_job("cpp", _cpp_spending(1000))
+    # (about a quarter of a second of g++ here; much more in the emulated cgroup v2 guest,
+    # hence the room). The tenant pays for that work too.
+    room = {"cpu_time_ms": 30_000, "wall_time_ms": 60_000}
+    light = await run_job("cpp", _cpp_spending(1), **room)
+    heavy = await run_job("cpp", _cpp_spending(500), **room)
     for ran in (light, heavy):
         assert ran.outcome.verdict is Verdict.OK, (ran.outcome, ran.outcome.compile_output)
-    assert heavy.outcome.usage.cpu_time_ms >= light.outcome.usage.cpu_time_ms + 200, (
+    assert heavy.outcome.usage.cpu_time_ms >= light.outcome.usage.cpu_time_ms + 100, (
         light.outcome.usage,
         heavy.outcome.usage,
     )
