@@ -19,6 +19,7 @@ from sluice.v1 import job_pb2 as pb
 # One pattern for label keys wherever they arrive (SubmitJob's labels, ListJobs' filter).
 LABEL_KEY_PATTERN = r"[a-z0-9]([a-z0-9_.\-/]{0,61}[a-z0-9])?"
 _LABEL_KEY = re.compile(LABEL_KEY_PATTERN)
+OPTION_PREFIXES = ("-", "@")  # what compilers and interpreters take for an option
 
 
 class InvalidRequest(ValueError):
@@ -90,6 +91,11 @@ def validate_submission(request: api.SubmitJobRequest, settings: Settings,
             raise InvalidRequest(
                 f"files[{index}].name {name!r} is not a plain file name "
                 f"(1-{MAX_FILE_NAME_CHARS} characters, no '/', not '.' or '..')")
+        if name[0] in OPTION_PREFIXES:
+            # A compiler reads a name like "-o" or "@opts" as an option (or a file of them).
+            raise InvalidRequest(
+                f"files[{index}].name {name!r} starts with {name[0]!r}; a file name may not "
+                f"start with {' or '.join(repr(c) for c in OPTION_PREFIXES)}")
         if name in seen:
             raise InvalidRequest(f"files[{index}].name {name!r} appears twice")
         seen.add(name)

@@ -17,6 +17,11 @@ if TYPE_CHECKING:
     from execution_plane.sandbox.contract import ResourceLimits
 
 REGISTRY_FILE = Path(__file__).with_name("languages.toml")
+FILE_PLACEHOLDER = "{file}"
+
+
+class RegistryError(ValueError):
+    """languages.toml says something the sandbox cannot run safely."""
 
 
 @dataclass(frozen=True)
@@ -64,10 +69,22 @@ class Language:
         return match.group(1) if match else output.strip().splitlines()[0][:64] if output else ""
 
 
+def entry_path(entry: str) -> str:
+    """The entry file as compilers and interpreters get it: a path, never an option.
+
+    gcc, g++, javac and rustc read `@NAME` as a file of options and every tool reads
+    `-NAME` as an option; `./NAME` is neither, whatever NAME is. The API refuses such
+    names already; this holds even for a job that did not come through it.
+    """
+    return f"./{entry}"
+
+
 def _expand(arg: str, entry: str, memory_bytes: int) -> str:
     # {memory_bytes}: runtimes that size their heap from the machine (the JVM) must size
     # it from the job's limit instead, or they are OOM-killed before they collect garbage.
-    return arg.replace("{file}", entry).replace("{memory_bytes}", str(memory_bytes))
+    if arg == FILE_PLACEHOLDER:
+        return entry_path(entry)
+    return arg.replace("{memory_bytes}", str(memory_bytes))
 
 
 @dataclass(frozen=True)
@@ -124,6 +141,14 @@ def load_registry(path: Path = REGISTRY_FILE) -> Registry:
     languages: list[Language] = []
     missing: dict[str, str] = {}
     for entry in data.get("language", []):
+        for key in ("compile", "run"):
+            for arg in entry.get(key, ()):
+                if FILE_PLACEHOLDER in arg and arg != FILE_PLACEHOLDER:
+                    # Glued to other text ("-x{file}") it could not be made a plain path.
+                    raise RegistryError(
+                        f"language {entry['id']!r}: {key} argument {arg!r}: "
+                        f"{FILE_PLACEHOLDER} must be a whole argument"
+                    )
         language = Language(
             id=entry["id"],
             name=entry["name"],

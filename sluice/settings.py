@@ -98,6 +98,15 @@ class Settings(BaseSettings):
     # How often a worker re-registers its languages; the control plane lists a language
     # only while some worker does (it drops those unheard of for three intervals).
     worker_register_interval_s: float = 30.0
+    # The worker host's own directory: slots' work dirs and uid locks live there, and only
+    # there is a dead worker's leftover reclaimed. Root's alone (owned by root, writable by
+    # nobody else, nor any directory above it); created if missing; never /tmp.
+    sandbox_run_dir: str = "/run/sluice"
+    # Host uids the slots run as (no passwd entry needed; keep the range clear of real
+    # users and of /etc/subuid ranges). Each slot holds one, locked in the run dir, for
+    # its worker's lifetime: two workers on one host never share a uid.
+    sandbox_uid_base: int = 1_600_000_000
+    sandbox_uid_count: int = 65_536
 
     # Recovery
     recovery_interval_s: float = 30.0

@@ -8,6 +8,7 @@ namespace it creates maps to that uid and the job holds no capability on the hos
 from __future__ import annotations
 
 import shutil
+import subprocess
 
 from execution_plane.languages import Language, Registry
 
@@ -15,11 +16,27 @@ SANDBOX_UID = 1000  # the uid the program sees; it maps to the slot's unprivileg
 SANDBOX_GID = 1000
 WORK_DIR = "/work"
 SECCOMP_FD = 3  # where the runner puts the seccomp program in the child
+# Where bwrap reports on itself (--json-status-fd), apart from anything the program writes:
+# an "exit-code" line comes only once bwrap has set the sandbox up and exec'd the program.
+STATUS_FD = 4
 TMP_BYTES = 16 * 1024 * 1024
 
 
 def find_bwrap() -> str | None:
     return shutil.which("bwrap", path="/usr/bin:/usr/local/bin:/bin")
+
+
+def bwrap_problem(bwrap: str) -> str:
+    """Why this bwrap cannot run the sandbox, or "" (it must report on a channel of its own)."""
+    try:
+        shown = subprocess.run(
+            [bwrap, "--help"], capture_output=True, text=True, timeout=10, check=False
+        )
+    except (OSError, subprocess.SubprocessError) as exc:
+        return f"{bwrap} --help failed: {exc}"
+    if "--json-status-fd" not in shown.stdout + shown.stderr:
+        return f"{bwrap} has no --json-status-fd (bubblewrap 0.5 or newer is needed)"
+    return ""
 
 
 def bwrap_argv(
@@ -48,6 +65,8 @@ def bwrap_argv(
         "sandbox",
         "--seccomp",
         str(SECCOMP_FD),
+        "--json-status-fd",
+        str(STATUS_FD),
         "--clearenv",
         "--setenv",
         "PATH",

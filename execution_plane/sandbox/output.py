@@ -19,7 +19,9 @@ class OutputCap:
         self.truncated = {OutputStream.STDOUT: False, OutputStream.STDERR: False}
         self.exceeded = asyncio.Event()
         self.lock = asyncio.Lock()
-        self.first_stderr = b""  # start of stderr, to recognise bwrap's own failures
+        # Start of stderr: bwrap's own message, when its status fd says it never started
+        # the program (and only then: a program can print anything).
+        self.first_stderr = b""
         self.sink_error = ""
 
     async def deliver(self, stream: OutputStream, data: bytes) -> None:

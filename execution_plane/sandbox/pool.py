@@ -8,11 +8,10 @@ import itertools
 import os
 import shutil
 import tempfile
-from dataclasses import replace
 
 from execution_plane.languages import Language, Registry, load_registry
-from execution_plane.sandbox import workdir
-from execution_plane.sandbox.bwrap import bwrap_argv, find_bwrap
+from execution_plane.sandbox import budget, workdir
+from execution_plane.sandbox.bwrap import bwrap_argv, bwrap_problem, find_bwrap
 from execution_plane.sandbox.cgroups import CgroupTree, CgroupUnavailable, open_cgroup_tree
 from execution_plane.sandbox.contract import (
     JobOutcome,
@@ -23,17 +22,15 @@ from execution_plane.sandbox.contract import (
     Verdict,
 )
 from execution_plane.sandbox.output import CollectingSink
-from execution_plane.sandbox.seccomp import compile_bpf
+from execution_plane.sandbox.run_dir import UnsafeRunDir, check_run_dir, prepare_run_dir
+from execution_plane.sandbox.seccomp import SeccompError, compile_bpf
 from execution_plane.sandbox.slot import Slot, SlotBroken
 from execution_plane.sandbox.stale import cgroup_name, reclaim_stale, work_root_prefix
 from execution_plane.sandbox.step import run_step
 from execution_plane.sandbox.toolchains import StagedToolchains
+from execution_plane.sandbox.uids import NoFreeUid, UidLease
+from sluice.settings import Settings, get_settings
 
-# Each slot runs as its own unprivileged host uid (no passwd entry needed): RLIMIT_NPROC
-# then counts that slot's tasks only, and even outside its mount namespace a job could not
-# read another slot's files. The range depends on the pid so two workers on one host differ.
-UID_BASE = 1_500_000_000
-UIDS_PER_PROCESS = 1000
 PROBE_LIMITS = ResourceLimits(
     wall_time_ms=20_000,
     cpu_time_ms=15_000,
@@ -50,10 +47,16 @@ class SandboxUnavailable(Exception):
 
 
 class SandboxPool:
-    def __init__(self, slots: int, work_root: str | None = None) -> None:
-        if not 1 <= slots < UIDS_PER_PROCESS:
-            raise ValueError(f"slots must be between 1 and {UIDS_PER_PROCESS - 1}")
+    def __init__(
+        self, slots: int, work_root: str | None = None, settings: Settings | None = None
+    ) -> None:
+        settings = settings or get_settings()
+        if not 1 <= slots <= settings.sandbox_uid_count:
+            raise ValueError(f"slots must be between 1 and {settings.sandbox_uid_count}")
         self.slot_count = slots
+        self.run_dir = settings.sandbox_run_dir
+        self.uid_range = (settings.sandbox_uid_base, settings.sandbox_uid_count)
+        self.uids: UidLease | None = None
         self.requested_work_root = work_root
         self.work_root = ""
         self.registry: Registry | None = None
@@ -83,23 +86,29 @@ class SandboxPool:
             raise SandboxUnavailable(
                 "the sandbox needs root (to switch to per-slot uids, mount and create cgroups)"
             )
+        problem = await asyncio.to_thread(bwrap_problem, bwrap)
+        if problem:
+            raise SandboxUnavailable(problem)
         self.bwrap = bwrap
         self.registry = load_registry()
         self.unavailable = dict(self.registry.missing)
-        self.seccomp_bpf = await asyncio.to_thread(compile_bpf)
-        self.reclaimed = await asyncio.to_thread(reclaim_stale, tempfile.gettempdir())
+        try:
+            self.seccomp_bpf = await asyncio.to_thread(compile_bpf)
+            await asyncio.to_thread(prepare_run_dir, self.run_dir)
+            self.reclaimed = await asyncio.to_thread(reclaim_stale, self.run_dir)
+        except (SeccompError, UnsafeRunDir) as exc:
+            raise SandboxUnavailable(str(exc)) from exc
         try:
             self.tree = open_cgroup_tree(cgroup_name(self.pool_id))
         except CgroupUnavailable as exc:
             raise SandboxUnavailable(str(exc)) from exc
         try:
             self._make_work_root()
-            uid_base = UID_BASE + (os.getpid() % 100_000) * UIDS_PER_PROCESS
-            uid_base += (self.pool_id * self.slot_count) % (UIDS_PER_PROCESS - self.slot_count)
+            self.uids = UidLease(self.run_dir, *self.uid_range)
             for index in range(self.slot_count):
                 slot = Slot(
                     index=index,
-                    uid=uid_base + index,
+                    uid=self.uids.take(),
                     work_dir=os.path.join(self.work_root, f"slot-{index}"),
                     bwrap=bwrap,
                     seccomp_bpf=self.seccomp_bpf,
@@ -114,6 +123,9 @@ class SandboxPool:
         except SandboxUnavailable:
             await self.close()
             raise
+        except (NoFreeUid, UnsafeRunDir) as exc:
+            await self.close()
+            raise SandboxUnavailable(str(exc)) from exc
         except Exception as exc:
             await self.close()
             raise SandboxUnavailable(f"sandbox start failed: {exc}") from exc
@@ -135,11 +147,13 @@ class SandboxPool:
     def _make_work_root(self) -> None:
         if self.requested_work_root:
             os.makedirs(self.requested_work_root, exist_ok=True)
+            # Root unmounts what it finds there: only in a directory nobody else controls.
+            check_run_dir(self.requested_work_root)
             # An earlier run of this worker may have died with its slots still mounted.
             workdir.unmount_all_under(self.requested_work_root)
             self.work_root = self.requested_work_root
         else:
-            self.work_root = tempfile.mkdtemp(prefix=work_root_prefix())
+            self.work_root = tempfile.mkdtemp(prefix=work_root_prefix(), dir=self.run_dir)
             self.owns_work_root = True
         # Slot uids must traverse it to bind their dir; nobody may list it.
         os.chmod(self.work_root, 0o711)
@@ -164,6 +178,10 @@ class SandboxPool:
         if self.owns_work_root and self.work_root:
             shutil.rmtree(self.work_root, ignore_errors=True)
             self.owns_work_root = False
+        if self.uids:
+            # Last: no process of this pool's runs as its uids any more.
+            self.uids.close()
+            self.uids = None
 
     # -- languages -------------------------------------------------------------------
 
@@ -300,9 +318,10 @@ class SandboxPool:
         await asyncio.to_thread(workdir.write_files, slot.work_dir, spec.files, slot.uid, slot.gid)
         entry = spec.files[0].name
         compile_output = ""
+        compiled = None
         if language.compiled:
             sink = CollectingSink()
-            limits = replace(self.registry.compile_limits, workdir_bytes=spec.limits.workdir_bytes)
+            limits = budget.compile_limits(self.registry.compile_limits, spec.limits)
             compiled = await self._step(
                 slot,
                 language,
@@ -336,6 +355,8 @@ class SandboxPool:
             cancelled,
         )
         outcome.compile_output = compile_output
+        if compiled is not None:
+            outcome.usage = budget.total_usage(compiled.usage, outcome.usage)
         return outcome
 
     async def _step(

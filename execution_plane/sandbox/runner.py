@@ -12,12 +12,13 @@ standard library, so it starts in milliseconds and nothing of the service leaks 
 Protocol (SOCK_SEQPACKET, one JSON object per message):
   service -> runner  {"op": "init", "seccomp": <base64 BPF>}
                      {"op": "run", "argv": [...], "rlimits": [[res, soft, hard], ...]}
-                       with SCM_RIGHTS fds [stdin, stdout, stderr]
+                       with SCM_RIGHTS fds [stdin, stdout, stderr, bwrap's status]
                      {"op": "kill"}     SIGKILL the current run's bwrap, if not yet reaped
   runner -> service  {"ev": "started", "pid": N}
                      {"ev": "exited", "pid": N, "status": S, "cpu_ns": C, "maxrss": B}
                      {"ev": "error", "detail": "..."}
-In the child the fds are 0, 1, 2 and the seccomp program is fd 3 (`bwrap --seccomp 3`).
+In the child the fds are 0, 1, 2, the seccomp program is fd 3 (`bwrap --seccomp 3`) and
+the fds after the first three follow from 4 on (bwrap's `--json-status-fd 4`).
 """
 
 from __future__ import annotations

@@ -1,9 +1,12 @@
 """Leftovers of a worker that died without closing its pool (SIGKILL, OOM kill, power loss).
 
 A pool names what it creates after its process: cgroups `sluice-<pid>-<n>` below the
-service's cgroup and a work root `sluice-sandbox-<pid>-*` in the temp dir. At start a pool
-removes those whose process is gone, mounts first (deepest first), then the directories.
-A pid that is alive again (reused) is left alone: better a leak than a live pool's files.
+service's cgroup and a work root `sandbox-<pid>-*` in the host's run dir (see run_dir.py).
+At start a pool removes those whose process is gone, mounts first (deepest first), then the
+directories. A pid that is alive again (reused) is left alone: better a leak than a live
+pool's files. Work roots are looked for in the run dir only, and only once it has passed
+its check: in a directory others can write to (/tmp), anyone could plant a "leftover" for
+root to unmount and delete.
 """
 
 from __future__ import annotations
@@ -20,13 +23,14 @@ from execution_plane.sandbox.cgroups import (
     remove_tree_dir,
     thaw_tree_dir,
 )
+from execution_plane.sandbox.run_dir import check_run_dir
 
 CGROUP_NAME = re.compile(r"^sluice-(\d+)-\d+$")
-WORK_ROOT_NAME = re.compile(r"^sluice-sandbox-(\d+)-")
+WORK_ROOT_NAME = re.compile(r"^sandbox-(\d+)-")
 
 
 def work_root_prefix() -> str:
-    return f"sluice-sandbox-{os.getpid()}-"
+    return f"sandbox-{os.getpid()}-"
 
 
 def cgroup_name(pool_id: int) -> str:
@@ -37,8 +41,11 @@ def _dead(pid: str) -> bool:
     return int(pid) != os.getpid() and not os.path.exists(f"/proc/{pid}")
 
 
-def reclaim_stale(temp_dir: str) -> list[str]:
-    """Remove dead workers' cgroups and work roots; returns what was removed."""
+def reclaim_stale(run_dir: str) -> list[str]:
+    """Remove dead workers' cgroups and work roots; returns what was removed.
+
+    Raises UnsafeRunDir, before touching anything, if `run_dir` is not root's alone."""
+    check_run_dir(run_dir)
     removed: list[str] = []
     with contextlib.suppress(CgroupUnavailable, OSError):
         _, bases = locate_bases()
@@ -58,7 +65,7 @@ def reclaim_stale(temp_dir: str) -> list[str]:
             if remove_tree_dir(path):
                 removed.append(path)
     with contextlib.suppress(OSError):
-        for entry in os.scandir(temp_dir):
+        for entry in os.scandir(run_dir):
             match = WORK_ROOT_NAME.match(entry.name)
             if match and entry.is_dir(follow_symlinks=False) and _dead(match.group(1)):
                 workdir.unmount_all_under(entry.path)

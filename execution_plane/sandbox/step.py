@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import fcntl
+import json
 import math
 import os
 import resource
@@ -26,6 +27,7 @@ READ_CHUNK = 64 * 1024
 SANDBOX_TASKS = 3  # the runner, bwrap's monitor and bwrap's pid 1 share the slot's pids limit
 CPU_POLL_SECONDS = 0.05
 DRAIN_SECONDS = 2.0
+STATUS_BYTES = 64 * 1024  # bwrap writes two short JSON lines
 STACK_BYTES = 64 * 1024 * 1024
 
 
@@ -69,6 +71,34 @@ async def _pump(read_fd: int, stream: OutputStream, cap: OutputCap) -> None:
         transport.close()
 
 
+def _read_status(read_fd: int) -> int | None:
+    """The program's exit code as bwrap reported it on its status fd, or None when bwrap
+    never started the program (it failed setting the sandbox up, or was killed first).
+
+    bwrap writes the "exit-code" line only if the program was exec'd; the program never
+    holds this fd, so nothing it prints can forge or suppress the line. Read once the
+    run has exited: by then bwrap has written everything and closed its end.
+    """
+    data = b""
+    while len(data) < STATUS_BYTES:
+        try:
+            chunk = os.read(read_fd, STATUS_BYTES - len(data))
+        except BlockingIOError:
+            break
+        if not chunk:
+            break
+        data += chunk
+    code = None
+    for line in data.splitlines():
+        try:
+            document = json.loads(line)
+        except ValueError:
+            continue
+        if isinstance(document, dict) and isinstance(document.get("exit-code"), int):
+            code = document["exit-code"]
+    return code
+
+
 def _signal_name(number: int) -> str:
     try:
         return signal.Signals(number).name
@@ -96,6 +126,8 @@ async def run_step(
     cap = OutputCap(limits.max_output_bytes, sink)
     out_r, out_w = os.pipe2(os.O_CLOEXEC)
     err_r, err_w = os.pipe2(os.O_CLOEXEC)
+    status_r, status_w = os.pipe2(os.O_CLOEXEC)
+    os.set_blocking(status_r, False)  # read once, after the exit: whatever is there
     stdin_fd = _stdin_memfd(stdin)
     pumps = [
         asyncio.create_task(_pump(out_r, OutputStream.STDOUT, cap)),
@@ -104,11 +136,13 @@ async def run_step(
     started = time.monotonic()
     try:
         try:
-            await slot.launch(argv, _rlimits(limits, tasks), [stdin_fd, out_w, err_w])
+            fds = [stdin_fd, out_w, err_w, status_w]  # 0, 1, 2 and STATUS_FD in the child
+            await slot.launch(argv, _rlimits(limits, tasks), fds)
         finally:
-            for fd in (stdin_fd, out_w, err_w):
+            for fd in (stdin_fd, out_w, err_w, status_w):
                 os.close(fd)
         killed_for, exit_ = await _supervise(slot, limits, cap, cancelled, cpu_before, started)
+        program_code = _read_status(status_r)
     except SlotBroken as exc:
         slot.broken = True
         for pump in pumps:
@@ -121,6 +155,8 @@ async def run_step(
             pump.cancel()
         await asyncio.shield(slot.kill_run())
         raise
+    finally:
+        os.close(status_r)
     wall_ms = int((time.monotonic() - started) * 1000)
     # bwrap's death takes its pid namespace along; the cgroup sweep is the second line
     # (and what frees the slot's pids charge before the next step).
@@ -145,6 +181,7 @@ async def run_step(
     )
     outcome = _judge(
         exit_.status if exit_ else None,
+        program_code,
         killed_for,
         oom=oom_killed,
         cpu_exceeded=usage.cpu_time_ms >= limits.cpu_time_ms,
@@ -204,12 +241,17 @@ async def _supervise(
 
 def _judge(
     status: int | None,
+    program_code: int | None,
     killed_for: Verdict | None,
     oom: bool,
     cpu_exceeded: bool,
     first_stderr: bytes,
 ) -> JobOutcome:
+    """`status` is bwrap's wait status; `program_code` what bwrap's status fd said of the
+    program (None: bwrap never started it)."""
     code = os.waitstatus_to_exitcode(status) if status is not None else -9
+    if program_code is not None:
+        code = program_code
     # bwrap exits with the program's code, or 128+N when the program died of signal N;
     # bwrap itself dying of a signal means we (or the OOM killer) killed the tree.
     signum = -code if code < 0 else (code - 128 if 128 < code < 128 + 65 else 0)
@@ -222,9 +264,12 @@ def _judge(
         return JobOutcome(Verdict.MEMORY_LIMIT_EXCEEDED, exit_code=code, signal=signame)
     if killed_for is Verdict.TIME_LIMIT_EXCEEDED or cpu_exceeded or signame == "SIGXCPU":
         return JobOutcome(Verdict.TIME_LIMIT_EXCEEDED, signal=signame or "SIGKILL")
-    if code == 1 and first_stderr.startswith(b"bwrap: "):
-        line = first_stderr.decode(errors="replace").splitlines()[0]
-        return JobOutcome(Verdict.INTERNAL_ERROR, exit_code=code, detail=f"sandbox: {line}")
+    if program_code is None:
+        # bwrap failed before the program ran, so what is on stderr is bwrap's own message.
+        # Never the other way round: a program's stderr proves nothing about bwrap.
+        lines = first_stderr.decode(errors="replace").splitlines()
+        why = lines[0] if lines else f"bwrap exited with {code} before starting the program"
+        return JobOutcome(Verdict.INTERNAL_ERROR, exit_code=code, detail=f"sandbox: {why}")
     if signum:
         return JobOutcome(Verdict.SIGNALED, exit_code=code, signal=signame)
     if code != 0:
