@@ -66,7 +66,8 @@ async def serve(settings: Settings, stop: asyncio.Event) -> None:
         ExecutionService(settings, auth, jobs, publisher, hub, gateway), api_server)
     admin_service_pb2_grpc.add_AdminServiceServicer_to_server(
         AdminService(auth, tenants, DeadLetterAdmin(jobs, publisher),
-                     QuotaStore(db, quota_defaults), AuditLog(db)), api_server)
+                     QuotaStore(db, quota_defaults), AuditLog(db), jobs, hub, gateway),
+        api_server)
     health_pb2_grpc.add_HealthServicer_to_server(api_health, api_server)
     worker_gateway_pb2_grpc.add_WorkerGatewayServicer_to_server(gateway, gateway_server)
     health_pb2_grpc.add_HealthServicer_to_server(gateway_health, gateway_server)

@@ -291,6 +291,16 @@ class JobStore:
 
         return await self._db.run(tx)
 
+    async def tenant_of(self, job_id: str) -> str | None:
+        """The id of the job's tenant; None when there is no such job (operators' calls,
+        which name a job of any tenant)."""
+
+        def tx(conn: sqlite3.Connection) -> str | None:
+            row = conn.execute("SELECT tenant_id FROM jobs WHERE id = ?", (job_id,)).fetchone()
+            return row[0] if row else None
+
+        return await self._db.run(tx)
+
     async def list_for_tenant(self, tenant_id: str, *, states: list[int], labels: dict[str, str],
                    created_after: float | None, created_before: float | None,
                    before_id: str | None, limit: int) -> list[pb.Job]:
