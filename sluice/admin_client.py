@@ -142,7 +142,8 @@ class OperatorClient:
         return await self._call(self.stub.CancelJob, api.CancelJobRequest(job_id=job_id))
 
     def watch_job(self, job_id: str, after_seq: int = 0) -> AsyncIterator[pb.JobEvent]:
-        return resumable_watch(self.stub.WatchJob, job_id, self.metadata, after_seq)
+        return resumable_watch(self.stub.WatchJob, job_id, self.metadata, after_seq,
+                               reach_first=True)
 
     # Dead letters
 

@@ -38,19 +38,24 @@ def local_api_key() -> str | None:
 
 async def resumable_watch(watch: Callable[..., grpc.aio.UnaryStreamCall], job_id: str,
                           metadata: tuple[tuple[str, str], ...], after_seq: int = 0, *,
-                          reconnect: bool = True) -> AsyncIterator[pb.JobEvent]:
+                          reconnect: bool = True, reach_first: bool = False
+                          ) -> AsyncIterator[pb.JobEvent]:
     """Every event of a WatchJob stub method (the tenant's or an operator's) after
-    after_seq, once each, resuming by seq if the stream drops."""
+    after_seq, once each, resuming by seq if the stream drops. With reach_first, an API
+    that cannot be reached before the first event is an error, not a wait."""
     last = after_seq
+    reached = False
     while True:
         call = watch(api.WatchJobRequest(job_id=job_id, after_seq=last), metadata=metadata)
         try:
             async for event in call:
+                reached = True
                 last = event.seq
                 yield event
             return
         except grpc.aio.AioRpcError as exc:
-            if not reconnect or exc.code() != grpc.StatusCode.UNAVAILABLE:
+            if (not reconnect or exc.code() != grpc.StatusCode.UNAVAILABLE
+                    or (reach_first and not reached)):
                 raise
             await asyncio.sleep(RECONNECT_DELAY_S)
 
