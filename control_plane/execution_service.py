@@ -6,7 +6,6 @@ import asyncio
 import base64
 import re
 import sqlite3
-import time
 from collections.abc import AsyncIterator
 
 import grpc
@@ -86,7 +85,6 @@ class ExecutionService(api_grpc.ExecutionServiceServicer):
 
     async def SubmitJob(self, request: api.SubmitJobRequest,
                         context: grpc.aio.ServicerContext) -> api.SubmitJobResponse:
-        started = time.perf_counter()
         secret = await self._auth.secret(context)
         try:
             spec = validate_submission(request, self._settings, await self._gateway.language_ids())
@@ -119,7 +117,6 @@ class ExecutionService(api_grpc.ExecutionServiceServicer):
                 "the job queue (RabbitMQ) did not accept the job, so it was not created; "
                 "retry shortly",
             )
-        metrics.SUBMIT_OK_SECONDS.observe(time.perf_counter() - started)
         return api.SubmitJobResponse(job=job)
 
     async def _admit(self, key: KeyCheck, request: api.SubmitJobRequest,

@@ -16,6 +16,7 @@ from control_plane.hold_releaser import HoldReleaser
 from control_plane.job_publisher import JobPublisher
 from control_plane.language_catalog import LanguageCatalog
 from control_plane.lease_reaper import LeaseReaper
+from control_plane.rpc_metrics import RpcMetrics
 from control_plane.store.audit import AuditLog
 from control_plane.store.database import Database
 from control_plane.store.holds import ClaimGate, HoldStore
@@ -35,7 +36,7 @@ SERVICE_NAMES = ("sluice.v1.ExecutionService", "sluice.v1.AdminService")
 
 
 def _server() -> grpc.aio.Server:
-    return grpc.aio.server(options=[
+    return grpc.aio.server(interceptors=[RpcMetrics()], options=[
         ("grpc.max_receive_message_length", 64 * 1024 * 1024),
         ("grpc.max_send_message_length", 64 * 1024 * 1024),
         ("grpc.so_reuseport", 0),
