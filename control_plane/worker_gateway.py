@@ -97,6 +97,9 @@ class WorkerGateway(gw_grpc.WorkerGatewayServicer):
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT,
                                 "the first message of RunJob must be a claim")
         claim = first.claim
+        if claim.resume_attempt:
+            await self._resume(claim, context)
+            return
         outcome = await self._jobs.claim(
             claim.job_id, claim.worker_id, replays=claim.replays,
             replayed_by=claim.replayed_by or "recovery", lease_s=self._lease_s,
@@ -117,25 +120,57 @@ class WorkerGateway(gw_grpc.WorkerGatewayServicer):
         assignment = outcome.assignment
         attempt = assignment.attempt
         metrics.JOB_WAIT_SECONDS.observe(outcome.since_created_s)
-        live = _LiveAttempt(context, claim.worker_id)
-        self._live[claim.job_id] = live
+        await self._serve_attempt(claim.job_id, attempt, outcome.tenant_id, claim.worker_id,
+                                  context, gw.RunJobResponse(assignment=assignment))
+
+    async def _resume(self, claim: gw.Claim, context: grpc.aio.ServicerContext) -> None:
+        """A running attempt whose stream broke (its gateway went away) goes on here, if the
+        store still has it current and leased to this worker."""
+        attempt = claim.resume_attempt
+        resumed = await self._jobs.resume(claim.job_id, claim.worker_id, attempt,
+                                          self._lease_s)
+        if resumed.finished:
+            await context.write(gw.RunJobResponse(result_accepted=gw.ResultAccepted()))
+            return
+        if not resumed.going_on:
+            log.info("resume_refused", job_id=claim.job_id, tenant=resumed.tenant_id,
+                     worker_id=claim.worker_id, attempt=attempt)
+            await context.write(gw.RunJobResponse(refusal=gw.Refusal(
+                reason=gw.REFUSAL_REASON_FINISHED,
+                detail=f"attempt {attempt} of job {claim.job_id} is no longer current")))
+            return
+        log.info("attempt_resumed", job_id=claim.job_id, tenant=resumed.tenant_id,
+                 worker_id=claim.worker_id, attempt=attempt,
+                 stdout_bytes=resumed.stdout_bytes, stderr_bytes=resumed.stderr_bytes)
+        await self._serve_attempt(
+            claim.job_id, attempt, resumed.tenant_id, claim.worker_id, context,
+            gw.RunJobResponse(resumed=gw.Resumed(stdout_bytes=resumed.stdout_bytes,
+                                                 stderr_bytes=resumed.stderr_bytes)))
+
+    async def _serve_attempt(self, job_id: str, attempt: int, tenant_id: str, worker_id: str,
+                             context: grpc.aio.ServicerContext,
+                             opening: gw.RunJobResponse) -> None:
+        """The stream of an attempt this worker holds, from its opening answer (assignment
+        or resumption) until its result is stored or the worker goes."""
+        live = _LiveAttempt(context, worker_id)
+        self._live[job_id] = live
         metrics.RUNNING_STREAMS.inc()
         try:
             async with live.write_lock:
-                await context.write(gw.RunJobResponse(assignment=assignment))
+                await context.write(opening)
             try:
-                live.settled = await self._follow_attempt(claim.job_id, attempt,
-                                                          outcome.tenant_id, live, context)
+                live.settled = await self._follow_attempt(job_id, attempt, tenant_id, live,
+                                                          context)
             except GatewayError as exc:
                 await context.abort(exc.code, str(exc))
         finally:
             metrics.RUNNING_STREAMS.dec()
-            if self._live.get(claim.job_id) is live:
-                del self._live[claim.job_id]
+            if self._live.get(job_id) is live:
+                del self._live[job_id]
             if not live.settled:
-                await self._jobs.drop_lease(claim.job_id, attempt)
-                log.warning("attempt_abandoned", job_id=claim.job_id, tenant=outcome.tenant_id,
-                            worker_id=claim.worker_id, attempt=attempt)
+                await self._jobs.drop_lease(job_id, attempt)
+                log.warning("attempt_abandoned", job_id=job_id, tenant=tenant_id,
+                            worker_id=worker_id, attempt=attempt)
 
     async def _follow_attempt(self, job_id: str, attempt: int, tenant_id: str,
                               live: _LiveAttempt, context: grpc.aio.ServicerContext) -> bool:

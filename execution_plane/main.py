@@ -15,6 +15,7 @@ from execution_plane.job_runner import Delivery, JobRunner
 from execution_plane.proto_mapping import language_message
 from execution_plane.sandbox import SandboxPool
 from sluice.amqp import connect
+from sluice.gateway_channel import gateway_channel
 from sluice.observability import configure_logging, get_logger, serve_metrics
 from sluice.service_loop import run_until_signalled
 from sluice.settings import Settings, get_settings
@@ -67,13 +68,7 @@ async def serve(settings: Settings, stop: asyncio.Event) -> None:
     await sandbox.start()
     metrics.SLOTS.set(settings.worker_slots)
     languages = sandbox.languages()
-    channel = grpc.aio.insecure_channel(
-        settings.gateway_address,
-        options=[
-            ("grpc.max_receive_message_length", 64 * 1024 * 1024),
-            ("grpc.max_send_message_length", 64 * 1024 * 1024),
-        ],
-    )
+    channel = gateway_channel(settings)
     stub = gw_grpc.WorkerGatewayStub(channel)
     registered = asyncio.Event()
     registration = asyncio.create_task(

@@ -11,6 +11,7 @@ from recovery import metrics
 from recovery.dead_letter_replayer import DeadLetterReplayer, SweepReport
 from recovery.schedule import Schedule
 from sluice.amqp import connect
+from sluice.gateway_channel import gateway_channel
 from sluice.observability import configure_logging, get_logger, serve_metrics
 from sluice.service_loop import run_until_signalled
 from sluice.settings import Settings, get_settings
@@ -26,8 +27,8 @@ async def serve(settings: Settings, stop: asyncio.Event) -> None:
     channel = await connection.channel(publisher_confirms=True, on_return_raises=True)
     declared = await declare_topology(
         channel, Topology(settings.queue_prefix, delivery_limit=settings.queue_delivery_limit))
-    gateway_channel = grpc.aio.insecure_channel(settings.gateway_address)
-    replayer = DeadLetterReplayer(channel, declared, gw_grpc.WorkerGatewayStub(gateway_channel),
+    gateway = gateway_channel(settings)
+    replayer = DeadLetterReplayer(channel, declared, gw_grpc.WorkerGatewayStub(gateway),
                                   replay_budget=settings.recovery_replay_budget,
                                   base_backoff_s=settings.recovery_backoff_s)
     log.info("recovery_started", schedule=schedule.describe(),
@@ -51,7 +52,7 @@ async def serve(settings: Settings, stop: asyncio.Event) -> None:
         except Exception:
             metrics.SWEEPS.labels("failed").inc()
             log.exception("recovery_sweep_failed")
-    await gateway_channel.close()
+    await gateway.close()
     await connection.close()
 
 
