@@ -73,10 +73,11 @@ class Platform:
                 self._admin_key = result.stdout.strip().splitlines()[-1]
             return self._admin_key
 
-    def start_another_control_plane(self) -> str:
+    def start_another_control_plane(self, *, api_port: int | None = None,
+                                    gateway_port: int | None = None) -> str:
         """A second control-plane process on the same store and broker, on ports of its
-        own; returns its API address."""
-        api_port, gateway_port = free_port(), free_port()
+        own (these, when given); returns its API address."""
+        api_port, gateway_port = api_port or free_port(), gateway_port or free_port()
         count = sum(name.startswith("control-plane") for name in self.processes)
         self._start(f"control-plane-{count + 1}", "control_plane.main",
                     {"SLUICE_API_LISTEN": f"127.0.0.1:{api_port}",
