@@ -98,10 +98,10 @@ class OperatorClient:
     async def get_quota(self, tenant: str) -> adm.GetQuotaResponse:
         return await self._call(self.stub.GetQuota, adm.GetQuotaRequest(tenant_id=tenant))
 
-    async def set_quota(self, tenant: str, changes: dict[str, float],
+    async def set_quota(self, tenant: str, quota: adm.Quota,
                         reset: list[str]) -> adm.SetQuotaResponse:
         return await self._call(self.stub.SetQuota, adm.SetQuotaRequest(
-            tenant_id=tenant, quota=adm.Quota(**changes), reset_fields=reset))
+            tenant_id=tenant, quota=quota, reset_fields=reset))
 
     async def audit(self, *, tenant: str, job_id: str, action: str, after_seq: int,
                     limit: int) -> list[adm.AuditEvent]:

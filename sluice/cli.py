@@ -151,9 +151,19 @@ def cmd_quota_set(args: argparse.Namespace) -> int:
     if not changes and not args.reset:
         print("sluice: name at least one quota to set (see --help) or --reset", file=sys.stderr)
         return 2
+    for option, (field, _) in QUOTA_OPTIONS.items():
+        if field in changes and changes[field] < 0:
+            print(f"sluice: --{option.replace('_', '-')} is {changes[field]}; it must be >= 0",
+                  file=sys.stderr)
+            return 2
+    try:
+        quota = adm.Quota(**changes)
+    except ValueError as exc:  # over the field's range (uint32)
+        print(f"sluice: {exc}", file=sys.stderr)
+        return 2
 
     async def action(client: OperatorClient) -> int:
-        reply = await client.set_quota(args.tenant, changes, args.reset or [])
+        reply = await client.set_quota(args.tenant, quota, args.reset or [])
         _print_quota(reply.tenant_id, reply.quota, reply.overrides, None)
         return 0
 
