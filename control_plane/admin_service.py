@@ -1,10 +1,10 @@
-"""sluice.v1.AdminService: tenants, API keys, quotas, dead letters, worker tokens and the
-audit trail, for admin keys only."""
+"""sluice.v1.AdminService: tenants, API keys, quotas, dead letters, worker tokens, the
+audit trail and any tenant's jobs, for admin keys only."""
 
 from __future__ import annotations
 
 import base64
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator
 
 import grpc
 from google.protobuf.struct_pb2 import Struct
@@ -12,9 +12,13 @@ from google.protobuf.timestamp_pb2 import Timestamp
 
 from control_plane.auth import Authenticator
 from control_plane.dead_letter_admin import DeadLetterAdmin, NotDeadLettered, UnknownJob
+from control_plane.execution_service import list_jobs_page
+from control_plane.job_cancel import cancel_job
 from control_plane.job_publisher import BrokerUnavailable
+from control_plane.job_watch import JobWatch
 from control_plane.open_streams import OpenStreams
 from control_plane.store.audit import AuditLog, AuditRecord
+from control_plane.store.jobs import JobStore
 from control_plane.store.quotas import QUOTA_FIELDS, InvalidQuota, QuotaStore, QuotaView
 from control_plane.store.tenants import (
     ApiKeyRecord,
@@ -29,9 +33,13 @@ from control_plane.store.worker_tokens import (
     WorkerTokenExists,
     WorkerTokenStore,
 )
+from control_plane.watch_hub import WatchHub
+from control_plane.worker_gateway import WorkerGateway
 from sluice.observability import get_logger
 from sluice.v1 import admin_service_pb2 as adm
 from sluice.v1 import admin_service_pb2_grpc as adm_grpc
+from sluice.v1 import execution_service_pb2 as api
+from sluice.v1 import job_pb2 as pb
 
 log = get_logger(__name__)
 MAX_AUDIT_PAGE = 1000
@@ -87,7 +95,7 @@ class AdminService(adm_grpc.AdminServiceServicer):
     def __init__(self, auth: Authenticator, tenants: TenantStore,
                  dead_letters: DeadLetterAdmin, quotas: QuotaStore, audit: AuditLog,
                  streams: OpenStreams, worker_tokens: WorkerTokenStore,
-                 end_worker_streams: Callable[[str], Awaitable[int]]) -> None:
+                 jobs: JobStore, hub: WatchHub, gateway: WorkerGateway) -> None:
         self._auth = auth
         self._tenants = tenants
         self._dead_letters = dead_letters
@@ -95,8 +103,10 @@ class AdminService(adm_grpc.AdminServiceServicer):
         self._audit = audit
         self._streams = streams
         self._worker_tokens = worker_tokens
-        # The gateway's end_streams_of: a revoked token's open streams here end at once.
-        self._end_worker_streams = end_worker_streams
+        self._jobs = jobs
+        self._hub = hub
+        self._gateway = gateway
+        self._watch = JobWatch(jobs, hub)
 
     async def CreateTenant(self, request: adm.CreateTenantRequest,
                            context: grpc.aio.ServicerContext) -> adm.CreateTenantResponse:
@@ -108,8 +118,10 @@ class AdminService(adm_grpc.AdminServiceServicer):
             tenant = await self._tenants.create_tenant(request.name.strip())
         except TenantExists as exc:
             await context.abort(grpc.StatusCode.ALREADY_EXISTS, str(exc))
-        key, secret = await self._tenants.create_key(tenant.id, actor=f"key:{actor.key_id}")
-        log.info("tenant_created", tenant=tenant.id, actor=actor.key_id, name=tenant.name)
+        key, secret = await self._tenants.create_key(tenant.id, admin=request.admin,
+                                                     actor=f"key:{actor.key_id}")
+        log.info("tenant_created", tenant=tenant.id, actor=actor.key_id, name=tenant.name,
+                 admin=request.admin)
         return adm.CreateTenantResponse(tenant=tenant_message(tenant), api_key=key_message(key),
                                         secret=secret)
 
@@ -122,9 +134,10 @@ class AdminService(adm_grpc.AdminServiceServicer):
     async def CreateApiKey(self, request: adm.CreateApiKeyRequest,
                            context: grpc.aio.ServicerContext) -> adm.CreateApiKeyResponse:
         actor = await self._auth.admin(context)
+        tenant_id = await self._tenant_named(request.tenant_id, context)
         try:
             key, secret = await self._tenants.create_key(
-                request.tenant_id, admin=request.admin, actor=f"key:{actor.key_id}")
+                tenant_id, admin=request.admin, actor=f"key:{actor.key_id}")
         except UnknownTenant as exc:
             await context.abort(grpc.StatusCode.NOT_FOUND, str(exc))
         log.info("key_created", tenant=key.tenant_id, actor=actor.key_id, key_id=key.id,
@@ -134,7 +147,8 @@ class AdminService(adm_grpc.AdminServiceServicer):
     async def ListApiKeys(self, request: adm.ListApiKeysRequest,
                           context: grpc.aio.ServicerContext) -> adm.ListApiKeysResponse:
         await self._auth.admin(context)
-        keys = await self._tenants.list_keys(request.tenant_id)
+        keys = await self._tenants.list_keys(
+            await self._tenant_named(request.tenant_id, context))
         return adm.ListApiKeysResponse(api_keys=[key_message(k) for k in keys])
 
     async def RevokeApiKey(self, request: adm.RevokeApiKeyRequest,
@@ -186,7 +200,8 @@ class AdminService(adm_grpc.AdminServiceServicer):
         if token is None:
             await context.abort(grpc.StatusCode.NOT_FOUND, f"no worker token {request.id!r}")
         assert token is not None
-        ended = await self._end_worker_streams(token.id)
+        # Its streams open here end now; those on other processes within their next check.
+        ended = await self._gateway.end_streams_of(token.id)
         log.info("worker_token_revoked", actor=actor.key_id, token_id=token.id,
                  name=token.name, streams_ended=ended)
         return adm.RevokeWorkerTokenResponse(worker_token=worker_token_message(token))
@@ -203,6 +218,13 @@ class AdminService(adm_grpc.AdminServiceServicer):
                                 f"tenant_id: no tenant {tenant!r} (give its id or name)")
         assert found is not None
         return found.id
+
+    async def _tenant_named(self, tenant: str, context: grpc.aio.ServicerContext) -> str:
+        """The id of the tenant a request names (by id or name), which it must."""
+        if not tenant:
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT,
+                                "tenant_id is empty: give the tenant's id or name")
+        return await self._tenant_filter(tenant, context)
 
     async def ListDeadLetters(self, request: adm.ListDeadLettersRequest,
                               context: grpc.aio.ServicerContext
@@ -312,7 +334,10 @@ class AdminService(adm_grpc.AdminServiceServicer):
             if after_seq < 0:
                 await context.abort(grpc.StatusCode.INVALID_ARGUMENT,
                                     "page_token is not one ListAuditEvents returned")
-        records = await self._audit.query(tenant_id=request.tenant_id, job_id=request.job_id,
+        # A tenant's name reads as its id; an id no tenant has matches no record.
+        named = await self._tenants.get_tenant(request.tenant_id) if request.tenant_id else None
+        tenant_id = named.id if named is not None else request.tenant_id
+        records = await self._audit.query(tenant_id=tenant_id, job_id=request.job_id,
                                           action=request.action, after_seq=after_seq,
                                           limit=size + 1)
         token = ""
@@ -321,3 +346,55 @@ class AdminService(adm_grpc.AdminServiceServicer):
             token = base64.urlsafe_b64encode(str(records[-1].seq).encode()).decode()
         return adm.ListAuditEventsResponse(events=[audit_message(r) for r in records],
                                            next_page_token=token)
+
+    # Any tenant's jobs -----------------------------------------------------------------
+
+    async def _job_tenant(self, job_id: str, context: grpc.aio.ServicerContext) -> str:
+        if not job_id:
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "job_id is empty")
+        tenant_id = await self._jobs.tenant_of(job_id)
+        if tenant_id is None:
+            await context.abort(grpc.StatusCode.NOT_FOUND, f"job {job_id!r} not found")
+        assert tenant_id is not None
+        return tenant_id
+
+    async def ListJobs(self, request: adm.AdminServiceListJobsRequest,
+                       context: grpc.aio.ServicerContext) -> api.ListJobsResponse:
+        await self._auth.admin(context)
+        tenant_id = await self._tenant_named(request.tenant_id, context)
+        page = api.ListJobsRequest(page_size=request.page_size, page_token=request.page_token,
+                                   states=request.states, labels=request.labels)
+        if request.HasField("created_after"):
+            page.created_after.CopyFrom(request.created_after)
+        if request.HasField("created_before"):
+            page.created_before.CopyFrom(request.created_before)
+        return await list_jobs_page(self._jobs, tenant_id, page, context)
+
+    async def GetJob(self, request: api.GetJobRequest,
+                     context: grpc.aio.ServicerContext) -> pb.Job:
+        await self._auth.admin(context)
+        tenant_id = await self._job_tenant(request.job_id, context)
+        job = await self._jobs.get(request.job_id, tenant_id)
+        if job is None:
+            await context.abort(grpc.StatusCode.NOT_FOUND, f"job {request.job_id!r} not found")
+        assert job is not None
+        return job
+
+    async def WatchJob(self, request: api.WatchJobRequest,
+                       context: grpc.aio.ServicerContext) -> AsyncIterator[pb.JobEvent]:
+        await self._auth.admin(context)
+        tenant_id = await self._job_tenant(request.job_id, context)
+        async for event in self._watch.stream(request.job_id, request.after_seq, tenant_id,
+                                              context):
+            yield event
+
+    async def CancelJob(self, request: api.CancelJobRequest,
+                        context: grpc.aio.ServicerContext) -> pb.Job:
+        actor = await self._auth.admin(context)
+        tenant_id = await self._job_tenant(request.job_id, context)
+        job = await cancel_job(self._jobs, self._hub, self._gateway, request.job_id, tenant_id,
+                               actor=f"key:{actor.key_id}")
+        if job is None:
+            await context.abort(grpc.StatusCode.NOT_FOUND, f"job {request.job_id!r} not found")
+        assert job is not None
+        return job

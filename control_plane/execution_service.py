@@ -4,20 +4,20 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import contextlib
 import re
 import sqlite3
-import time
 from collections.abc import AsyncIterator
 
 import grpc
 
 from control_plane import metrics
-from control_plane.auth import UNKNOWN_KEY, Authenticator, KeyCheck, Unauthenticated
+from control_plane.auth import Authenticator, KeyCheck, Unauthenticated
+from control_plane.job_cancel import cancel_job
 from control_plane.job_publisher import BrokerUnavailable, JobPublisher
-from control_plane.open_streams import OpenStreams, StreamTicket, TooManyStreams
+from control_plane.job_watch import JobWatch
+from control_plane.open_streams import OpenStreams
 from control_plane.quotas import QuotaExceeded, SubmitAdmission
-from control_plane.store.jobs import TERMINAL_STATES, JobStore, Reader
+from control_plane.store.jobs import JobStore
 from control_plane.store.quotas import TenantQuota
 from control_plane.submit_validation import (
     InvalidRequest,
@@ -37,15 +37,57 @@ from sluice.v1 import job_pb2 as pb
 log = get_logger(__name__)
 MAX_PAGE_SIZE = 1000
 DEFAULT_PAGE_SIZE = 100
-WATCH_BATCH = 500  # events per read of the store while watching
 _JOB_ID = re.compile(r"[0-9a-f]{28}")
-REVOKED = f"{UNKNOWN_KEY}: it was revoked while this stream was open"
 PAGE_SLACK_BYTES = 1024  # the page token and the response's own framing
 PAGE_ENTRY_OVERHEAD_BYTES = 8  # a job's tag and length within the page
 
 
-def _is_terminal_event(event: pb.JobEvent) -> bool:
-    return event.HasField("state_change") and event.state_change.state in TERMINAL_STATES
+async def list_jobs_page(jobs: JobStore, tenant_id: str, request: api.ListJobsRequest,
+                         context: grpc.aio.ServicerContext, settings: Settings
+                         ) -> api.ListJobsResponse:
+    """One page of the tenant's jobs, newest first (ListJobs, the tenant's or an
+    operator's)."""
+    if request.page_size < 0 or request.page_size > MAX_PAGE_SIZE:
+        await context.abort(grpc.StatusCode.INVALID_ARGUMENT,
+                            f"page_size is {request.page_size}; it must be 0-{MAX_PAGE_SIZE}")
+    try:
+        validate_labels(request.labels, settings)
+    except InvalidRequest as exc:
+        await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
+    size = request.page_size or DEFAULT_PAGE_SIZE
+    before_id = None
+    if request.page_token:
+        try:
+            before_id = base64.urlsafe_b64decode(request.page_token.encode()).decode()
+        except (ValueError, UnicodeDecodeError):
+            before_id = ""
+        if not _JOB_ID.fullmatch(before_id):
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT,
+                                "page_token is not one ListJobs returned")
+    page = await jobs.list_for_tenant(
+        tenant_id,
+        states=list(request.states),
+        labels=dict(request.labels),
+        created_after=(request.created_after.ToNanoseconds() / 1e9
+                       if request.HasField("created_after") else None),
+        created_before=(request.created_before.ToNanoseconds() / 1e9
+                        if request.HasField("created_before") else None),
+        before_id=before_id,
+        limit=size + 1,
+    )
+    # A page ends early rather than outgrow the largest response a client receives
+    # (each job may carry a whole result); the token goes on from there.
+    budget, fits = response_max_bytes(settings) - PAGE_SLACK_BYTES, 0
+    for job in page[:size]:
+        budget -= job.ByteSize() + PAGE_ENTRY_OVERHEAD_BYTES
+        if budget < 0 and fits:
+            break
+        fits += 1
+    token = ""
+    if len(page) > fits:
+        page = page[:fits]
+        token = base64.urlsafe_b64encode(page[-1].id.encode()).decode()
+    return api.ListJobsResponse(jobs=page, next_page_token=token)
 
 
 class ExecutionService(api_grpc.ExecutionServiceServicer):
@@ -58,15 +100,13 @@ class ExecutionService(api_grpc.ExecutionServiceServicer):
         self._publisher = publisher
         self._hub = hub
         self._gateway = gateway
-        self._streams = streams
+        self._watch = JobWatch(jobs, hub, streams)
         self._quota_defaults = TenantQuota.defaults(settings)
-        self._page_budget_bytes = response_max_bytes(settings) - PAGE_SLACK_BYTES
         # Submissions being stored and published, kept until done (see SubmitJob).
         self._admitting: set[asyncio.Future[pb.Job]] = set()
 
     async def SubmitJob(self, request: api.SubmitJobRequest,
                         context: grpc.aio.ServicerContext) -> api.SubmitJobResponse:
-        started = time.perf_counter()
         secret = await self._auth.secret(context)
         try:
             spec = validate_submission(request, self._settings, await self._gateway.language_ids())
@@ -99,7 +139,6 @@ class ExecutionService(api_grpc.ExecutionServiceServicer):
                 "the job queue (RabbitMQ) did not accept the job, so it was not created; "
                 "retry shortly",
             )
-        metrics.SUBMIT_OK_SECONDS.observe(time.perf_counter() - started)
         return api.SubmitJobResponse(job=job)
 
     async def _admit(self, key: KeyCheck, request: api.SubmitJobRequest,
@@ -162,138 +201,27 @@ class ExecutionService(api_grpc.ExecutionServiceServicer):
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "job_id is empty")
         # The key is checked in the transaction of the first read: one trip to the store.
         key = KeyCheck(await self._auth.secret(context))
-        reader: Reader = key.tenant
-        after = request.after_seq
-        metrics.WATCHERS.inc()
-        try:
-            # Subscribed before the first read; woken is cleared before each read, so an
-            # event stored after a read always wakes the wait that follows it.
-            with contextlib.ExitStack() as stream, \
-                    self._hub.subscribe(request.job_id, after) as subscription:
-                first = True  # the first read is from the store: it checks key and tenant
-                ticket: StreamTicket | None = None  # counted against the tenant's cap
-                while True:
-                    if ticket is not None and ticket.revoked:
-                        await context.abort(grpc.StatusCode.UNAUTHENTICATED, REVOKED)
-                    subscription.woken.clear()
-                    # What this process just stored, if it follows `after` without a gap;
-                    # otherwise (or first) the store.
-                    events = [] if first else subscription.take_following(after)
-                    ended = more = False
-                    if not events:
-                        try:
-                            read = await self._jobs.watch_read(request.job_id, reader,
-                                                               max(after, 0), WATCH_BATCH)
-                        except Unauthenticated as exc:
-                            await context.abort(grpc.StatusCode.UNAUTHENTICATED, str(exc))
-                        if key.principal is not None:
-                            reader = key.principal.tenant_id  # checked once, for the stream
-                        if read is None:
-                            if after == request.after_seq:
-                                # Another tenant's job reads the same as no job: ids leak
-                                # nothing.
-                                await context.abort(grpc.StatusCode.NOT_FOUND,
-                                                    f"job {request.job_id!r} not found")
-                            return
-                        if after < 0:
-                            await context.abort(grpc.StatusCode.INVALID_ARGUMENT,
-                                                "after_seq must be >= 0")
-                        if ticket is None:
-                            assert key.principal is not None
-                            try:
-                                ticket = stream.enter_context(self._streams.open(
-                                    key.principal, subscription.woken.set))
-                            except TooManyStreams as exc:
-                                await context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED,
-                                                    str(exc))
-                        events, ended = read
-                        more = len(events) == WATCH_BATCH
-                    first = False
-                    for event in events:
-                        if ticket is not None and ticket.revoked:
-                            await context.abort(grpc.StatusCode.UNAUTHENTICATED, REVOKED)
-                        yield event
-                        after = event.seq
-                        if _is_terminal_event(event):
-                            return
-                    if more:
-                        continue  # more stored than one read returns: read on at once
-                    # Events and state come from one transaction: an ended job with nothing
-                    # more after `after` has nothing more to send.
-                    if ended:
-                        return
-                    # Writers here notify the hub with the events they stored; its poll
-                    # brings the events another control-plane process writes. Woken may
-                    # already be set: look again.
-                    subscription.seen_seq = after
-                    await subscription.woken.wait()
-        finally:
-            metrics.WATCHERS.dec()
+        async for event in self._watch.stream(request.job_id, request.after_seq, key.tenant,
+                                              context, key=key):
+            yield event
 
     async def CancelJob(self, request: api.CancelJobRequest,
                         context: grpc.aio.ServicerContext) -> pb.Job:
         principal = await self._auth.principal(context)
         if not request.job_id:
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "job_id is empty")
-        outcome = await self._jobs.cancel(request.job_id, principal.tenant_id,
-                                          actor=f"key:{principal.key_id}")
-        if outcome is None:
+        job = await cancel_job(self._jobs, self._hub, self._gateway, request.job_id,
+                               principal.tenant_id, actor=f"key:{principal.key_id}")
+        if job is None:
             await context.abort(grpc.StatusCode.NOT_FOUND, f"job {request.job_id!r} not found")
-        assert outcome is not None
-        job, events = outcome
-        if events:
-            self._hub.notify(job.id, events)
-            metrics.JOBS_FINISHED.labels(pb.JobState.Name(job.state)).inc()
-        if job.state == pb.JOB_STATE_RUNNING:
-            await self._gateway.cancel_running(job.id)
-        log.info("job_cancel_requested", tenant=principal.tenant_id, job_id=job.id,
-                 state=pb.JobState.Name(job.state))
+        assert job is not None
         return job
 
     async def ListJobs(self, request: api.ListJobsRequest,
                        context: grpc.aio.ServicerContext) -> api.ListJobsResponse:
         principal = await self._auth.principal(context)
-        if request.page_size < 0 or request.page_size > MAX_PAGE_SIZE:
-            await context.abort(grpc.StatusCode.INVALID_ARGUMENT,
-                                f"page_size is {request.page_size}; it must be 0-{MAX_PAGE_SIZE}")
-        try:
-            validate_labels(request.labels, self._settings)
-        except InvalidRequest as exc:
-            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
-        size = request.page_size or DEFAULT_PAGE_SIZE
-        before_id = None
-        if request.page_token:
-            try:
-                before_id = base64.urlsafe_b64decode(request.page_token.encode()).decode()
-            except (ValueError, UnicodeDecodeError):
-                before_id = ""
-            if not _JOB_ID.fullmatch(before_id):
-                await context.abort(grpc.StatusCode.INVALID_ARGUMENT,
-                                    "page_token is not one ListJobs returned")
-        jobs = await self._jobs.list_for_tenant(
-            principal.tenant_id,
-            states=list(request.states),
-            labels=dict(request.labels),
-            created_after=(request.created_after.ToNanoseconds() / 1e9
-                           if request.HasField("created_after") else None),
-            created_before=(request.created_before.ToNanoseconds() / 1e9
-                            if request.HasField("created_before") else None),
-            before_id=before_id,
-            limit=size + 1,
-        )
-        # A page ends early rather than outgrow the largest response a client receives
-        # (each job may carry a whole result); the token goes on from there.
-        budget, fits = self._page_budget_bytes, 0
-        for job in jobs[:size]:
-            budget -= job.ByteSize() + PAGE_ENTRY_OVERHEAD_BYTES
-            if budget < 0 and fits:
-                break
-            fits += 1
-        token = ""
-        if len(jobs) > fits:
-            jobs = jobs[:fits]
-            token = base64.urlsafe_b64encode(jobs[-1].id.encode()).decode()
-        return api.ListJobsResponse(jobs=jobs, next_page_token=token)
+        return await list_jobs_page(self._jobs, principal.tenant_id, request, context,
+                                    self._settings)
 
     async def ListLanguages(self, request: api.ListLanguagesRequest,
                             context: grpc.aio.ServicerContext) -> api.ListLanguagesResponse:

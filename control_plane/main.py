@@ -17,6 +17,7 @@ from control_plane.job_publisher import JobPublisher
 from control_plane.language_catalog import LanguageCatalog
 from control_plane.lease_reaper import LeaseReaper
 from control_plane.open_streams import OpenStreams
+from control_plane.rpc_metrics import RpcMetrics
 from control_plane.store.audit import AuditLog
 from control_plane.store.database import Database
 from control_plane.store.holds import ClaimGate, HoldStore
@@ -41,7 +42,7 @@ SERVICE_NAMES = ("sluice.v1.ExecutionService", "sluice.v1.AdminService")
 
 
 def _server(max_receive_bytes: int, max_send_bytes: int) -> grpc.aio.Server:
-    return grpc.aio.server(options=[
+    return grpc.aio.server(interceptors=[RpcMetrics()], options=[
         # Refused from the length prefix, before the message is read: RESOURCE_EXHAUSTED.
         ("grpc.max_receive_message_length", max_receive_bytes),
         ("grpc.max_send_message_length", max_send_bytes),
@@ -83,7 +84,7 @@ async def serve(settings: Settings, stop: asyncio.Event) -> None:
     admin_service_pb2_grpc.add_AdminServiceServicer_to_server(
         AdminService(auth, tenants, DeadLetterAdmin(jobs, publisher),
                      QuotaStore(db, quota_defaults), AuditLog(db), streams, worker_tokens,
-                     gateway.end_streams_of), api_server)
+                     jobs, hub, gateway), api_server)
     health_pb2_grpc.add_HealthServicer_to_server(api_health, api_server)
     worker_gateway_pb2_grpc.add_WorkerGatewayServicer_to_server(gateway, gateway_server)
     health_pb2_grpc.add_HealthServicer_to_server(gateway_health, gateway_server)

@@ -138,6 +138,9 @@ class WorkerGateway(gw_grpc.WorkerGatewayServicer):
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT,
                                 "the first message of RunJob must be a claim")
         claim = first.claim
+        if claim.resume_attempt:
+            await self._resume(claim, worker, context)
+            return
         # claim.worker_id is what the worker calls itself, for the logs; the lease is the
         # token's identity's.
         outcome = await self._jobs.claim(
@@ -159,18 +162,52 @@ class WorkerGateway(gw_grpc.WorkerGatewayServicer):
                 refusal=gw.Refusal(reason=outcome.refusal, detail=outcome.detail)))
             return
         assignment = outcome.assignment
-        attempt = assignment.attempt
         metrics.JOB_WAIT_SECONDS.observe(outcome.since_created_s)
         live = _LiveAttempt(context, worker, assignment.limits.max_output_bytes)
+        await self._serve_attempt(claim, assignment.attempt, outcome.tenant_id,
+                                  assignment.limits, live,
+                                  gw.RunJobResponse(assignment=assignment))
+
+    async def _resume(self, claim: gw.Claim, worker: WorkerIdentity,
+                      context: grpc.aio.ServicerContext) -> None:
+        """A running attempt whose stream broke (its gateway went away) goes on here, if the
+        store still has it current and leased to this worker identity."""
+        attempt = claim.resume_attempt
+        resumed = await self._jobs.resume(claim.job_id, worker.name, attempt, self._lease_s)
+        if resumed.finished:
+            await context.write(gw.RunJobResponse(result_accepted=gw.ResultAccepted()))
+            return
+        if not resumed.going_on:
+            log.info("resume_refused", job_id=claim.job_id, tenant=resumed.tenant_id,
+                     identity=worker.name, worker_id=claim.worker_id, attempt=attempt)
+            await context.write(gw.RunJobResponse(refusal=gw.Refusal(
+                reason=gw.REFUSAL_REASON_FINISHED,
+                detail=f"attempt {attempt} of job {claim.job_id} is no longer current")))
+            return
+        log.info("attempt_resumed", job_id=claim.job_id, tenant=resumed.tenant_id,
+                 identity=worker.name, worker_id=claim.worker_id, attempt=attempt,
+                 stdout_bytes=resumed.stdout_bytes, stderr_bytes=resumed.stderr_bytes)
+        live = _LiveAttempt(context, worker, resumed.limits.max_output_bytes
+                            - resumed.stdout_bytes - resumed.stderr_bytes)
+        await self._serve_attempt(
+            claim, attempt, resumed.tenant_id, resumed.limits, live,
+            gw.RunJobResponse(resumed=gw.Resumed(stdout_bytes=resumed.stdout_bytes,
+                                                 stderr_bytes=resumed.stderr_bytes)))
+
+    async def _serve_attempt(self, claim: gw.Claim, attempt: int, tenant_id: str,
+                             limits: pb.Limits, live: _LiveAttempt,
+                             opening: gw.RunJobResponse) -> None:
+        """The stream of an attempt this worker holds, from its opening answer (assignment
+        or resumption) until its result is stored or the worker goes."""
+        job_id, context, worker = claim.job_id, live.context, live.worker
         live.task = asyncio.current_task()
-        self._live[claim.job_id] = live
+        self._live[job_id] = live
         metrics.RUNNING_STREAMS.inc()
         try:
             try:
                 async with live.write_lock:
-                    await context.write(gw.RunJobResponse(assignment=assignment))
-                live.settled = await self._follow_attempt(claim.job_id, attempt,
-                                                          outcome.tenant_id, assignment.limits,
+                    await context.write(opening)
+                live.settled = await self._follow_attempt(job_id, attempt, tenant_id, limits,
                                                           live, context)
             except GatewayError as exc:
                 await context.abort(exc.code, str(exc))
@@ -182,11 +219,11 @@ class WorkerGateway(gw_grpc.WorkerGatewayServicer):
                 await context.abort(grpc.StatusCode.UNAUTHENTICATED, TOKEN_REVOKED)
         finally:
             metrics.RUNNING_STREAMS.dec()
-            if self._live.get(claim.job_id) is live:
-                del self._live[claim.job_id]
+            if self._live.get(job_id) is live:
+                del self._live[job_id]
             if not live.settled:
-                await self._jobs.drop_lease(claim.job_id, attempt, worker.name)
-                log.warning("attempt_abandoned", job_id=claim.job_id, tenant=outcome.tenant_id,
+                await self._jobs.drop_lease(job_id, attempt, worker.name)
+                log.warning("attempt_abandoned", job_id=job_id, tenant=tenant_id,
                             identity=worker.name, worker_id=claim.worker_id, attempt=attempt,
                             revoked=live.revoked)
 

@@ -35,6 +35,14 @@ from sluice.worker_credentials import TokenWatch
 log = get_logger(__name__)
 REPLAYS_HEADER = "x-sluice-replays"
 RESULT_ACK_TIMEOUT_S = 30.0
+# Waits before each try to resume a broken stream: about 7 s in all, inside the lease
+# (SLUICE_LEASE_TIMEOUT_MS, 10 s by default) that the last heartbeat renewed.
+RESUME_DELAYS_S = (0.1, 0.25, 0.5, 1.0, 1.0, 2.0, 2.0)
+RESEND_CHUNK_BYTES = 64 * 1024
+# How a stream breaks when its gateway goes away (killed, cut off, shut down), as against
+# a gateway that ended the attempt on purpose.
+RESUMABLE_CODES = frozenset({grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.CANCELLED,
+                             grpc.StatusCode.UNKNOWN, grpc.StatusCode.INTERNAL})
 
 
 class GatewayLost(RuntimeError):
@@ -103,7 +111,7 @@ class JobRunner:
     async def _run(self, job: JobMessage, delivery: Delivery, run_slot: RunSlot) -> bool:
         """True when the message is settled (acked or rejected)."""
         message = delivery.message
-        attempt = _Attempt(job, self._gateway.RunJob(), self._token)
+        attempt = _Attempt(job, self._worker_id, self._gateway, self._token)
         try:
             try:
                 assignment = await attempt.claim(self._claim(job, message))
@@ -167,14 +175,25 @@ def _count_run(language: str, outcome: JobOutcome) -> None:
 
 
 class _Attempt:
-    """One attempt at a job over one RunJob stream: the claim, the run with its output,
-    heartbeats and cancels, then the result and its acceptance."""
+    """One attempt at a job over a RunJob stream: the claim, the run with its output,
+    heartbeats and cancels, then the result and its acceptance.
 
-    def __init__(self, job: JobMessage, call: grpc.aio.StreamStreamCall,
-                 token: TokenWatch) -> None:
+    When the stream breaks while the attempt runs (its control plane went away), the run
+    goes on and the attempt resumes over a new stream, which the channel opens to a gateway
+    that is still there: the store lets it go on while the attempt is current and leased
+    to this worker, says how much of each output stream it holds, and the rest is sent
+    again, once. Only when no gateway takes it back is the run stopped (it runs again
+    elsewhere, as when a worker dies)."""
+
+    def __init__(self, job: JobMessage, worker_id: str,
+                 gateway: gw_grpc.WorkerGatewayStub, token: TokenWatch) -> None:
         self._job = job
-        self._call = call
         self._token = token
+        self._worker_id = worker_id
+        self._gateway = gateway
+        self._call: grpc.aio.StreamStreamCall = gateway.RunJob()
+        # Held for every write and while a resumed stream replaces a broken one, so that
+        # what is recorded as sent and what a new gateway is sent never overlap.
         self._write_lock = asyncio.Lock()
         self.cancelled = asyncio.Event()
         self._gateway_lost = asyncio.Event()
@@ -183,6 +202,11 @@ class _Attempt:
         self._started = time.monotonic()
         self._attempt = 0
         self._tasks: list[asyncio.Task[None]] = []
+        self._resuming: asyncio.Task[None] | None = None
+        # Everything sent of each output stream (the sandbox bounds it by the job's output
+        # limit), and the result once reported: a resumed stream sends what was lost.
+        self._sent = {pb.OUTPUT_STREAM_STDOUT: bytearray(), pb.OUTPUT_STREAM_STDERR: bytearray()}
+        self._result: pb.Result | None = None
 
     async def claim(self, claim: gw.Claim) -> gw.Assignment | None:
         """The assignment, or None when the gateway refused (see `refusal`)."""
@@ -200,7 +224,7 @@ class _Attempt:
         self._attempt = assignment.attempt
         interval = max(assignment.heartbeat_interval_ms, 100) / 1000
         self._tasks = [
-            asyncio.create_task(self._read_commands()),
+            asyncio.create_task(self._read_commands(self._call)),
             asyncio.create_task(self._heartbeat(interval)),
         ]
         batcher = OutputBatcher(self._send_output)
@@ -212,11 +236,12 @@ class _Attempt:
         """Returns once the gateway has stored the result; raises GatewayLost otherwise."""
         if self._gateway_lost.is_set():
             raise GatewayLost("the gateway stream ended while the job ran")
-        await self._write(gw.RunJobRequest(result=result_message(outcome)))
-        # The reader ends on the acceptance, or when the stream breaks without one.
+        self._result = result_message(outcome)
+        await self._send(gw.RunJobRequest(result=self._result))
+        # Accepted on this stream, or on a resumed one if this one breaks first.
         with contextlib.suppress(TimeoutError):
             async with asyncio.timeout(RESULT_ACK_TIMEOUT_S):
-                await asyncio.shield(self._tasks[0])
+                await _first_set(self._result_accepted, self._gateway_lost)
         if not self._result_accepted.is_set():
             raise GatewayLost("the gateway did not confirm the result")
         log.info(
@@ -229,32 +254,41 @@ class _Attempt:
         )
 
     async def close(self) -> None:
-        for task in self._tasks:
+        tasks = [*self._tasks, *([self._resuming] if self._resuming else [])]
+        for task in tasks:
             task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
+        await asyncio.gather(*tasks, return_exceptions=True)
         self._call.cancel()
 
-    async def _write(self, request: gw.RunJobRequest) -> None:
+    async def _send(self, request: gw.RunJobRequest) -> None:
+        """Writes on the current stream. A broken stream is resumed, not an error here:
+        output is recorded before it is written and the result is kept, so the resumed
+        stream sends whatever this write lost."""
         if self._gateway_lost.is_set():
             raise GatewayLost("the gateway stream is gone")
         async with self._write_lock:
-            await self._call.write(request)
+            if request.HasField("output"):
+                self._sent[request.output.stream] += request.output.data
+            call = self._call
+            try:
+                await call.write(request)
+                return
+            except (grpc.aio.AioRpcError, asyncio.InvalidStateError):
+                pass
+        self._stream_broke(call)
 
     async def _send_output(self, stream: OutputStream, data: bytes) -> None:
-        # Never raises into the sandbox: a lost stream stops the run through `cancelled`.
-        try:
-            await self._write(
+        # Never raises into the sandbox: a lost attempt stops the run through `cancelled`.
+        with contextlib.suppress(GatewayLost):
+            await self._send(
                 gw.RunJobRequest(output=pb.OutputChunk(stream=STREAMS[stream], data=data))
             )
-        except (grpc.aio.AioRpcError, GatewayLost):
-            self._gateway_lost.set()
-            self.cancelled.set()
 
-    async def _read_commands(self) -> None:
+    async def _read_commands(self, call: grpc.aio.StreamStreamCall) -> None:
         job = self._job
         try:
             while True:
-                command = await self._call.read()
+                command = await call.read()
                 if command is grpc.aio.EOF:
                     break
                 if command.HasField("cancel"):
@@ -272,12 +306,88 @@ class _Attempt:
                 code=exc.code().name,
                 detail=exc.details(),
             )
-        # The stream ended without accepting a result: someone else may run the job
-        # now, so this attempt must stop at once.
+            if exc.code() not in RESUMABLE_CODES and call is self._call:
+                # The gateway ended the attempt (a stale report refused, ...): someone else
+                # may run the job now, so this attempt must stop at once.
+                self._lose()
+                return
+        self._stream_broke(call)
+
+    def _stream_broke(self, call: grpc.aio.StreamStreamCall) -> None:
+        """`call` broke: resume on a new stream, unless it was replaced already or the
+        attempt has nothing left to say."""
+        if (call is not self._call or self._result_accepted.is_set()
+                or self._gateway_lost.is_set()):
+            return
+        if self._resuming is None or self._resuming.done():
+            self._resuming = asyncio.create_task(self._resume())
+
+    def _lose(self) -> None:
         self._gateway_lost.set()
         self.cancelled.set()
+
+    async def _resume(self) -> None:
+        job = self._job
+        log.warning("gateway_stream_broken_resuming", job_id=job.job_id, tenant=job.tenant_id,
+                    attempt=self._attempt)
+        claim = gw.Claim(job_id=job.job_id, worker_id=self._worker_id,
+                         resume_attempt=self._attempt)
+        for delay in RESUME_DELAYS_S:
+            await asyncio.sleep(delay)
+            if self._gateway_lost.is_set() or self._result_accepted.is_set():
+                return
+            call = self._gateway.RunJob()
+            try:
+                await call.write(gw.RunJobRequest(claim=claim))
+                first = await call.read()
+            except (grpc.aio.AioRpcError, asyncio.InvalidStateError) as exc:
+                call.cancel()
+                log.info("resume_failed", job_id=job.job_id, error=str(exc).splitlines()[0])
+                continue
+            kind = None if first is grpc.aio.EOF else first.WhichOneof("command")
+            if kind == "result_accepted":  # the result was stored before the stream broke
+                call.cancel()
+                self._result_accepted.set()
+                return
+            if kind != "resumed":
+                call.cancel()
+                if kind == "refusal":
+                    log.warning("resume_refused", job_id=job.job_id, tenant=job.tenant_id,
+                                detail=first.refusal.detail)
+                    break
+                continue
+            async with self._write_lock:
+                broken, self._call = self._call, call
+                broken.cancel()
+                stored = {pb.OUTPUT_STREAM_STDOUT: first.resumed.stdout_bytes,
+                          pb.OUTPUT_STREAM_STDERR: first.resumed.stderr_bytes}
+                try:
+                    for stream, sent in self._sent.items():
+                        for at in range(stored[stream], len(sent), RESEND_CHUNK_BYTES):
+                            await call.write(gw.RunJobRequest(output=pb.OutputChunk(
+                                stream=stream, data=bytes(sent[at:at + RESEND_CHUNK_BYTES]))))
+                    if self._result is not None:
+                        await call.write(gw.RunJobRequest(result=self._result))
+                except (grpc.aio.AioRpcError, asyncio.InvalidStateError):
+                    continue  # broke again: the next gateway, if any
+            self._tasks.append(asyncio.create_task(self._read_commands(call)))
+            log.info("gateway_stream_resumed", job_id=job.job_id, tenant=job.tenant_id,
+                     attempt=self._attempt, resent_from=list(stored.values()))
+            return
+        log.warning("attempt_lost", job_id=job.job_id, tenant=job.tenant_id,
+                    attempt=self._attempt)
+        self._lose()
 
     async def _heartbeat(self, interval: float) -> None:
         while True:
             await asyncio.sleep(interval)
-            await self._write(gw.RunJobRequest(heartbeat=gw.Heartbeat()))
+            await self._send(gw.RunJobRequest(heartbeat=gw.Heartbeat()))
+
+
+async def _first_set(*events: asyncio.Event) -> None:
+    waiters = [asyncio.create_task(event.wait()) for event in events]
+    try:
+        await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for waiter in waiters:
+            waiter.cancel()

@@ -15,7 +15,8 @@ from execution_plane.job_runner import Delivery, JobRunner
 from execution_plane.proto_mapping import language_message
 from execution_plane.sandbox import SandboxPool
 from sluice.amqp import connect
-from sluice.grpc_channels import TlsConfigError, open_channel
+from sluice.gateway_channel import gateway_channel
+from sluice.grpc_channels import TlsConfigError
 from sluice.observability import configure_logging, get_logger, serve_metrics
 from sluice.service_loop import run_until_signalled
 from sluice.settings import Settings, get_settings
@@ -80,7 +81,7 @@ async def dispatch(
 
 async def serve(settings: Settings, stop: asyncio.Event) -> None:
     # First: a TLS file that is wrong stops the start before the sandbox is set up.
-    channel = open_channel(settings.gateway_address, settings)
+    channel = gateway_channel(settings)
     sandbox = SandboxPool(slots=settings.worker_slots)
     await sandbox.start()
     metrics.SLOTS.set(settings.worker_slots)

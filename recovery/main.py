@@ -11,7 +11,8 @@ from recovery import metrics
 from recovery.dead_letter_replayer import DeadLetterReplayer, SweepReport
 from recovery.schedule import Schedule
 from sluice.amqp import connect
-from sluice.grpc_channels import TlsConfigError, open_channel
+from sluice.gateway_channel import gateway_channel
+from sluice.grpc_channels import TlsConfigError
 from sluice.observability import configure_logging, get_logger, serve_metrics
 from sluice.service_loop import run_until_signalled
 from sluice.settings import Settings, get_settings
@@ -24,14 +25,14 @@ log = get_logger(__name__)
 async def serve(settings: Settings, stop: asyncio.Event) -> None:
     schedule = Schedule(interval_s=settings.recovery_interval_s, cron=settings.recovery_cron)
     # First: a TLS file that is wrong stops the start before the broker is reached.
-    gateway_channel = open_channel(settings.gateway_address, settings)
+    gateway = gateway_channel(settings)
     connection = await connect(settings.amqp_url, name="sluice-recovery")
     channel = await connection.channel(publisher_confirms=True, on_return_raises=True)
     declared = await declare_topology(
         channel, Topology(settings.queue_prefix, delivery_limit=settings.queue_delivery_limit))
     token = TokenWatch()
     replayer = DeadLetterReplayer(channel, declared,
-                                  gateway_stub(gateway_channel, settings.worker_token),
+                                  gateway_stub(gateway, settings.worker_token),
                                   replay_budget=settings.recovery_replay_budget,
                                   base_backoff_s=settings.recovery_backoff_s)
     log.info("recovery_started", schedule=schedule.describe(),
@@ -57,7 +58,7 @@ async def serve(settings: Settings, stop: asyncio.Event) -> None:
         except Exception:
             metrics.SWEEPS.labels("failed").inc()
             log.exception("recovery_sweep_failed")
-    await gateway_channel.close()
+    await gateway.close()
     await connection.close()
     if token.error is not None:
         raise SystemExit(f"sluice recovery: {token.error}")

@@ -1,4 +1,4 @@
-"""The `sluice` command: run the services, manage tenants, keys and quotas, run a file.
+"""The `sluice` command: run the services, manage tenants, keys, quotas and jobs, run a file.
 
 The planes are imported only by the subcommand that runs them, so the kernel stays the
 kernel: `sluice worker` never loads the control plane, and the other way round.
@@ -9,13 +9,22 @@ from __future__ import annotations
 import argparse
 import asyncio
 import importlib
+import json
 import os
 import sys
+from collections.abc import Awaitable, Callable
+from datetime import UTC
 from pathlib import Path
 
 import grpc
+from google.protobuf.json_format import MessageToDict, MessageToJson
+from google.protobuf.timestamp_pb2 import Timestamp
 
+from sluice.admin_bootstrap import OPERATOR_TENANT
+from sluice.admin_client import OperatorClient, OperatorError, admin_key, explain
 from sluice.settings import get_settings
+from sluice.v1 import admin_service_pb2 as adm
+from sluice.v1 import job_pb2 as pb
 
 
 def _run_service(module: str) -> int:
@@ -23,126 +32,107 @@ def _run_service(module: str) -> int:
     return 0
 
 
-# Tenants and keys: straight to the store named by the same settings ----------------------
+# Operator commands: AdminService over gRPC, with an admin key ---------------------------
 
 
-async def _with_tenant_store(action):
-    from control_plane.store.database import Database
-    from control_plane.store.tenants import TenantStore
-
-    db = Database(get_settings().sqlite_path)
-    await db.open()
+def _operator(action: Callable[[OperatorClient], Awaitable[int]]) -> int:
+    """Runs an operator command against the API; a refusal or an unreachable API is one
+    line on stderr and a non-zero exit."""
+    settings = get_settings()
     try:
-        return await action(TenantStore(db))
-    finally:
-        await db.close()
+        key = admin_key(settings)
+    except OperatorError as exc:
+        print(f"sluice: {exc}", file=sys.stderr)
+        return 2
+
+    async def call() -> int:
+        async with OperatorClient(settings.api_address, key, settings) as client:
+            return await action(client)
+
+    try:
+        return asyncio.run(call())
+    except grpc.aio.AioRpcError as exc:
+        print(f"sluice: {explain(exc, settings.api_address)}", file=sys.stderr)
+        return 1
+
+
+def _when(ts: Timestamp) -> str:
+    if not ts.seconds and not ts.nanos:
+        return "-"
+    return ts.ToDatetime(tzinfo=UTC).isoformat(timespec="milliseconds")
 
 
 def cmd_tenant_create(args: argparse.Namespace) -> int:
-    from control_plane.store.tenants import TenantExists
+    async def action(client: OperatorClient) -> int:
+        reply = await client.create_tenant(args.name, admin=args.admin)
+        print(f"tenant {reply.tenant.name} created (id {reply.tenant.id}); API key "
+              f"{reply.api_key.id}{' (admin)' if reply.api_key.admin else ''}, shown once:")
+        print(reply.secret)
+        return 0
 
-    async def action(store):
-        tenant = await store.create_tenant(args.name)
-        key, secret = await store.create_key(tenant.id, admin=args.admin)
-        return tenant, key, secret
-
-    try:
-        tenant, key, secret = asyncio.run(_with_tenant_store(action))
-    except TenantExists as exc:
-        print(f"sluice: {exc}", file=sys.stderr)
-        return 1
-    print(f"tenant {tenant.name} created (id {tenant.id}); API key {key.id}"
-          f"{' (admin)' if key.admin else ''}, shown once:")
-    print(secret)
-    return 0
+    return _operator(action)
 
 
 def cmd_tenant_list(args: argparse.Namespace) -> int:
-    tenants = asyncio.run(_with_tenant_store(lambda store: store.list_tenants()))
-    for tenant in tenants:
-        print(f"{tenant.id}\t{tenant.name}")
-    return 0
+    async def action(client: OperatorClient) -> int:
+        for tenant in await client.list_tenants():
+            print(f"{tenant.id}\t{tenant.name}")
+        return 0
+
+    return _operator(action)
 
 
 def cmd_key_create(args: argparse.Namespace) -> int:
-    from control_plane.store.tenants import UnknownTenant
+    async def action(client: OperatorClient) -> int:
+        reply = await client.create_key(args.tenant, admin=args.admin)
+        key = reply.api_key
+        print(f"API key {key.id} for tenant {key.tenant_id}{' (admin)' if key.admin else ''},"
+              " shown once:")
+        print(reply.secret)
+        return 0
 
-    async def action(store):
-        tenant = await store.get_tenant(args.tenant)
-        if tenant is None:
-            raise UnknownTenant(f"no tenant {args.tenant!r} (give its id or name)")
-        return await store.create_key(tenant.id, admin=args.admin)
-
-    try:
-        key, secret = asyncio.run(_with_tenant_store(action))
-    except UnknownTenant as exc:
-        print(f"sluice: {exc}", file=sys.stderr)
-        return 1
-    print(f"API key {key.id} for tenant {key.tenant_id}{' (admin)' if key.admin else ''},"
-          " shown once:")
-    print(secret)
-    return 0
+    return _operator(action)
 
 
 def cmd_key_list(args: argparse.Namespace) -> int:
-    async def action(store):
-        tenant = await store.get_tenant(args.tenant)
-        return [] if tenant is None else await store.list_keys(tenant.id)
+    async def action(client: OperatorClient) -> int:
+        for key in await client.list_keys(args.tenant):
+            state = "revoked" if key.HasField("revoke_time") else "active"
+            print(f"{key.id}\t{key.prefix}…\t{'admin' if key.admin else 'user'}\t{state}")
+        return 0
 
-    for key in asyncio.run(_with_tenant_store(action)):
-        state = "revoked" if key.revoked_at else "active"
-        print(f"{key.id}\t{key.prefix}…\t{'admin' if key.admin else 'user'}\t{state}")
-    return 0
+    return _operator(action)
 
 
 def cmd_key_revoke(args: argparse.Namespace) -> int:
-    key = asyncio.run(_with_tenant_store(lambda store: store.revoke_key(args.key_id)))
-    if key is None:
-        print(f"sluice: no key {args.key_id!r}", file=sys.stderr)
-        return 1
-    print(f"API key {key.id} revoked")
-    return 0
+    async def action(client: OperatorClient) -> int:
+        key = await client.revoke_key(args.key_id)
+        print(f"API key {key.id} revoked")
+        return 0
 
+    return _operator(action)
 
 def cmd_worker_token(args: argparse.Namespace) -> int:
     """create NAME (the token is the last line), list, revoke ID_OR_NAME."""
-    from control_plane.store.database import Database
-    from control_plane.store.worker_tokens import WorkerTokenStore
 
-    async def action():
-        db = Database(get_settings().sqlite_path)
-        await db.open()
-        try:
-            store = WorkerTokenStore(db)
-            if args.action == "create":
-                return await store.create(args.target)
-            if args.action == "revoke":
-                return await store.revoke(args.target)
-            return await store.list(include_revoked=True)
-        finally:
-            await db.close()
+    async def action(client: OperatorClient) -> int:
+        if args.action == "create":
+            reply = await client.create_worker_token(args.target)
+            token = reply.worker_token
+            print(f"worker token {token.id} for identity {token.name}, shown once:")
+            print(reply.secret)
+        elif args.action == "revoke":
+            token = await client.revoke_worker_token(args.target)
+            print(f"worker token {token.id} ({token.name}) revoked; its leases are given up")
+        else:
+            for token in await client.list_worker_tokens():
+                state = "revoked" if token.HasField("revoke_time") else "active"
+                print(f"{token.id}\t{token.name}\t{token.prefix}…\t{state}")
+        return 0
 
-    try:
-        done = asyncio.run(action())
-    except ValueError as exc:  # a bad name, or a live token of that name exists already
-        print(f"sluice: {exc}", file=sys.stderr)
-        return 1
-    if args.action == "create":
-        token, secret = done
-        print(f"worker token {token.id} for identity {token.name}, shown once:")
-        print(secret)
-    elif args.action == "revoke" and done is None:
-        print(f"sluice: no worker token {args.target!r}", file=sys.stderr)
-        return 1
-    elif args.action == "revoke":
-        print(f"worker token {done.id} ({done.name}) revoked; its leases are given up")
-    for token in done if args.action == "list" else []:
-        print(f"{token.id}\t{token.name}\t{token.prefix}…\t"
-              f"{'revoked' if token.revoked_at else 'active'}")
-    return 0
+    return _operator(action)
 
 
-# Quotas and the audit trail: straight to the store too ---------------------------------
 
 # Command-line option -> quota field (the names of sluice.v1.Quota).
 QUOTA_OPTIONS: dict[str, tuple[str, type]] = {
@@ -160,99 +150,215 @@ QUOTA_OPTIONS: dict[str, tuple[str, type]] = {
 }
 
 
-async def _with_quota_store(action):
-    from control_plane.store.database import Database
-    from control_plane.store.quotas import QuotaStore, TenantQuota
-
-    settings = get_settings()
-    db = Database(settings.sqlite_path)
-    await db.open()
-    try:
-        return await action(QuotaStore(db, TenantQuota.defaults(settings)))
-    finally:
-        await db.close()
-
-
-def _print_quota(view) -> None:
-    from control_plane.store.quotas import QUOTA_FIELDS
-
-    print(f"tenant {view.tenant_id}")
-    for name in QUOTA_FIELDS:
-        origin = "set" if name in view.overrides else "default"
-        value = getattr(view.quota, name)
+def _print_quota(tenant_id: str, quota: adm.Quota, overrides: adm.Quota,
+                 usage: adm.QuotaUsage | None) -> None:
+    print(f"tenant {tenant_id}")
+    for field in adm.Quota.DESCRIPTOR.fields:
+        name = field.name
+        origin = "set" if overrides.HasField(name) else "default"
+        value = getattr(quota, name)
         shown = f"{value:g}" if isinstance(value, float) else str(value)
         print(f"  {name:<22} {shown:>14}  ({origin})")
-    if view.usage is not None:
-        usage = view.usage
+    if usage is not None:
         print(f"  in use: {usage.queued_jobs} queued, {usage.running_jobs} running, "
-              f"{usage.cpu_ms_last_day / 1000:.1f} CPU-seconds in 24 h, "
+              f"{usage.cpu_seconds_last_day:.1f} CPU-seconds in 24 h, "
               f"{usage.submit_tokens:.1f} submit tokens")
 
 
 def cmd_quota_set(args: argparse.Namespace) -> int:
-    from control_plane.store.quotas import InvalidQuota
-    from control_plane.store.tenants import UnknownTenant
-
     changes = {field: kind(getattr(args, option))
                for option, (field, kind) in QUOTA_OPTIONS.items()
                if getattr(args, option) is not None}
     if not changes and not args.reset:
         print("sluice: name at least one quota to set (see --help) or --reset", file=sys.stderr)
         return 2
+    for option, (field, _) in QUOTA_OPTIONS.items():
+        if field in changes and changes[field] < 0:
+            print(f"sluice: --{option.replace('_', '-')} is {changes[field]}; it must be >= 0",
+                  file=sys.stderr)
+            return 2
     try:
-        view = asyncio.run(_with_quota_store(
-            lambda store: store.set(args.tenant, changes, args.reset or [], actor="cli")))
-    except (InvalidQuota, UnknownTenant) as exc:
+        quota = adm.Quota(**changes)
+    except ValueError as exc:  # over the field's range (uint32)
         print(f"sluice: {exc}", file=sys.stderr)
-        return 1
-    _print_quota(view)
-    return 0
+        return 2
+
+    async def action(client: OperatorClient) -> int:
+        reply = await client.set_quota(args.tenant, quota, args.reset or [])
+        _print_quota(reply.tenant_id, reply.quota, reply.overrides, None)
+        return 0
+
+    return _operator(action)
 
 
 def cmd_quota_get(args: argparse.Namespace) -> int:
-    from control_plane.store.tenants import UnknownTenant
+    async def action(client: OperatorClient) -> int:
+        reply = await client.get_quota(args.tenant)
+        _print_quota(reply.tenant_id, reply.quota, reply.overrides, reply.usage)
+        return 0
 
-    try:
-        view = asyncio.run(_with_quota_store(lambda store: store.get(args.tenant)))
-    except UnknownTenant as exc:
-        print(f"sluice: {exc}", file=sys.stderr)
-        return 1
-    _print_quota(view)
-    return 0
+    return _operator(action)
+
+
+def _plain(value: object) -> object:
+    """A Struct's numbers as they were written: JSON's 2, not protobuf's 2.0."""
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    if isinstance(value, dict):
+        return {key: _plain(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_plain(item) for item in value]
+    return value
 
 
 def cmd_audit(args: argparse.Namespace) -> int:
-    import json
-    from datetime import UTC, datetime
+    async def action(client: OperatorClient) -> int:
+        records = await client.audit(tenant=args.tenant or "", job_id=args.job or "",
+                                     action=args.action or "", after_seq=args.after,
+                                     limit=args.limit)
+        for record in records:
+            detail = _plain(MessageToDict(record.detail))
+            print(f"{record.seq}\t{_when(record.time)}\t{record.tenant_id}\t{record.actor}"
+                  f"\t{record.action}\t{record.job_id or '-'}"
+                  f"\t{json.dumps(detail, sort_keys=True)}")
+        return 0
 
-    from control_plane.store.audit import AuditLog
-    from control_plane.store.database import Database
-    from control_plane.store.tenants import TenantStore
+    return _operator(action)
 
-    async def query():
-        db = Database(get_settings().sqlite_path)
-        await db.open()
-        try:
-            tenant_id = ""
-            if args.tenant:
-                tenant = await TenantStore(db).get_tenant(args.tenant)
-                if tenant is None:
-                    return None
-                tenant_id = tenant.id
-            return await AuditLog(db).query(tenant_id=tenant_id, job_id=args.job or "",
-                                            action=args.action or "", after_seq=args.after,
-                                            limit=args.limit)
-        finally:
-            await db.close()
 
-    records = asyncio.run(query())
-    if records is None:
-        print(f"sluice: no tenant {args.tenant!r} (give its id or name)", file=sys.stderr)
+# Any tenant's jobs, for operators ------------------------------------------------------
+
+
+def _state(name: str) -> int:
+    full = name.upper() if name.upper().startswith("JOB_STATE_") else f"JOB_STATE_{name.upper()}"
+    try:
+        return pb.JobState.Value(full)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"no job state {name!r}: queued, running, succeeded, failed, cancelled,"
+            " dead_lettered") from None
+
+
+def _state_name(state: int) -> str:
+    return pb.JobState.Name(state).removeprefix("JOB_STATE_")
+
+
+def cmd_jobs_list(args: argparse.Namespace) -> int:
+    async def action(client: OperatorClient) -> int:
+        for job in await client.list_jobs(args.tenant, states=args.state or [],
+                                          limit=args.limit):
+            verdict = (pb.Verdict.Name(job.result.verdict).removeprefix("VERDICT_")
+                       if job.result.verdict else "-")
+            print(f"{job.id}\t{_state_name(job.state)}\t{job.language}\t{job.attempt}"
+                  f"\t{_when(job.create_time)}\t{verdict}")
+        return 0
+
+    return _operator(action)
+
+
+def cmd_jobs_get(args: argparse.Namespace) -> int:
+    async def action(client: OperatorClient) -> int:
+        job = await client.get_job(args.job_id)
+        if args.json:
+            print(MessageToJson(job, indent=2))
+            return 0
+        verdict = pb.Verdict.Name(job.result.verdict) if job.result.verdict else "-"
+        for label, value in (("id", job.id), ("state", _state_name(job.state)),
+                             ("language", job.language), ("attempt", job.attempt),
+                             ("created", _when(job.create_time)),
+                             ("started", _when(job.start_time)),
+                             ("ended", _when(job.end_time)), ("verdict", verdict),
+                             ("exit code", job.result.exit_code),
+                             ("reason", job.state_reason or "-")):
+            print(f"{label + ':':<10} {value}")
+        return 0
+
+    return _operator(action)
+
+
+def cmd_jobs_watch(args: argparse.Namespace) -> int:
+    from sluice.file_runner import report_result, stream_to_terminal
+
+    async def action(client: OperatorClient) -> int:
+        result = await stream_to_terminal(client.watch_job(args.job_id, args.after))
+        if result is None:
+            job = await client.get_job(args.job_id)
+            if not job.HasField("result"):
+                print(f"sluice: job {job.id} ended {_state_name(job.state)} without running",
+                      file=sys.stderr)
+                return 1
+            result = job.result
+        return report_result(result)
+
+    return _operator(action)
+
+
+def cmd_jobs_cancel(args: argparse.Namespace) -> int:
+    async def action(client: OperatorClient) -> int:
+        job = await client.cancel_job(args.job_id)
+        print(f"job {job.id} {_state_name(job.state)}"
+              f"{' (its worker is told to stop it)' if job.state == pb.JOB_STATE_RUNNING else ''}")
+        return 0
+
+    return _operator(action)
+
+
+# Dead letters --------------------------------------------------------------------------
+
+
+def cmd_dead_letters_list(args: argparse.Namespace) -> int:
+    async def action(client: OperatorClient) -> int:
+        reply = await client.list_dead_letters(tenant=args.tenant or "", parked=args.parked,
+                                               limit=args.limit)
+        for letter in reply.dead_letters:
+            print(f"{letter.job_id}\t{letter.tenant_id}\t{letter.replays}"
+                  f"\t{'parked' if letter.parked else 'waiting'}\t{letter.reason}")
+        print(f"sluice: {reply.dead_letter_queue_depth} message(s) in the dead-letter queue, "
+              f"{reply.parked_queue_depth} parked", file=sys.stderr)
+        return 0
+
+    return _operator(action)
+
+
+def cmd_dead_letters_replay(args: argparse.Namespace) -> int:
+    if not (args.job_ids or args.tenant or args.all):
+        print("sluice: name job ids, a --tenant, or --all", file=sys.stderr)
+        return 2
+
+    async def action(client: OperatorClient) -> int:
+        replayed = await client.replay(job_ids=args.job_ids, tenant=args.tenant or "",
+                                       replay_all=args.all)
+        for job_id in replayed:
+            print(job_id)
+        print(f"sluice: {len(replayed)} job(s) replayed", file=sys.stderr)
+        return 0
+
+    return _operator(action)
+
+
+def cmd_dead_letters_purge(args: argparse.Namespace) -> int:
+    async def action(client: OperatorClient) -> int:
+        print(f"{await client.purge_parked()} parked message(s) purged")
+        return 0
+
+    return _operator(action)
+
+
+# The first admin key: the store itself ---------------------------------------------------
+
+
+def cmd_admin_bootstrap(args: argparse.Namespace) -> int:
+    from sluice.admin_bootstrap import AdminKeyExists, bootstrap_admin_key
+
+    try:
+        made = asyncio.run(bootstrap_admin_key(get_settings(), tenant_name=args.tenant,
+                                               another=args.another))
+    except AdminKeyExists as exc:
+        print(f"sluice: {exc}", file=sys.stderr)
         return 1
-    for record in records:
-        when = datetime.fromtimestamp(record.time, UTC).isoformat(timespec="milliseconds")
-        print(f"{record.seq}\t{when}\t{record.tenant_id}\t{record.actor}\t{record.action}"
-              f"\t{record.job_id or '-'}\t{json.dumps(record.detail, sort_keys=True)}")
+    print(f"admin key {made.key_id} for tenant {made.tenant_name} (id {made.tenant_id}), "
+          "shown once:")
+    print(made.secret)
     return 0
 
 
@@ -343,13 +449,64 @@ def build_parser() -> argparse.ArgumentParser:
     audit.add_argument("--limit", type=int, default=100)
     audit.set_defaults(func=cmd_audit)
 
+    jobs = sub.add_parser("jobs", help="any tenant's jobs").add_subparsers(dest="action",
+                                                                          required=True)
+    jobs_list = jobs.add_parser("list", help="a tenant's jobs, newest first")
+    jobs_list.add_argument("tenant", help="tenant id or name")
+    jobs_list.add_argument("--state", action="append", type=_state,
+                           help="only jobs in this state (queued, running, ...); repeatable")
+    jobs_list.add_argument("--limit", type=int, default=100)
+    jobs_list.set_defaults(func=cmd_jobs_list)
+    jobs_get = jobs.add_parser("get", help="one job")
+    jobs_get.add_argument("job_id")
+    jobs_get.add_argument("--json", action="store_true", help="the whole Job, as JSON")
+    jobs_get.set_defaults(func=cmd_jobs_get)
+    jobs_watch = jobs.add_parser("watch", help="stream a job's output here until it ends")
+    jobs_watch.add_argument("job_id")
+    jobs_watch.add_argument("--after", type=int, default=0, metavar="SEQ",
+                            help="only events after this seq")
+    jobs_watch.set_defaults(func=cmd_jobs_watch)
+    jobs_cancel = jobs.add_parser("cancel", help="cancel a job")
+    jobs_cancel.add_argument("job_id")
+    jobs_cancel.set_defaults(func=cmd_jobs_cancel)
+
+    dead = sub.add_parser("dead-letters", help="dead-lettered jobs").add_subparsers(
+        dest="action", required=True)
+    dead_list = dead.add_parser("list", help="dead letters, oldest first")
+    dead_list.add_argument("--tenant", help="tenant id or name")
+    which = dead_list.add_mutually_exclusive_group()
+    which.add_argument("--parked", dest="parked", action="store_const", const=True,
+                       help="only those over their replay budget")
+    which.add_argument("--waiting", dest="parked", action="store_const", const=False,
+                       help="only those awaiting replay")
+    dead_list.add_argument("--limit", type=int, default=100)
+    dead_list.set_defaults(func=cmd_dead_letters_list, parked=None)
+    dead_replay = dead.add_parser("replay", help="run dead-lettered jobs again")
+    dead_replay.add_argument("job_ids", nargs="*", help="these jobs")
+    dead_replay.add_argument("--tenant", help="a tenant's (id or name)")
+    dead_replay.add_argument("--all", action="store_true", help="every dead-lettered job")
+    dead_replay.set_defaults(func=cmd_dead_letters_replay)
+    dead.add_parser("purge", help="empty the parking lot (those jobs stay dead-lettered)"
+                    ).set_defaults(func=cmd_dead_letters_purge)
+
+    admin = sub.add_parser("admin", help="the platform's operators").add_subparsers(
+        dest="action", required=True)
+    bootstrap = admin.add_parser(
+        "bootstrap", help="make the first admin key, in the store itself; it is the last line")
+    bootstrap.add_argument("--tenant", default=OPERATOR_TENANT,
+                           help=f"the operators' tenant (default {OPERATOR_TENANT})")
+    bootstrap.add_argument("--another", "--force", dest="another", action="store_true",
+                           help="make one even though an admin key exists")
+    bootstrap.set_defaults(func=cmd_admin_bootstrap)
+
     run = sub.add_parser("run", help="submit a file and stream its output here")
     run.add_argument("file")
     run.add_argument("--language", help="language id (default: from the file's extension)")
     run.add_argument("--stdin", help="a file to give the program as its stdin")
     run.add_argument("--api-key", default=os.environ.get("SLUICE_API_KEY"),
                      help="default: $SLUICE_API_KEY, else the key `sluice up` left")
-    run.add_argument("--target", default=None, help="API address (default SLUICE_API_LISTEN)")
+    run.add_argument("--target", default=None,
+                     help="API address (default SLUICE_API_TARGET, else SLUICE_API_LISTEN)")
     run.add_argument("args", nargs="*", help="arguments for the program (after --)")
     run.set_defaults(func=cmd_run)
     return parser

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
 import grpc
@@ -14,19 +14,52 @@ from sluice.v1 import execution_service_pb2 as api
 from sluice.v1 import execution_service_pb2_grpc as api_grpc
 from sluice.v1 import job_pb2 as pb
 
-# What `sluice up` leaves for `sluice run` on the same machine.
+# What `sluice up` leaves on the same machine (relative to where it ran): the local
+# tenant's plain key for `sluice run`, the local operator's admin key for the operator
+# commands.
 LOCAL_KEY_FILE = Path(".sluice") / "local.key"
+ADMIN_KEY_FILE = Path(".sluice") / "admin.key"
+# How long a watcher waits before it reconnects after the API went away.
+RECONNECT_DELAY_S = 0.5
 
 
 def bearer(api_key: str) -> tuple[tuple[str, str], ...]:
     return (("authorization", f"Bearer {api_key}"),)
 
 
-def local_api_key() -> str | None:
+def read_key_file(path: Path) -> str | None:
     try:
-        return LOCAL_KEY_FILE.read_text().strip() or None
+        return path.read_text().strip() or None
     except OSError:
         return None
+
+
+def local_api_key() -> str | None:
+    return read_key_file(LOCAL_KEY_FILE)
+
+
+async def resumable_watch(watch: Callable[..., grpc.aio.UnaryStreamCall], job_id: str,
+                          metadata: tuple[tuple[str, str], ...], after_seq: int = 0, *,
+                          reconnect: bool = True, reach_first: bool = False
+                          ) -> AsyncIterator[pb.JobEvent]:
+    """Every event of a WatchJob stub method (the tenant's or an operator's) after
+    after_seq, once each, resuming by seq if the stream drops. With reach_first, an API
+    that cannot be reached before the first event is an error, not a wait."""
+    last = after_seq
+    reached = False
+    while True:
+        call = watch(api.WatchJobRequest(job_id=job_id, after_seq=last), metadata=metadata)
+        try:
+            async for event in call:
+                reached = True
+                last = event.seq
+                yield event
+            return
+        except grpc.aio.AioRpcError as exc:
+            if (not reconnect or exc.code() != grpc.StatusCode.UNAVAILABLE
+                    or (reach_first and not reached)):
+                raise
+            await asyncio.sleep(RECONNECT_DELAY_S)
 
 
 class SluiceClient:
@@ -66,19 +99,9 @@ class SluiceClient:
     async def watch(self, job_id: str, after_seq: int = 0, *,
                     reconnect: bool = True) -> AsyncIterator[pb.JobEvent]:
         """Every event after after_seq, once each, resuming by seq if the stream drops."""
-        last = after_seq
-        while True:
-            call = self.stub.WatchJob(api.WatchJobRequest(job_id=job_id, after_seq=last),
-                                      metadata=self.metadata)
-            try:
-                async for event in call:
-                    last = event.seq
-                    yield event
-                return
-            except grpc.aio.AioRpcError as exc:
-                if not reconnect or exc.code() != grpc.StatusCode.UNAVAILABLE:
-                    raise
-                await asyncio.sleep(0.5)
+        async for event in resumable_watch(self.stub.WatchJob, job_id, self.metadata,
+                                           after_seq, reconnect=reconnect):
+            yield event
 
     async def result(self, job_id: str, within_s: float = 60) -> pb.Result:
         """The job's result, taken from its watch stream (no GetJob afterwards). A job that

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import signal
 import sys
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import grpc
@@ -39,7 +40,7 @@ async def run_file(path: Path, *, language: str | None, stdin: bytes, args: list
     except OSError as exc:
         print(f"sluice: cannot read {path}: {exc.strerror}", file=sys.stderr)
         return 2
-    async with SluiceClient(target or get_settings().api_listen, api_key) as client:
+    async with SluiceClient(target or get_settings().api_address, api_key) as client:
         if language is None:
             language = await _language_for(client, path)
             if language is None:
@@ -51,33 +52,45 @@ async def run_file(path: Path, *, language: str | None, stdin: bytes, args: list
             language=language, files=[pb.File(name=path.name, content=content)],
             stdin=stdin, args=args))
         print(f"sluice: job {job.id} queued ({language})", file=sys.stderr)
-        result = None
         try:
-            async for event in client.watch(job.id):
-                if event.HasField("output"):
-                    out = (sys.stdout if event.output.stream == pb.OUTPUT_STREAM_STDOUT
-                           else sys.stderr)
-                    out.buffer.write(event.output.data)
-                    out.flush()
-                elif event.HasField("result"):
-                    result = event.result
-                elif event.HasField("state_change") and event.state_change.reason:
-                    print(f"sluice: {pb.JobState.Name(event.state_change.state)}: "
-                          f"{event.state_change.reason}", file=sys.stderr)
+            result = await stream_to_terminal(client.watch(job.id))
         except (KeyboardInterrupt, grpc.aio.AioRpcError):
             await client.cancel(job.id)
             raise
         if result is None:
             job = await client.get(job.id)
             result = job.result
-        if result.verdict != pb.VERDICT_OK:
-            extra = result.signal or result.detail or ""
-            print(f"sluice: {pb.Verdict.Name(result.verdict)}"
-                  f"{' (' + extra + ')' if extra else ''}, exit code {result.exit_code}",
-                  file=sys.stderr)
-            if result.compile_output:
-                print(result.compile_output, file=sys.stderr)
-        return exit_code_for(result)
+        return report_result(result)
+
+
+async def stream_to_terminal(events: AsyncIterator[pb.JobEvent]) -> pb.Result | None:
+    """A job's output to this terminal as it comes (stdout here, stderr and the reasons of
+    state changes to stderr); its result, None when it ended without one."""
+    result = None
+    async for event in events:
+        if event.HasField("output"):
+            out = (sys.stdout if event.output.stream == pb.OUTPUT_STREAM_STDOUT
+                   else sys.stderr)
+            out.buffer.write(event.output.data)
+            out.flush()
+        elif event.HasField("result"):
+            result = event.result
+        elif event.HasField("state_change") and event.state_change.reason:
+            print(f"sluice: {pb.JobState.Name(event.state_change.state)}: "
+                  f"{event.state_change.reason}", file=sys.stderr)
+    return result
+
+
+def report_result(result: pb.Result) -> int:
+    """Says on stderr how a job that did not succeed ended; the exit code for it."""
+    if result.verdict != pb.VERDICT_OK:
+        extra = result.signal or result.detail or ""
+        print(f"sluice: {pb.Verdict.Name(result.verdict)}"
+              f"{' (' + extra + ')' if extra else ''}, exit code {result.exit_code}",
+              file=sys.stderr)
+        if result.compile_output:
+            print(result.compile_output, file=sys.stderr)
+    return exit_code_for(result)
 
 
 async def _language_for(client: SluiceClient, path: Path) -> str | None:

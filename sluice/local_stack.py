@@ -17,8 +17,9 @@ from pathlib import Path
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
+from sluice.admin_bootstrap import OPERATOR_TENANT
 from sluice.amqp import BrokerUnreachable, connect
-from sluice.client import LOCAL_KEY_FILE, SluiceClient, local_api_key
+from sluice.client import ADMIN_KEY_FILE, LOCAL_KEY_FILE, SluiceClient, read_key_file
 from sluice.grpc_channels import TlsConfigError, client_tls, open_channel, server_credentials
 from sluice.settings import Settings, get_settings
 
@@ -32,6 +33,8 @@ for i in range(1, 6):
 print("done; this ran in the Sluice sandbox", file=sys.stderr)
 """
 LOG_DIR = Path(".sluice") / "logs"
+# The tenant `sluice run` submits as on this machine (its everyday key, not an admin key).
+LOCAL_TENANT = "local"
 
 
 def _say(message: str) -> None:
@@ -43,26 +46,53 @@ async def _check_broker(settings: Settings) -> None:
     await connection.close()
 
 
-async def _ensure_local_key(settings: Settings) -> str:
-    """The `local` tenant's key, kept in .sluice/local.key for `sluice run` on this machine."""
+def _write_secret(path: Path, secret: str) -> None:
+    """The key file, readable by its owner only (also when it existed with other modes)."""
+    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    try:
+        os.fchmod(fd, 0o600)
+        os.write(fd, (secret + "\n").encode())
+    finally:
+        os.close(fd)
+
+
+async def _ensure_keys(settings: Settings) -> str:
+    """The keys `sluice up` keeps for this machine: the local operator's admin key in
+    .sluice/admin.key (for the operator commands) and the `local` tenant's plain key in
+    .sluice/local.key (for `sluice run`), each made on the first run and reused while the
+    store knows it. Returns the local tenant's key."""
     from control_plane.store.database import Database
     from control_plane.store.tenants import TenantStore
 
-    db = Database(settings.sqlite_path)
+    # The store file is the platform's secrets: the owner's only, as its directory.
+    store_path = settings.sqlite_path
+    store_path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    os.close(os.open(store_path, os.O_WRONLY | os.O_CREAT, 0o600))
+    os.chmod(store_path, 0o600)
+    db = Database(store_path)
     await db.open()
     try:
         store = TenantStore(db)
-        existing = local_api_key()
-        if existing and await store.authenticate(existing):
-            return existing
-        tenant = await store.get_tenant("local") or await store.create_tenant("local")
-        _, secret = await store.create_key(tenant.id, admin=True)
+        kept: dict[Path, str] = {}
+        for path, tenant_name, admin in ((ADMIN_KEY_FILE, OPERATOR_TENANT, True),
+                                         (LOCAL_KEY_FILE, LOCAL_TENANT, False)):
+            tenant = (await store.get_tenant(tenant_name)
+                      or await store.create_tenant(tenant_name))
+            existing = read_key_file(path)
+            principal = await store.authenticate(existing) if existing else None
+            if (existing and principal is not None and principal.admin == admin
+                    and principal.tenant_id == tenant.id):
+                kept[path] = existing
+                continue
+            _, secret = await store.create_key(tenant.id, admin=admin)
+            _write_secret(path, secret)
+            kept[path] = secret
     finally:
         await db.close()
-    LOCAL_KEY_FILE.parent.mkdir(parents=True, exist_ok=True)
-    LOCAL_KEY_FILE.touch(mode=0o600)
-    LOCAL_KEY_FILE.write_text(secret + "\n")
-    return secret
+    for path in kept:
+        os.chmod(path, 0o600)  # a file kept from an older run may have been wider
+    return kept[LOCAL_KEY_FILE]
 
 
 async def _mint_worker_tokens(settings: Settings, names: list[str]) -> dict[str, str]:
@@ -113,8 +143,12 @@ def _check_tls(settings: Settings) -> None:
 
 
 def _start(name: str, module: str, env: dict[str, str]) -> subprocess.Popen[bytes]:
-    LOG_DIR.mkdir(parents=True, exist_ok=True)
-    log = open(LOG_DIR / f"{name}.log", "ab")
+    # Logs name tenants and jobs: the owner's only.
+    LOG_DIR.mkdir(mode=0o700, parents=True, exist_ok=True)
+    os.chmod(LOG_DIR, 0o700)
+    path = LOG_DIR / f"{name}.log"
+    log = os.fdopen(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600), "ab")
+    os.chmod(path, 0o600)
     return subprocess.Popen([sys.executable, "-m", module], env=env, stdout=log,
                             stderr=subprocess.STDOUT, start_new_session=True)
 
@@ -128,6 +162,9 @@ def run_local_stack(*, workers: int, sample: bool) -> int:
     # `sluice up` (Ctrl-C, `kill`, a closed terminal, a supervisor) stops them through here.
     for signum in (signal.SIGTERM, signal.SIGHUP):
         signal.signal(signum, _interrupt)
+    # Everything the platform writes here (store, its journal, logs, keys) is the owner's
+    # only; the services inherit this mask.
+    os.umask(0o077)
     settings = get_settings()
     try:
         _check_tls(settings)
@@ -139,7 +176,7 @@ def run_local_stack(*, workers: int, sample: bool) -> int:
     except BrokerUnreachable as exc:
         _say(str(exc))
         return 1
-    api_key = asyncio.run(_ensure_local_key(settings))
+    api_key = asyncio.run(_ensure_keys(settings))
     node = os.uname().nodename
     identities = {f"worker-{index + 1}": f"{node}-worker-{index + 1}" for index in range(workers)}
     identities["recovery"] = f"{node}-recovery"
@@ -156,7 +193,8 @@ def run_local_stack(*, workers: int, sample: bool) -> int:
         asyncio.run(_wait_until_ready(settings, api_key))
         _say(f"platform up: API {settings.api_listen}, worker gateway "
              f"{settings.gateway_listen}, {workers} worker(s); logs in {LOG_DIR}/")
-        _say(f"local tenant key in {LOCAL_KEY_FILE} (`sluice run FILE` uses it)")
+        _say(f"local tenant key in {LOCAL_KEY_FILE} (`sluice run FILE` uses it); operator "
+             f"admin key in {ADMIN_KEY_FILE} (`sluice tenant|key|quota|jobs ...` use it)")
         if sample:
             _run_sample()
         _say("running; Ctrl-C stops every service")

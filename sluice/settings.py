@@ -22,6 +22,12 @@ class Settings(BaseSettings):
     # share a broker without seeing each other's messages.
     queue_prefix: str = "sluice"
     api_listen: str = "127.0.0.1:50051"
+    # Where the operator commands (and `sluice run`) reach the API, as a gRPC target; empty
+    # means api_listen.
+    api_target: str = ""
+    # The operator commands' admin key; empty means the one `sluice up` keeps in
+    # .sluice/admin.key (relative to the current directory).
+    admin_key: str = ""
     gateway_listen: str = "127.0.0.1:50052"
     # Where workers reach the gateway; empty means gateway_listen.
     gateway_target: str = ""
@@ -115,6 +121,10 @@ class Settings(BaseSettings):
     recovery_replay_budget: int = 3
     # A dead letter waits this long times 2^replays before it is replayed again.
     recovery_backoff_s: float = 10.0
+
+    @property
+    def api_address(self) -> str:
+        return self.api_target or self.api_listen
 
     @property
     def gateway_address(self) -> str:

@@ -100,6 +100,18 @@ class StoredResult:
     events: list[pb.JobEvent] = field(default_factory=list)
 
 
+@dataclass(frozen=True)
+class ResumedAttempt:
+    """What resume() found: the attempt goes on (its lease renewed, with the bytes of each
+    stream stored so far), its result is stored already (finished), or it is lost."""
+    tenant_id: str = ""
+    going_on: bool = False
+    finished: bool = False
+    stdout_bytes: int = 0
+    stderr_bytes: int = 0
+    limits: pb.Limits = field(default_factory=pb.Limits)
+
+
 @dataclass
 class LeaseState:
     valid: bool
@@ -288,6 +300,16 @@ class JobStore:
             if row is None or (tenant_id is not None and row[1] != tenant_id):
                 return None
             return _job_from_row(row)
+
+        return await self._db.run(tx)
+
+    async def tenant_of(self, job_id: str) -> str | None:
+        """The id of the job's tenant; None when there is no such job (operators' calls,
+        which name a job of any tenant)."""
+
+        def tx(conn: sqlite3.Connection) -> str | None:
+            row = conn.execute("SELECT tenant_id FROM jobs WHERE id = ?", (job_id,)).fetchone()
+            return row[0] if row else None
 
         return await self._db.run(tx)
 
@@ -541,6 +563,45 @@ class JobStore:
             )
 
         await self._db.run(tx)
+
+    async def resume(self, job_id: str, worker_id: str, attempt: int, lease_s: float
+                     ) -> ResumedAttempt:
+        """A worker's attempt goes on over a new stream (the one it had broke with the
+        gateway that held it): only while the attempt is current and leased to this worker.
+        The lease is renewed in the same statement that checks it."""
+        now = time.time()
+
+        def tx(conn: sqlite3.Connection) -> ResumedAttempt:
+            row = conn.execute(
+                "UPDATE jobs SET lease_expires_at = ? WHERE id = ? AND attempt = ? AND state = ?"
+                " AND lease_owner = ? RETURNING tenant_id, attempt_seq, spec",
+                (now + lease_s, job_id, attempt, pb.JOB_STATE_RUNNING, worker_id),
+            ).fetchone()
+            if row is None:
+                ended = conn.execute(
+                    "SELECT tenant_id, state FROM jobs WHERE id = ? AND attempt = ?",
+                    (job_id, attempt),
+                ).fetchone()
+                # Ended by this attempt's own result (stored before its stream broke):
+                # nothing is lost. Otherwise another attempt has, or will have, the job.
+                finished = ended is not None and ended[1] in TERMINAL_STATES
+                return ResumedAttempt(tenant_id=ended[0] if ended else "", finished=finished)
+            tenant_id, attempt_seq, spec = row
+            stored = {pb.OUTPUT_STREAM_STDOUT: 0, pb.OUTPUT_STREAM_STDERR: 0}
+            for (blob,) in conn.execute(
+                "SELECT event FROM job_events WHERE job_id = ? AND seq > ? ORDER BY seq",
+                (job_id, attempt_seq),
+            ).fetchall():
+                event = pb.JobEvent.FromString(blob)
+                if event.HasField("output"):
+                    stored[event.output.stream] = (stored.get(event.output.stream, 0)
+                                                   + len(event.output.data))
+            return ResumedAttempt(tenant_id=tenant_id, going_on=True,
+                                  stdout_bytes=stored[pb.OUTPUT_STREAM_STDOUT],
+                                  stderr_bytes=stored[pb.OUTPUT_STREAM_STDERR],
+                                  limits=api.SubmitJobRequest.FromString(spec).limits)
+
+        return await self._db.run(tx)
 
     async def expired_leases(self) -> list[ExpiredLease]:
         """RUNNING jobs whose worker stopped reporting. Nothing changes here: the caller

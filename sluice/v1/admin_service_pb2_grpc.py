@@ -4,6 +4,8 @@ import grpc
 import warnings
 
 from sluice.v1 import admin_service_pb2 as sluice_dot_v1_dot_admin__service__pb2
+from sluice.v1 import execution_service_pb2 as sluice_dot_v1_dot_execution__service__pb2
+from sluice.v1 import job_pb2 as sluice_dot_v1_dot_job__pb2
 
 GRPC_GENERATED_VERSION = '1.85.1'
 GRPC_VERSION = grpc.__version__
@@ -104,6 +106,26 @@ class AdminServiceStub:
                 '/sluice.v1.AdminService/RevokeWorkerToken',
                 request_serializer=sluice_dot_v1_dot_admin__service__pb2.RevokeWorkerTokenRequest.SerializeToString,
                 response_deserializer=sluice_dot_v1_dot_admin__service__pb2.RevokeWorkerTokenResponse.FromString,
+                _registered_method=True)
+        self.ListJobs = channel.unary_unary(
+                '/sluice.v1.AdminService/ListJobs',
+                request_serializer=sluice_dot_v1_dot_admin__service__pb2.AdminServiceListJobsRequest.SerializeToString,
+                response_deserializer=sluice_dot_v1_dot_execution__service__pb2.ListJobsResponse.FromString,
+                _registered_method=True)
+        self.GetJob = channel.unary_unary(
+                '/sluice.v1.AdminService/GetJob',
+                request_serializer=sluice_dot_v1_dot_execution__service__pb2.GetJobRequest.SerializeToString,
+                response_deserializer=sluice_dot_v1_dot_job__pb2.Job.FromString,
+                _registered_method=True)
+        self.WatchJob = channel.unary_stream(
+                '/sluice.v1.AdminService/WatchJob',
+                request_serializer=sluice_dot_v1_dot_execution__service__pb2.WatchJobRequest.SerializeToString,
+                response_deserializer=sluice_dot_v1_dot_job__pb2.JobEvent.FromString,
+                _registered_method=True)
+        self.CancelJob = channel.unary_unary(
+                '/sluice.v1.AdminService/CancelJob',
+                request_serializer=sluice_dot_v1_dot_execution__service__pb2.CancelJobRequest.SerializeToString,
+                response_deserializer=sluice_dot_v1_dot_job__pb2.Job.FromString,
                 _registered_method=True)
 
 
@@ -208,6 +230,35 @@ class AdminServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ListJobs(self, request, context):
+        """Any tenant's jobs, for operators: the ExecutionService calls of the same names, with
+        the tenant named instead of implied by the key.
+        One tenant's jobs (tenant_id is required: its id or name), newest first.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetJob(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def WatchJob(self, request, context):
+        """As ExecutionService.WatchJob: reconnecting with after_seq resumes without loss.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def CancelJob(self, request, context):
+        """Recorded in the audit trail with the operator's key as the actor.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_AdminServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -280,6 +331,26 @@ def add_AdminServiceServicer_to_server(servicer, server):
                     servicer.RevokeWorkerToken,
                     request_deserializer=sluice_dot_v1_dot_admin__service__pb2.RevokeWorkerTokenRequest.FromString,
                     response_serializer=sluice_dot_v1_dot_admin__service__pb2.RevokeWorkerTokenResponse.SerializeToString,
+            ),
+            'ListJobs': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListJobs,
+                    request_deserializer=sluice_dot_v1_dot_admin__service__pb2.AdminServiceListJobsRequest.FromString,
+                    response_serializer=sluice_dot_v1_dot_execution__service__pb2.ListJobsResponse.SerializeToString,
+            ),
+            'GetJob': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetJob,
+                    request_deserializer=sluice_dot_v1_dot_execution__service__pb2.GetJobRequest.FromString,
+                    response_serializer=sluice_dot_v1_dot_job__pb2.Job.SerializeToString,
+            ),
+            'WatchJob': grpc.unary_stream_rpc_method_handler(
+                    servicer.WatchJob,
+                    request_deserializer=sluice_dot_v1_dot_execution__service__pb2.WatchJobRequest.FromString,
+                    response_serializer=sluice_dot_v1_dot_job__pb2.JobEvent.SerializeToString,
+            ),
+            'CancelJob': grpc.unary_unary_rpc_method_handler(
+                    servicer.CancelJob,
+                    request_deserializer=sluice_dot_v1_dot_execution__service__pb2.CancelJobRequest.FromString,
+                    response_serializer=sluice_dot_v1_dot_job__pb2.Job.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -661,6 +732,114 @@ class AdminService:
             '/sluice.v1.AdminService/RevokeWorkerToken',
             sluice_dot_v1_dot_admin__service__pb2.RevokeWorkerTokenRequest.SerializeToString,
             sluice_dot_v1_dot_admin__service__pb2.RevokeWorkerTokenResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListJobs(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/sluice.v1.AdminService/ListJobs',
+            sluice_dot_v1_dot_admin__service__pb2.AdminServiceListJobsRequest.SerializeToString,
+            sluice_dot_v1_dot_execution__service__pb2.ListJobsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetJob(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/sluice.v1.AdminService/GetJob',
+            sluice_dot_v1_dot_execution__service__pb2.GetJobRequest.SerializeToString,
+            sluice_dot_v1_dot_job__pb2.Job.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def WatchJob(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/sluice.v1.AdminService/WatchJob',
+            sluice_dot_v1_dot_execution__service__pb2.WatchJobRequest.SerializeToString,
+            sluice_dot_v1_dot_job__pb2.JobEvent.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CancelJob(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/sluice.v1.AdminService/CancelJob',
+            sluice_dot_v1_dot_execution__service__pb2.CancelJobRequest.SerializeToString,
+            sluice_dot_v1_dot_job__pb2.Job.FromString,
             options,
             channel_credentials,
             insecure,

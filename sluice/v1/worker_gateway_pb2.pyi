@@ -72,34 +72,38 @@ class RunJobRequest(_message.Message):
     def __init__(self, claim: _Optional[_Union[Claim, _Mapping]] = ..., output: _Optional[_Union[_job_pb2.OutputChunk, _Mapping]] = ..., heartbeat: _Optional[_Union[Heartbeat, _Mapping]] = ..., result: _Optional[_Union[_job_pb2.Result, _Mapping]] = ...) -> None: ...
 
 class Claim(_message.Message):
-    __slots__ = ("job_id", "worker_id", "redelivered", "replays", "replayed_by")
+    __slots__ = ("job_id", "worker_id", "redelivered", "replays", "replayed_by", "resume_attempt")
     JOB_ID_FIELD_NUMBER: _ClassVar[int]
     WORKER_ID_FIELD_NUMBER: _ClassVar[int]
     REDELIVERED_FIELD_NUMBER: _ClassVar[int]
     REPLAYS_FIELD_NUMBER: _ClassVar[int]
     REPLAYED_BY_FIELD_NUMBER: _ClassVar[int]
+    RESUME_ATTEMPT_FIELD_NUMBER: _ClassVar[int]
     job_id: str
     worker_id: str
     redelivered: bool
     replays: int
     replayed_by: str
-    def __init__(self, job_id: _Optional[str] = ..., worker_id: _Optional[str] = ..., redelivered: _Optional[bool] = ..., replays: _Optional[int] = ..., replayed_by: _Optional[str] = ...) -> None: ...
+    resume_attempt: int
+    def __init__(self, job_id: _Optional[str] = ..., worker_id: _Optional[str] = ..., redelivered: _Optional[bool] = ..., replays: _Optional[int] = ..., replayed_by: _Optional[str] = ..., resume_attempt: _Optional[int] = ...) -> None: ...
 
 class Heartbeat(_message.Message):
     __slots__ = ()
     def __init__(self) -> None: ...
 
 class RunJobResponse(_message.Message):
-    __slots__ = ("assignment", "refusal", "cancel", "result_accepted")
+    __slots__ = ("assignment", "refusal", "cancel", "result_accepted", "resumed")
     ASSIGNMENT_FIELD_NUMBER: _ClassVar[int]
     REFUSAL_FIELD_NUMBER: _ClassVar[int]
     CANCEL_FIELD_NUMBER: _ClassVar[int]
     RESULT_ACCEPTED_FIELD_NUMBER: _ClassVar[int]
+    RESUMED_FIELD_NUMBER: _ClassVar[int]
     assignment: Assignment
     refusal: Refusal
     cancel: Cancel
     result_accepted: ResultAccepted
-    def __init__(self, assignment: _Optional[_Union[Assignment, _Mapping]] = ..., refusal: _Optional[_Union[Refusal, _Mapping]] = ..., cancel: _Optional[_Union[Cancel, _Mapping]] = ..., result_accepted: _Optional[_Union[ResultAccepted, _Mapping]] = ...) -> None: ...
+    resumed: Resumed
+    def __init__(self, assignment: _Optional[_Union[Assignment, _Mapping]] = ..., refusal: _Optional[_Union[Refusal, _Mapping]] = ..., cancel: _Optional[_Union[Cancel, _Mapping]] = ..., result_accepted: _Optional[_Union[ResultAccepted, _Mapping]] = ..., resumed: _Optional[_Union[Resumed, _Mapping]] = ...) -> None: ...
 
 class Assignment(_message.Message):
     __slots__ = ("job_id", "attempt", "language", "files", "stdin", "args", "limits", "heartbeat_interval_ms")
@@ -136,3 +140,11 @@ class Cancel(_message.Message):
 class ResultAccepted(_message.Message):
     __slots__ = ()
     def __init__(self) -> None: ...
+
+class Resumed(_message.Message):
+    __slots__ = ("stdout_bytes", "stderr_bytes")
+    STDOUT_BYTES_FIELD_NUMBER: _ClassVar[int]
+    STDERR_BYTES_FIELD_NUMBER: _ClassVar[int]
+    stdout_bytes: int
+    stderr_bytes: int
+    def __init__(self, stdout_bytes: _Optional[int] = ..., stderr_bytes: _Optional[int] = ...) -> None: ...

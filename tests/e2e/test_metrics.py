@@ -10,6 +10,7 @@ import urllib.request
 from collections.abc import AsyncIterator
 from pathlib import Path
 
+import grpc
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
@@ -60,7 +61,24 @@ async def test_each_service_counts_what_it_did(
         assert (await client.result(ok.id)).verdict == pb.VERDICT_OK
         assert (await client.result(failing.id)).verdict == pb.VERDICT_RUNTIME_ERROR
 
+        # Refusals are timed too, by their code.
+        with pytest.raises(grpc.aio.AioRpcError) as missing:
+            await client.get("0" * 28)
+        assert missing.value.code() == grpc.StatusCode.NOT_FOUND
+    async with SluiceClient(platform.api_target, "sk_nobody") as stranger:
+        with pytest.raises(grpc.aio.AioRpcError) as refused:
+            await stranger.languages()
+        assert refused.value.code() == grpc.StatusCode.UNAUTHENTICATED
+
     control = await asyncio.to_thread(scrape, ports["control-plane"])
+    rpc = "sluice_rpc_seconds_count"
+    assert value(control, rpc, method="ExecutionService/SubmitJob", code="OK") == 2
+    assert value(control, rpc, method="ExecutionService/GetJob", code="NOT_FOUND") == 1
+    assert value(control, rpc, method="ExecutionService/ListLanguages",
+                 code="UNAUTHENTICATED") == 1
+    # Streams when they end (the watches of the two results); the gateway's calls too.
+    assert value(control, rpc, method="ExecutionService/WatchJob", code="OK") == 2
+    assert value(control, rpc, method="WorkerGateway/RegisterWorker", code="OK") >= 1
     assert value(control, "sluice_jobs_submitted_total") == 2
     assert value(control, "sluice_jobs_finished_total", state="JOB_STATE_SUCCEEDED") == 1
     assert value(control, "sluice_jobs_finished_total", state="JOB_STATE_FAILED") == 1

@@ -7,6 +7,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -49,6 +50,8 @@ class Platform:
         self.processes: dict[str, subprocess.Popen[bytes]] = {}
         self._worker_count = 0
         self.worker_tokens: dict[str, str] = {}  # identity -> its worker token
+        self._admin_key: str | None = None
+        self._admin_key_lock = threading.Lock()
 
     @property
     def api_target(self) -> str:
@@ -63,11 +66,25 @@ class Platform:
     def start_control_plane(self, env: dict[str, str] | None = None) -> None:
         self._start("control-plane", "control_plane.main", env)
         self._wait_serving(self.api_port)
+        _ = self.admin_key
 
-    def start_another_control_plane(self) -> str:
+    @property
+    def admin_key(self) -> str:
+        """The operators' admin key, made once by `sluice admin bootstrap` (the one command
+        besides `sluice migrate` that opens the store); the other operator commands go to
+        the API with it."""
+        with self._admin_key_lock:
+            if self._admin_key is None:
+                result = self.cli("admin", "bootstrap", admin=False)
+                assert result.returncode == 0, result.stderr
+                self._admin_key = result.stdout.strip().splitlines()[-1]
+            return self._admin_key
+
+    def start_another_control_plane(self, *, api_port: int | None = None,
+                                    gateway_port: int | None = None) -> str:
         """A second control-plane process on the same store and broker, on ports of its
-        own; returns its API address."""
-        api_port, gateway_port = free_port(), free_port()
+        own (these, when given); returns its API address."""
+        api_port, gateway_port = api_port or free_port(), gateway_port or free_port()
         count = sum(name.startswith("control-plane") for name in self.processes)
         self._start(f"control-plane-{count + 1}", "control_plane.main",
                     {"SLUICE_API_LISTEN": f"127.0.0.1:{api_port}",
@@ -120,11 +137,21 @@ class Platform:
     def log(self, name: str) -> str:
         return (self.workdir / f"{name}.log").read_text(errors="replace")
 
-    def cli(self, *args: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run([sys.executable, "-m", "sluice.cli", *args], env=self.env,
-                              cwd=self.workdir, capture_output=True, text=True, timeout=60)
+    def cli(self, *args: str, admin: bool = True, env: dict[str, str] | None = None,
+            cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
+        """`sluice ARGS`, with the platform's admin key in SLUICE_ADMIN_KEY unless `admin` is
+        False (then none at all, unless `env` gives one)."""
+        full = {**self.env, "SLUICE_API_TARGET": self.api_target}
+        full.pop("SLUICE_ADMIN_KEY", None)
+        if admin:
+            full["SLUICE_ADMIN_KEY"] = self.admin_key
+        return subprocess.run([sys.executable, "-m", "sluice.cli", *args],
+                              env={**full, **(env or {})}, cwd=cwd or self.workdir,
+                              capture_output=True, text=True, timeout=60)
 
     def create_tenant(self, name: str, *, admin: bool = False) -> str:
+        """A tenant made over gRPC by `sluice tenant create`; its key (an admin key for an
+        operators' tenant with `admin`)."""
         result = self.cli("tenant", "create", name, *(["--admin"] if admin else []))
         assert result.returncode == 0, result.stderr
         return result.stdout.strip().splitlines()[-1]
