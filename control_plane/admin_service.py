@@ -36,6 +36,7 @@ from control_plane.store.worker_tokens import (
 from control_plane.watch_hub import WatchHub
 from control_plane.worker_gateway import WorkerGateway
 from sluice.observability import get_logger
+from sluice.settings import Settings
 from sluice.v1 import admin_service_pb2 as adm
 from sluice.v1 import admin_service_pb2_grpc as adm_grpc
 from sluice.v1 import execution_service_pb2 as api
@@ -92,10 +93,11 @@ def audit_message(record: AuditRecord) -> adm.AuditEvent:
 
 
 class AdminService(adm_grpc.AdminServiceServicer):
-    def __init__(self, auth: Authenticator, tenants: TenantStore,
+    def __init__(self, settings: Settings, auth: Authenticator, tenants: TenantStore,
                  dead_letters: DeadLetterAdmin, quotas: QuotaStore, audit: AuditLog,
                  streams: OpenStreams, worker_tokens: WorkerTokenStore,
                  jobs: JobStore, hub: WatchHub, gateway: WorkerGateway) -> None:
+        self._settings = settings
         self._auth = auth
         self._tenants = tenants
         self._dead_letters = dead_letters
@@ -106,7 +108,7 @@ class AdminService(adm_grpc.AdminServiceServicer):
         self._jobs = jobs
         self._hub = hub
         self._gateway = gateway
-        self._watch = JobWatch(jobs, hub)
+        self._watch = JobWatch(jobs, hub, streams)
 
     async def CreateTenant(self, request: adm.CreateTenantRequest,
                            context: grpc.aio.ServicerContext) -> adm.CreateTenantResponse:
@@ -368,7 +370,7 @@ class AdminService(adm_grpc.AdminServiceServicer):
             page.created_after.CopyFrom(request.created_after)
         if request.HasField("created_before"):
             page.created_before.CopyFrom(request.created_before)
-        return await list_jobs_page(self._jobs, tenant_id, page, context)
+        return await list_jobs_page(self._jobs, tenant_id, page, context, self._settings)
 
     async def GetJob(self, request: api.GetJobRequest,
                      context: grpc.aio.ServicerContext) -> pb.Job:

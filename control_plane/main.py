@@ -82,7 +82,7 @@ async def serve(settings: Settings, stop: asyncio.Event) -> None:
     execution_service_pb2_grpc.add_ExecutionServiceServicer_to_server(
         ExecutionService(settings, auth, jobs, publisher, hub, gateway, streams), api_server)
     admin_service_pb2_grpc.add_AdminServiceServicer_to_server(
-        AdminService(auth, tenants, DeadLetterAdmin(jobs, publisher),
+        AdminService(settings, auth, tenants, DeadLetterAdmin(jobs, publisher),
                      QuotaStore(db, quota_defaults), AuditLog(db), streams, worker_tokens,
                      jobs, hub, gateway), api_server)
     health_pb2_grpc.add_HealthServicer_to_server(api_health, api_server)

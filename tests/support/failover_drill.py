@@ -140,7 +140,9 @@ async def run_failover_drill(workdir: Path, amqp_url: str, *, prefix: str, jobs:
     report = FailoverReport()
     second_api, second_gateway = free_port(), free_port()
     platform = Platform(workdir, amqp_url, prefix=prefix,
-                        extra_env={"SLUICE_WORKER_SLOTS": str(WORKER_SLOTS)})
+                        extra_env={"SLUICE_WORKER_SLOTS": str(WORKER_SLOTS),
+                                   # every job is watched at once, all by one tenant
+                                   "SLUICE_MAX_WATCHES_PER_TENANT": str(2 * jobs)})
     platform.env["SLUICE_GATEWAY_TARGET"] = (
         f"ipv4:127.0.0.1:{platform.gateway_port},127.0.0.1:{second_gateway}")
     clients: list[SluiceClient] = []
