@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import base64
 import re
-import sqlite3
 import time
 from collections.abc import AsyncIterator
 
@@ -15,6 +14,7 @@ from control_plane import metrics
 from control_plane.auth import Authenticator, KeyCheck, Unauthenticated
 from control_plane.job_publisher import BrokerUnavailable, JobPublisher
 from control_plane.quotas import QuotaExceeded, SubmitAdmission
+from control_plane.store.backend import Tx
 from control_plane.store.jobs import TERMINAL_STATES, JobStore, Reader
 from control_plane.store.quotas import TenantQuota
 from control_plane.submit_validation import InvalidRequest, validate_submission
@@ -95,7 +95,7 @@ class ExecutionService(api_grpc.ExecutionServiceServicer):
         InvalidRequest or QuotaExceeded (nothing stored), or BrokerUnavailable (the job
         deleted again)."""
 
-        def submitter(conn: sqlite3.Connection) -> tuple[str, str]:
+        def submitter(conn: Tx) -> tuple[str, str]:
             principal = key(conn)
             return principal.tenant_id, f"key:{principal.key_id}"
 

@@ -17,7 +17,7 @@ from control_plane.job_publisher import JobPublisher
 from control_plane.language_catalog import LanguageCatalog
 from control_plane.lease_reaper import LeaseReaper
 from control_plane.store.audit import AuditLog
-from control_plane.store.database import Database
+from control_plane.store.backend import open_store
 from control_plane.store.holds import ClaimGate, HoldStore
 from control_plane.store.jobs import JobStore
 from control_plane.store.quotas import QuotaStore, TenantQuota
@@ -49,8 +49,7 @@ def _server() -> grpc.aio.Server:
 
 
 async def serve(settings: Settings, stop: asyncio.Event) -> None:
-    db = Database(settings.sqlite_path)
-    await db.open()
+    db = await open_store(settings)  # migrated first, under a lock, if it is behind
     quota_defaults = TenantQuota.defaults(settings)
     jobs = JobStore(db, claim_gate=ClaimGate(quota_defaults))
     tenants, hub = TenantStore(db), WatchHub()
@@ -84,6 +83,8 @@ async def serve(settings: Settings, stop: asyncio.Event) -> None:
     releaser = asyncio.create_task(
         HoldReleaser(HoldStore(db, quota_defaults), publisher).run_forever())
     watch_poll = asyncio.create_task(hub.poll_forever(jobs.last_seqs))
+    # PostgreSQL tells of every event any control plane stores; SQLite has only the poll.
+    watch_listen = asyncio.create_task(db.listen_job_events(hub.event_stored))
     log.info("control_plane_started", api=settings.api_listen, gateway=settings.gateway_listen,
              store=settings.store_url, queue_prefix=settings.queue_prefix)
     await stop.wait()
@@ -91,7 +92,7 @@ async def serve(settings: Settings, stop: asyncio.Event) -> None:
     log.info("control_plane_stopping")
     await api_health.enter_graceful_shutdown()
     await gateway_health.enter_graceful_shutdown()
-    for task in (reaper, releaser, watch_poll):
+    for task in (reaper, releaser, watch_poll, watch_listen):
         task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await task

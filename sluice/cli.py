@@ -27,11 +27,10 @@ def _run_service(module: str) -> int:
 
 
 async def _with_tenant_store(action):
-    from control_plane.store.database import Database
+    from control_plane.store.backend import open_store
     from control_plane.store.tenants import TenantStore
 
-    db = Database(get_settings().sqlite_path)
-    await db.open()
+    db = await open_store(get_settings())
     try:
         return await action(TenantStore(db))
     finally:
@@ -123,12 +122,11 @@ QUOTA_OPTIONS: dict[str, tuple[str, type]] = {
 
 
 async def _with_quota_store(action):
-    from control_plane.store.database import Database
+    from control_plane.store.backend import open_store
     from control_plane.store.quotas import QuotaStore, TenantQuota
 
     settings = get_settings()
-    db = Database(settings.sqlite_path)
-    await db.open()
+    db = await open_store(settings)
     try:
         return await action(QuotaStore(db, TenantQuota.defaults(settings)))
     finally:
@@ -188,12 +186,11 @@ def cmd_audit(args: argparse.Namespace) -> int:
     from datetime import UTC, datetime
 
     from control_plane.store.audit import AuditLog
-    from control_plane.store.database import Database
+    from control_plane.store.backend import open_store
     from control_plane.store.tenants import TenantStore
 
     async def query():
-        db = Database(get_settings().sqlite_path)
-        await db.open()
+        db = await open_store(get_settings())
         try:
             tenant_id = ""
             if args.tenant:
@@ -231,6 +228,13 @@ def cmd_run(args: argparse.Namespace) -> int:
     ))
 
 
+def cmd_migrate(args: argparse.Namespace) -> int:
+    from control_plane.store.migrations import migrate_store
+
+    print(asyncio.run(migrate_store(get_settings())))
+    return 0
+
+
 def cmd_up(args: argparse.Namespace) -> int:
     from sluice.local_stack import run_local_stack
 
@@ -247,6 +251,8 @@ def build_parser() -> argparse.ArgumentParser:
                     help="submit a sample job once the platform is up and stream its output")
     up.set_defaults(func=cmd_up)
 
+    sub.add_parser("migrate", help="bring the store's schema up to date (SLUICE_STORE_URL)"
+                   ).set_defaults(func=cmd_migrate)
     for name, module in (("control-plane", "control_plane.main"),
                          ("worker", "execution_plane.main"), ("recovery", "recovery.main")):
         service = sub.add_parser(name, help=f"run the {name} service alone")

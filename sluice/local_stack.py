@@ -44,11 +44,10 @@ async def _check_broker(settings: Settings) -> None:
 
 async def _ensure_local_key(settings: Settings) -> str:
     """The `local` tenant's key, kept in .sluice/local.key for `sluice run` on this machine."""
-    from control_plane.store.database import Database
+    from control_plane.store.backend import open_store
     from control_plane.store.tenants import TenantStore
 
-    db = Database(settings.sqlite_path)
-    await db.open()
+    db = await open_store(settings)
     try:
         store = TenantStore(db)
         existing = local_api_key()
