@@ -17,7 +17,7 @@ from control_plane.job_publisher import JobPublisher
 from control_plane.language_catalog import LanguageCatalog
 from control_plane.lease_reaper import LeaseReaper
 from control_plane.store.audit import AuditLog
-from control_plane.store.backend import open_store
+from control_plane.store.backend import open_store, redacted
 from control_plane.store.holds import ClaimGate, HoldStore
 from control_plane.store.jobs import JobStore
 from control_plane.store.quotas import QuotaStore, TenantQuota
@@ -86,7 +86,7 @@ async def serve(settings: Settings, stop: asyncio.Event) -> None:
     # PostgreSQL tells of every event any control plane stores; SQLite has only the poll.
     watch_listen = asyncio.create_task(db.listen_job_events(hub.event_stored))
     log.info("control_plane_started", api=settings.api_listen, gateway=settings.gateway_listen,
-             store=settings.store_url, queue_prefix=settings.queue_prefix)
+             store=redacted(settings.store_url), queue_prefix=settings.queue_prefix)
     await stop.wait()
 
     log.info("control_plane_stopping")

@@ -8,6 +8,7 @@ SQLite (control_plane/store/database.py, the embedded default) or PostgreSQL
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
@@ -82,3 +83,8 @@ async def open_store(settings: Settings) -> Backend:
     backend = backend_for(settings.store_url, pool_size=settings.store_pool_size)
     await backend.open()
     return backend
+
+
+def redacted(url: str) -> str:
+    """The store URL fit for a log line: without its password."""
+    return re.sub(r"//([^:/@]+):[^@/]*@", r"//\1:***@", url)

@@ -10,7 +10,6 @@ schema_migrations table) is version 1 as it stands: it is migrated on from there
 
 from __future__ import annotations
 
-import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -285,7 +284,7 @@ def version(tx: Tx) -> int:
 async def migrate_store(settings: Settings) -> str:
     """`sluice migrate`: opens the store (which applies what is missing) and says where
     it stands."""
-    from control_plane.store.backend import open_store
+    from control_plane.store.backend import open_store, redacted
 
     db = await open_store(settings)
     try:
@@ -293,5 +292,5 @@ async def migrate_store(settings: Settings) -> str:
     finally:
         await db.close()
     applied = ", ".join(f"{m.version:04d}_{m.name}" for m in db.migrations_applied) or "none"
-    where = re.sub(r"//([^:/@]+):[^@/]*@", r"//\1:***@", settings.store_url)
-    return f"store {where}: schema version {current} (applied now: {applied})"
+    return (f"store {redacted(settings.store_url)}: schema version {current}"
+            f" (applied now: {applied})")

@@ -16,8 +16,9 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from tests.support.postgres import TestDatabase
 
 REPO = Path(__file__).resolve().parents[2]
-# The store a Platform uses unless it is given one: "sqlite" (a file in its workdir) or
-# "postgresql" (a database of its own on the development server, dropped when it stops).
+# The store a Platform uses unless it is given one: "sqlite" (a file in its workdir),
+# "postgresql" (a database of its own on the development server, dropped when it stops) or
+# a postgresql://... URL (used as it is).
 STORE = os.environ.get("SLUICE_TEST_STORE", "sqlite")
 
 
@@ -42,8 +43,10 @@ class Platform:
             store_url = self._database.url
         elif self.store == "sqlite":
             store_url = f"sqlite:///{workdir / 'sluice.db'}"
+        elif self.store.startswith("postgresql://"):
+            store_url = self.store  # someone else's database: used as it is, never dropped
         else:
-            raise ValueError(f"store {self.store!r}: sqlite or postgresql")
+            raise ValueError(f"store {self.store!r}: sqlite, postgresql or postgresql://...")
         self.env = {
             **os.environ,
             "SLUICE_AMQP_URL": amqp_url,
