@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 
 from control_plane.quotas import QuotaExceeded, SubmitAdmission
+from control_plane.store.holds import HoldStore
 from control_plane.store.quotas import QuotaStore
 from control_plane.store.tenants import TenantExists, TenantStore
 from sluice.v1 import job_pb2 as pb
@@ -100,3 +101,28 @@ async def test_output_and_the_result_race_without_a_late_chunk(
     stdout = (await jobs_one.get(job.id, None)).result.stdout  # type: ignore[union-attr]
     stored_chunks = sum(1 for e in events if e.HasField("output"))
     assert stdout == b"x" * stored_chunks
+
+
+async def test_a_held_job_released_by_two_replicas_runs_once(
+        open_backend: OpenBackend) -> None:
+    """Every replica runs a HoldReleaser: both may publish the same job; its second copy is
+    refused at the claim."""
+    one, other = await open_backend(), await open_backend()
+    jobs_one, jobs_other = job_store(one), job_store(other)
+    tenant_id = await new_tenant(one)
+    first = await submit(jobs_one, tenant_id, ordering_key="k")
+    request = spec(ordering_key="k")
+    admission = SubmitAdmission(DEFAULTS, request, request)
+    second, _ = await jobs_one.create(lambda tx: (tenant_id, "key:test"), request,
+                                      check=admission)
+    assert admission.held
+    await claim(jobs_one, first.id)
+    await jobs_one.finish(first.id, 1, pb.Result(verdict=pb.VERDICT_OK))
+    releasers = [HoldStore(one, DEFAULTS), HoldStore(other, DEFAULTS)]
+    released = await asyncio.gather(*(holds.releasable() for holds in releasers))
+    assert [[r.job_id for r in each] for each in released] == [[second.id], [second.id]]
+    await asyncio.gather(*(holds.mark_released(each)
+                           for holds, each in zip(releasers, released, strict=True)))
+    claims = await asyncio.gather(claim(jobs_one, second.id, "w1"),
+                                  claim(jobs_other, second.id, "w2"))
+    assert sum(c.assignment is not None for c in claims) == 1
