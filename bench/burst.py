@@ -3,6 +3,7 @@
     .venv/bin/python bench/burst.py [--rate 250] [--burst-s 20] [--idle-rate 20]
                                     [--idle-s 20] [--slots 2] [--heavy-cpu-s 1.0]
                                     [--soak MINUTES] [--log-level info]
+                                    [--store sqlite|postgresql|postgresql://...]
 
 Prints, in one run:
   idle: SubmitJob p50/p99 at --idle-rate submissions/s with no worker running (the
@@ -24,6 +25,9 @@ gRPC channel, and its latency is measured from its send to its answer. Its lag b
 schedule is printed: a large lag means the client, not the platform, set the pace (it
 shares the machine's cores with the platform). Every job submitted is CPU-bound (it spins
 for --heavy-cpu-s), so the backlog keeps the slots busy for the whole burst.
+--store picks the control plane's store: sqlite (a file of the run's own, the default),
+postgresql (a database of the run's own on the local server, dropped after) or a
+postgresql://USER@HOST/DB URL, used as it is (migrated first).
 Needs root for the sandbox and RabbitMQ (deploy/local/bootstrap.sh). A benchmark, not a
 test: it asserts nothing, it prints figures.
 """
@@ -322,7 +326,8 @@ async def run(options: argparse.Namespace) -> int:
     workdir = Path(await asyncio.to_thread(tempfile.mkdtemp, prefix="sluice-bench-burst-"))
     stack = Platform(workdir, vhost.amqp_url(), prefix=f"burst-{uuid.uuid4().hex[:6]}",
                      extra_env={"SLUICE_WORKER_SLOTS": str(options.slots),
-                                "SLUICE_LOG_LEVEL": options.log_level})
+                                "SLUICE_LOG_LEVEL": options.log_level},
+                     store=options.store)
     soak: Soak | None = None
     floors: dict[str, list[float]] = {}
     loads: dict[str, str] = {"start": load_avg()}
@@ -375,7 +380,7 @@ async def run(options: argparse.Namespace) -> int:
     ratio = burst_p99 / idle_p99
     print(f"burst: SubmitJob with {options.slots} worker slots busy with "
           f"{options.heavy_cpu_s:g}-CPU-s jobs ({running} running at the end); "
-          f"log level {options.log_level}")
+          f"log level {options.log_level}; store {stack.store}")
     report_phase(idle)
     report_phase(burst)
     print("  RabbitMQ alone (publish + confirm, SubmitJob's publisher, no store, no gRPC): "
@@ -442,6 +447,9 @@ def main() -> None:
                         help="hold the burst rate this long, printing RSS every 10 s")
     parser.add_argument("--log-level", default="info",
                         help="the services' SLUICE_LOG_LEVEL (default info, as deployed)")
+    parser.add_argument("--store", default="sqlite",
+                        help="sqlite (default), postgresql (a database of the run's own) or "
+                             "a postgresql://... URL")
     sys.exit(asyncio.run(run(parser.parse_args())))
 
 

@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-import sqlite3
-
 import grpc
 
+from control_plane.store.backend import Tx
 from control_plane.store.tenants import Principal, TenantStore, principal_of
 from control_plane.store.worker_tokens import TOKEN_PREFIX as WORKER_TOKEN_PREFIX
 
@@ -24,14 +23,14 @@ class KeyCheck:
         self._secret = secret
         self.principal: Principal | None = None
 
-    def __call__(self, conn: sqlite3.Connection) -> Principal:
+    def __call__(self, conn: Tx) -> Principal:
         principal = principal_of(conn, self._secret)
         if principal is None:
             raise Unauthenticated(UNKNOWN_KEY)
         self.principal = principal
         return principal
 
-    def tenant(self, conn: sqlite3.Connection) -> str:
+    def tenant(self, conn: Tx) -> str:
         """The key's tenant, checked as __call__ does: a JobStore read's `reader`."""
         return self(conn).tenant_id
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import base64
 import re
-import sqlite3
 from collections.abc import AsyncIterator
 
 import grpc
@@ -17,6 +16,7 @@ from control_plane.job_publisher import BrokerUnavailable, JobPublisher
 from control_plane.job_watch import JobWatch
 from control_plane.open_streams import OpenStreams
 from control_plane.quotas import QuotaExceeded, SubmitAdmission
+from control_plane.store.backend import Tx
 from control_plane.store.jobs import JobStore
 from control_plane.store.quotas import TenantQuota
 from control_plane.submit_validation import (
@@ -147,7 +147,7 @@ class ExecutionService(api_grpc.ExecutionServiceServicer):
         InvalidRequest or QuotaExceeded (nothing stored), or BrokerUnavailable (the job
         deleted again)."""
 
-        def submitter(conn: sqlite3.Connection) -> tuple[str, str]:
+        def submitter(conn: Tx) -> tuple[str, str]:
             principal = key(conn)
             return principal.tenant_id, f"key:{principal.key_id}"
 

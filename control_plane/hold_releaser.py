@@ -5,6 +5,10 @@ quota as its use ages out of the rolling day.
 It looks a few times a second rather than being told by each path that ends a job (finish,
 cancel, lease loss, dead letters, another control-plane process): that way no path can
 forget, and a job can never stay held after its reason is gone.
+
+Every control plane runs one. Two may publish the same held job at once: the claim of the
+second copy is refused (the job is leased or finished by then) and its message dropped, as
+for any duplicate; the running quota is enforced by the claim, under the tenant's lock.
 """
 
 from __future__ import annotations

@@ -4,6 +4,10 @@ A worker killed mid-job drops its RunJob stream (the gateway then expires the le
 and its unacked message goes back to the queue; a worker that hangs keeps both. Either way
 the lease runs out and this loop publishes the job again through a retry tier, or, out of
 attempts, to the dead letters, so no job stays RUNNING forever.
+
+Every control plane runs one. Releasing a lost attempt is a guarded change of the store
+(that attempt, still RUNNING, its lease run out), so when two reapers find the same attempt
+only one records it; the other's extra message is refused at the claim like any duplicate.
 """
 
 from __future__ import annotations

@@ -19,7 +19,7 @@ from control_plane.lease_reaper import LeaseReaper
 from control_plane.open_streams import OpenStreams
 from control_plane.rpc_metrics import RpcMetrics
 from control_plane.store.audit import AuditLog
-from control_plane.store.database import Database
+from control_plane.store.backend import open_store, redacted
 from control_plane.store.holds import ClaimGate, HoldStore
 from control_plane.store.jobs import JobStore
 from control_plane.store.quotas import QuotaStore, TenantQuota
@@ -60,8 +60,7 @@ async def serve(settings: Settings, stop: asyncio.Event) -> None:
     # First: a TLS file that is wrong stops the start before anything is opened.
     api_credentials = server_credentials(settings, gateway=False)
     gateway_credentials = server_credentials(settings, gateway=True)
-    db = Database(settings.sqlite_path)
-    await db.open()
+    db = await open_store(settings)  # migrated first, under a lock, if it is behind
     quota_defaults = TenantQuota.defaults(settings)
     jobs = JobStore(db, claim_gate=ClaimGate(quota_defaults))
     tenants, hub = TenantStore(db), WatchHub()
@@ -103,16 +102,18 @@ async def serve(settings: Settings, stop: asyncio.Event) -> None:
         HoldReleaser(HoldStore(db, quota_defaults), publisher).run_forever())
     watch_poll = asyncio.create_task(hub.poll_forever(jobs.last_seqs))
     key_check = asyncio.create_task(streams.check_revoked_forever(tenants.revoked_among))
+    # PostgreSQL tells of every event any control plane stores; SQLite has only the poll.
+    watch_listen = asyncio.create_task(db.listen_job_events(hub.event_stored))
     log.info("control_plane_started", api=settings.api_listen, gateway=settings.gateway_listen,
              tls=api_credentials is not None,
              gateway_client_certificates=bool(settings.gateway_client_ca_file),
-             store=settings.store_url, queue_prefix=settings.queue_prefix)
+             store=redacted(settings.store_url), queue_prefix=settings.queue_prefix)
     await stop.wait()
 
     log.info("control_plane_stopping")
     await api_health.enter_graceful_shutdown()
     await gateway_health.enter_graceful_shutdown()
-    for task in (reaper, releaser, watch_poll, key_check):
+    for task in (reaper, releaser, watch_poll, key_check, watch_listen):
         task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await task

@@ -12,7 +12,6 @@ QUEUED, until one of the tenant's jobs ends (the claim holds it; see store/holds
 from __future__ import annotations
 
 import math
-import sqlite3
 
 import grpc
 from google.protobuf import duration_pb2
@@ -21,6 +20,7 @@ from grpc_status import rpc_status
 
 from control_plane.store import holds
 from control_plane.store import quotas as store
+from control_plane.store.backend import Tx
 from control_plane.store.quotas import LIMIT_CEILINGS, TenantQuota
 from control_plane.submit_validation import InvalidRequest
 from sluice.v1 import execution_service_pb2 as api
@@ -66,7 +66,7 @@ class SubmitAdmission:
         self._spec = spec
         self.held = False  # stored QUEUED but not published: it waits for its ordering key
 
-    def __call__(self, conn: sqlite3.Connection, tenant_id: str, job_id: str, now: float
+    def __call__(self, conn: Tx, tenant_id: str, job_id: str, now: float
                  ) -> None:
         state = store.submit_state(conn, tenant_id, self._defaults, now)
         quota = state.quota

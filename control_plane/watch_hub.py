@@ -4,10 +4,12 @@ Writers in this process notify the hub directly, handing over the events they ha
 stored: a watcher that has read everything before them sends them on without reading the
 store again (a job's claim, output and result would otherwise each cost every watcher a
 trip to the store). Anything else (a gap, a burst too big to hold) is read from the store.
-Events written by another control-plane process reach it through one poll of the store
-every second for all the jobs being watched here (one transaction, however many watchers),
-which wakes only the watchers that are behind: a thousand watchers of queued jobs cost the
-store one read a second, not a thousand.
+Events written by another control-plane process reach it, on PostgreSQL, as the store's
+notification of each stored event (event_stored, from the backend's listen_job_events):
+at once, waking only the watchers behind that event. On SQLite, and as a backstop on
+PostgreSQL, through one poll of the store every second for all the jobs being watched here
+(one transaction, however many watchers), which wakes only the watchers that are behind: a
+thousand watchers of queued jobs cost the store one read a second, not a thousand.
 """
 
 from __future__ import annotations
@@ -43,6 +45,9 @@ class Subscription:
             for event in events:
                 self._held[event.seq] = event
         self.woken.set()
+
+    def holds(self, seq: int) -> bool:
+        return seq in self._held
 
     def take_following(self, after_seq: int) -> list[pb.JobEvent]:
         """The held events that follow after_seq without a gap, in order; empty when the
@@ -82,6 +87,18 @@ class WatchHub:
             if events:
                 subscription.offer(events)
             else:
+                subscription.woken.set()
+
+    def event_stored(self, job_id: str | None, seq: int) -> None:
+        """Any process stored event `seq` of the job (None: events may have been missed,
+        wake everyone). Watchers that have it already, or hold it, are left asleep."""
+        if job_id is None:
+            for waiters in self._waiters.values():
+                for subscription in waiters:
+                    subscription.woken.set()
+            return
+        for subscription in self._waiters.get(job_id, ()):
+            if seq > subscription.seen_seq and not subscription.holds(seq):
                 subscription.woken.set()
 
     async def poll(self, last_seqs: LastSeqs) -> None:

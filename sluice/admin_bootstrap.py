@@ -29,11 +29,10 @@ async def bootstrap_admin_key(settings: Settings, *, tenant_name: str = OPERATOR
                               another: bool = False) -> NewAdminKey:
     """An admin key for the operators' tenant (made if missing). Raises AdminKeyExists when
     any live admin key exists and `another` is not set."""
-    from control_plane.store.database import Database
+    from control_plane.store.backend import open_store
     from control_plane.store.tenants import TenantExists, TenantStore
 
-    db = Database(settings.sqlite_path)
-    await db.open()
+    db = await open_store(settings)
     try:
         store = TenantStore(db)
         if not another:

@@ -375,6 +375,13 @@ def cmd_run(args: argparse.Namespace) -> int:
     ))
 
 
+def cmd_migrate(args: argparse.Namespace) -> int:
+    from control_plane.store.migrations import migrate_store
+
+    print(asyncio.run(migrate_store(get_settings())))
+    return 0
+
+
 def cmd_up(args: argparse.Namespace) -> int:
     from sluice.local_stack import run_local_stack
 
@@ -391,6 +398,8 @@ def build_parser() -> argparse.ArgumentParser:
                     help="submit a sample job once the platform is up and stream its output")
     up.set_defaults(func=cmd_up)
 
+    sub.add_parser("migrate", help="bring the store's schema up to date (SLUICE_STORE_URL)"
+                   ).set_defaults(func=cmd_migrate)
     for name, module in (("control-plane", "control_plane.main"),
                          ("worker", "execution_plane.main"), ("recovery", "recovery.main")):
         service = sub.add_parser(name, help=f"run the {name} service alone")

@@ -62,16 +62,16 @@ async def _ensure_keys(settings: Settings) -> str:
     .sluice/admin.key (for the operator commands) and the `local` tenant's plain key in
     .sluice/local.key (for `sluice run`), each made on the first run and reused while the
     store knows it. Returns the local tenant's key."""
-    from control_plane.store.database import Database
+    from control_plane.store.backend import open_store
     from control_plane.store.tenants import TenantStore
 
-    # The store file is the platform's secrets: the owner's only, as its directory.
-    store_path = settings.sqlite_path
-    store_path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-    os.close(os.open(store_path, os.O_WRONLY | os.O_CREAT, 0o600))
-    os.chmod(store_path, 0o600)
-    db = Database(store_path)
-    await db.open()
+    if settings.store_url.startswith("sqlite:///"):
+        # The store file is the platform's secrets: the owner's only, as its directory.
+        store_path = settings.sqlite_path
+        store_path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        os.close(os.open(store_path, os.O_WRONLY | os.O_CREAT, 0o600))
+        os.chmod(store_path, 0o600)
+    db = await open_store(settings)
     try:
         store = TenantStore(db)
         kept: dict[Path, str] = {}
@@ -98,11 +98,10 @@ async def _ensure_keys(settings: Settings) -> str:
 async def _mint_worker_tokens(settings: Settings, names: list[str]) -> dict[str, str]:
     """A fresh worker token for each of this stack's workers and its recovery service, each
     its own identity; the previous `sluice up`'s tokens of the same names are revoked."""
-    from control_plane.store.database import Database
+    from control_plane.store.backend import open_store
     from control_plane.store.worker_tokens import WorkerTokenStore
 
-    db = Database(settings.sqlite_path)
-    await db.open()
+    db = await open_store(settings)
     try:
         store = WorkerTokenStore(db)
         return {name: (await store.rotate(name, actor="sluice-up"))[1] for name in names}

@@ -31,9 +31,13 @@ class Settings(BaseSettings):
     gateway_listen: str = "127.0.0.1:50052"
     # Where workers reach the gateway; empty means gateway_listen.
     gateway_target: str = ""
+    # sqlite:///PATH (one machine) or postgresql://USER[:PASSWORD]@HOST[:PORT]/DB (several
+    # control planes on one database).
     store_url: str = Field(
         default_factory=lambda: f"sqlite:///{Path.cwd() / '.sluice' / 'sluice.db'}"
     )
+    # PostgreSQL: connections each control-plane process keeps to the store.
+    store_pool_size: int = 8
     # host:port for the Prometheus endpoint of this process; empty turns it off.
     metrics_listen: str = ""
     log_level: str = "info"

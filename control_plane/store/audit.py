@@ -7,11 +7,10 @@ never disagree; each record is also one structured log line.
 from __future__ import annotations
 
 import json
-import sqlite3
 import time
 from dataclasses import dataclass
 
-from control_plane.store.database import Database
+from control_plane.store.backend import Backend, Tx
 from sluice.observability import get_logger
 
 log = get_logger("sluice.audit")
@@ -28,7 +27,7 @@ class AuditRecord:
     detail: dict[str, object]
 
 
-def record(conn: sqlite3.Connection, *, tenant_id: str, actor: str, action: str,
+def record(conn: Tx, *, tenant_id: str, actor: str, action: str,
            job_id: str = "", now: float | None = None, **detail: object) -> None:
     now = time.time() if now is None else now
     conn.execute(
@@ -41,7 +40,7 @@ def record(conn: sqlite3.Connection, *, tenant_id: str, actor: str, action: str,
 
 
 class AuditLog:
-    def __init__(self, db: Database) -> None:
+    def __init__(self, db: Backend) -> None:
         self._db = db
 
     async def query(self, *, tenant_id: str = "", job_id: str = "", action: str = "",
@@ -56,7 +55,7 @@ class AuditLog:
                f" WHERE {' AND '.join(clauses)} ORDER BY seq LIMIT ?")
         params.append(limit)
 
-        def tx(conn: sqlite3.Connection) -> list[AuditRecord]:
+        def tx(conn: Tx) -> list[AuditRecord]:
             return [AuditRecord(*row[:6], json.loads(row[6])) for row in conn.execute(sql, params)]
 
         return await self._db.run(tx)

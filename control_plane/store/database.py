@@ -21,6 +21,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
+from control_plane.store import migrations
+from control_plane.store.backend import JobEventCallback, Params
+from control_plane.store.dialect import SQLITE, Dialect
 from control_plane.store.wal_checkpointer import (
     CHECKPOINT_EVERY_S,
     RESTART_AFTER_FRAMES,
@@ -33,163 +36,42 @@ T = TypeVar("T")
 # Calls committed together at most: bounds how long the first of a batch waits for the rest.
 MAX_BATCH = 64
 
+# DDL not yet made a numbered migration (control_plane/store/migrations.py): each block
+# CREATE ... IF NOT EXISTS, written for SQLite (the dialect puts it into PostgreSQL's
+# types), run after the migrations every time a store is opened.
 SCHEMA = """
-CREATE TABLE IF NOT EXISTS tenants (
-    id TEXT PRIMARY KEY,
-    name TEXT NOT NULL UNIQUE,
-    created_at REAL NOT NULL
-);
-CREATE TABLE IF NOT EXISTS api_keys (
-    id TEXT PRIMARY KEY,
-    tenant_id TEXT NOT NULL REFERENCES tenants(id),
-    key_hash TEXT NOT NULL UNIQUE,
-    prefix TEXT NOT NULL,
-    admin INTEGER NOT NULL DEFAULT 0,
-    created_at REAL NOT NULL,
-    revoked_at REAL
-);
-CREATE TABLE IF NOT EXISTS jobs (
-    id TEXT PRIMARY KEY,
-    tenant_id TEXT NOT NULL,
-    state INTEGER NOT NULL,
-    language TEXT NOT NULL,
-    attempt INTEGER NOT NULL DEFAULT 0,
-    replays INTEGER NOT NULL DEFAULT 0,
-    spec BLOB NOT NULL,
-    idempotency_key TEXT NOT NULL DEFAULT '',
-    ordering_key TEXT NOT NULL DEFAULT '',
-    labels TEXT NOT NULL DEFAULT '{}',
-    created_at REAL NOT NULL,
-    started_at REAL,
-    ended_at REAL,
-    lease_owner TEXT,
-    lease_expires_at REAL,
-    cancel_requested INTEGER NOT NULL DEFAULT 0,
-    result BLOB,
-    state_reason TEXT NOT NULL DEFAULT '',
-    last_seq INTEGER NOT NULL DEFAULT 0,
-    -- seq of the event that started the current attempt: its output follows it
-    attempt_seq INTEGER NOT NULL DEFAULT 0,
-    -- dead-lettered and over its replay budget: waits in the parking lot for an operator
-    parked INTEGER NOT NULL DEFAULT 0
-);
-CREATE UNIQUE INDEX IF NOT EXISTS jobs_idempotency
-    ON jobs(tenant_id, idempotency_key) WHERE idempotency_key != '';
-CREATE INDEX IF NOT EXISTS jobs_tenant_id ON jobs(tenant_id, id);
-CREATE INDEX IF NOT EXISTS jobs_running_lease ON jobs(state, lease_expires_at);
-CREATE TABLE IF NOT EXISTS job_events (
-    job_id TEXT NOT NULL,
-    seq INTEGER NOT NULL,
-    event BLOB NOT NULL,
-    PRIMARY KEY (job_id, seq)
-) WITHOUT ROWID;
-CREATE TABLE IF NOT EXISTS audit_events (
-    seq INTEGER PRIMARY KEY AUTOINCREMENT,
-    time REAL NOT NULL,
-    tenant_id TEXT NOT NULL,
-    actor TEXT NOT NULL,
-    action TEXT NOT NULL,
-    job_id TEXT NOT NULL DEFAULT '',
-    detail TEXT NOT NULL DEFAULT '{}'
-);
-CREATE INDEX IF NOT EXISTS audit_by_tenant ON audit_events(tenant_id, seq);
-CREATE INDEX IF NOT EXISTS audit_by_job ON audit_events(job_id, seq) WHERE job_id != '';
--- Quotas (control_plane/store/quotas.py). Counters live here, in the store every
--- control-plane process shares, and are read and changed in the transaction that stores
--- the job, so several control planes enforce one quota.
-CREATE INDEX IF NOT EXISTS jobs_tenant_state ON jobs(tenant_id, state);
--- Jobs per tenant and state, kept by triggers so that no path that changes a job can
--- forget it, and a quota check reads one row instead of counting a backlog.
-CREATE TABLE IF NOT EXISTS tenant_job_counts (
-    tenant_id TEXT NOT NULL,
-    state INTEGER NOT NULL,
-    jobs INTEGER NOT NULL,
-    PRIMARY KEY (tenant_id, state)
-) WITHOUT ROWID;
--- A store made before the triggers existed: count its jobs once.
-INSERT OR IGNORE INTO tenant_job_counts (tenant_id, state, jobs)
-    SELECT tenant_id, state, count(*) FROM jobs
-    WHERE NOT EXISTS (SELECT 1 FROM tenant_job_counts) GROUP BY tenant_id, state;
-CREATE TRIGGER IF NOT EXISTS jobs_counted_on_insert AFTER INSERT ON jobs BEGIN
-    INSERT INTO tenant_job_counts (tenant_id, state, jobs) VALUES (new.tenant_id, new.state, 1)
-        ON CONFLICT (tenant_id, state) DO UPDATE SET jobs = jobs + 1;
-END;
-CREATE TRIGGER IF NOT EXISTS jobs_counted_on_state AFTER UPDATE OF state ON jobs
-    WHEN old.state != new.state BEGIN
-    UPDATE tenant_job_counts SET jobs = jobs - 1
-        WHERE tenant_id = old.tenant_id AND state = old.state;
-    INSERT INTO tenant_job_counts (tenant_id, state, jobs) VALUES (new.tenant_id, new.state, 1)
-        ON CONFLICT (tenant_id, state) DO UPDATE SET jobs = jobs + 1;
-END;
-CREATE TRIGGER IF NOT EXISTS jobs_counted_on_delete AFTER DELETE ON jobs BEGIN
-    UPDATE tenant_job_counts SET jobs = jobs - 1
-        WHERE tenant_id = old.tenant_id AND state = old.state;
-END;
-CREATE TABLE IF NOT EXISTS tenant_quotas (
-    tenant_id TEXT PRIMARY KEY,
-    -- only the fields set for this tenant; the rest come from Settings
-    overrides TEXT NOT NULL DEFAULT '{}',
-    updated_at REAL NOT NULL
-);
-CREATE TABLE IF NOT EXISTS submit_buckets (
-    tenant_id TEXT PRIMARY KEY,
-    tokens REAL NOT NULL,
-    updated_at REAL NOT NULL
-);
--- CPU time of ended jobs per tenant and minute: a rolling day is at most 1440 rows to add.
-CREATE TABLE IF NOT EXISTS cpu_usage (
-    tenant_id TEXT NOT NULL,
-    minute INTEGER NOT NULL,
-    cpu_ms INTEGER NOT NULL,
-    PRIMARY KEY (tenant_id, minute)
-) WITHOUT ROWID;
--- QUEUED jobs with no message in the broker: they wait for an earlier job of their
--- ordering key, or for the tenant's running quota (control_plane/store/holds.py).
-CREATE INDEX IF NOT EXISTS jobs_ordering ON jobs(tenant_id, ordering_key, state)
-    WHERE ordering_key != '';
-CREATE TABLE IF NOT EXISTS job_holds (
-    job_id TEXT PRIMARY KEY,
-    tenant_id TEXT NOT NULL,
-    reason TEXT NOT NULL,
-    held_at REAL NOT NULL,
-    -- when a message for it was published again; NULL while it still waits
-    released_at REAL
-);
-CREATE TABLE IF NOT EXISTS languages (
-    id TEXT PRIMARY KEY,
-    language BLOB NOT NULL,
-    last_seen REAL NOT NULL
-);
--- ---- Worker tokens (issue 18; control_plane/store/worker_tokens.py and
--- worker_languages.py). The credentials of workers on the gateway, apart from tenants'
--- API keys; a token's name is the worker identity that owns leases (jobs.lease_owner) and
--- registers languages. worker_languages replaces `languages` (no longer read or written):
--- each identity's languages, listed while it re-registers them.
-CREATE TABLE IF NOT EXISTS worker_tokens (
-    id TEXT PRIMARY KEY,
-    name TEXT NOT NULL,
-    token_hash TEXT NOT NULL UNIQUE,
-    prefix TEXT NOT NULL,
-    created_at REAL NOT NULL,
-    revoked_at REAL
-);
-CREATE UNIQUE INDEX IF NOT EXISTS worker_tokens_live_name
-    ON worker_tokens(name) WHERE revoked_at IS NULL;
-CREATE TABLE IF NOT EXISTS worker_languages (
-    worker TEXT NOT NULL,
-    language_id TEXT NOT NULL,
-    language BLOB NOT NULL,
-    last_seen REAL NOT NULL,
-    PRIMARY KEY (worker, language_id)
-);
-CREATE INDEX IF NOT EXISTS worker_languages_seen ON worker_languages(last_seen);
--- ---- end of worker tokens
 """
+
+
+class SqliteTx:
+    """The store's Tx over the SQLite connection: what store functions see of it."""
+
+    __slots__ = ("_conn",)
+    dialect: Dialect = SQLITE
+
+    def __init__(self, conn: sqlite3.Connection) -> None:
+        self._conn = conn
+
+    def execute(self, sql: str, params: Params = ()) -> sqlite3.Cursor:
+        return self._conn.execute(sql, params)
+
+    def executemany(self, sql: str, params: Any) -> None:
+        self._conn.executemany(sql, params)
+
+    def script(self, sql: str) -> None:
+        """Several statements, inside the transaction (executescript would commit it)."""
+        statement = ""
+        for part in sql.split(";"):
+            statement += part + ";"
+            if sqlite3.complete_statement(statement):
+                if statement.strip(" \n;"):
+                    self._conn.execute(statement)
+                statement = ""
 
 
 @dataclass
 class _Call:
-    fn: Callable[[sqlite3.Connection], Any]
+    fn: Callable[[Any], Any]
     transaction: bool  # False: run bare, outside any transaction (open, close)
     future: asyncio.Future[Any]
     loop: asyncio.AbstractEventLoop
@@ -216,12 +98,18 @@ _RESTART_LOG = _RestartLog()
 
 
 class Database:
+    """The SQLite backend (control_plane/store/backend.py)."""
+
+    dialect: Dialect = SQLITE
+
     def __init__(self, path: Path, *, checkpoint_every_s: float = CHECKPOINT_EVERY_S,
                  restart_log_after_frames: int = RESTART_AFTER_FRAMES) -> None:
         self._path = path
         self._calls: queue.SimpleQueue[_Call | _RestartLog | None] = queue.SimpleQueue()
         self._thread: threading.Thread | None = None
         self._conn: sqlite3.Connection | None = None
+        self._tx: SqliteTx | None = None
+        self.migrations_applied: list[migrations.Migration] = []
         self._checkpointer = WalCheckpointer(
             path, lambda: self._calls.put(_RESTART_LOG), every_s=checkpoint_every_s,
             restart_after_frames=restart_log_after_frames)
@@ -245,14 +133,27 @@ class Database:
         conn.execute("PRAGMA foreign_keys=ON")
         # Checkpoints run on their own thread (WalCheckpointer), never inside a commit here.
         conn.execute("PRAGMA wal_autocheckpoint=0")
-        conn.executescript(SCHEMA)
+        # BEGIN IMMEDIATE: the migration lock; another process migrating waits for it.
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            tx = SqliteTx(conn)
+            self.migrations_applied = migrations.migrate(tx, tx.script, SCHEMA)
+            conn.execute("COMMIT")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            conn.close()
+            raise
         self._conn = conn
+        self._tx = SqliteTx(conn)
 
-    async def run(self, fn: Callable[[sqlite3.Connection], T]) -> T:
-        """Runs fn(connection) atomically on the database thread; returns once committed."""
+    async def run(self, fn: Callable[[SqliteTx], T]) -> T:
+        """Runs fn(tx) atomically on the database thread; returns once committed."""
         return await self._submit(fn, transaction=True)
 
-    async def _submit(self, fn: Callable[[sqlite3.Connection], T], *, transaction: bool) -> T:
+    async def listen_job_events(self, on_event: JobEventCallback) -> None:
+        """SQLite cannot tell: watchers poll (control_plane/watch_hub.py)."""
+
+    async def _submit(self, fn: Callable[[Any], T], *, transaction: bool) -> T:
         if self._thread is None:
             raise RuntimeError("Database.open() was not awaited")
         loop = asyncio.get_running_loop()
@@ -321,7 +222,7 @@ class Database:
             if not alone:
                 conn.execute("SAVEPOINT call")
             try:
-                call.value = call.fn(conn)
+                call.value = call.fn(self._tx)
             except BaseException as exc:
                 call.value = exc
                 if not conn.in_transaction:
@@ -376,4 +277,4 @@ class Database:
         if self._conn is not None:
             checkpoint(self._conn, "TRUNCATE")  # the file alone is the whole store
             self._conn.close()
-            self._conn = None
+            self._conn = self._tx = None

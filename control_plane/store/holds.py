@@ -2,7 +2,7 @@
 
 Three things hold a job back:
 - ordering: an earlier job of the tenant with the same ordering_key has not ended (jobs of
-  one key run one at a time, in submission order: the jobs table's rowid);
+  one key run one at a time, in submission order: jobs.seq);
 - running quota: the tenant already runs max_running_jobs jobs;
 - CPU quota: the tenant's jobs used its cpu_seconds_per_day in the rolling day. Submitting
   checks it too, but jobs submitted while it had room may be claimed once it has none; such
@@ -18,12 +18,11 @@ worst, and the claim turns the second copy away.
 
 from __future__ import annotations
 
-import sqlite3
 import time
 from collections import defaultdict
 from dataclasses import dataclass
 
-from control_plane.store.database import Database
+from control_plane.store.backend import Backend, Tx
 from control_plane.store.quotas import TenantQuota, cpu_ms_last_day, quota_of, running_count
 from sluice.v1 import job_pb2 as pb
 from sluice.v1 import worker_gateway_pb2 as gw
@@ -38,19 +37,19 @@ REPUBLISH_AFTER_S = 300.0
 _UNENDED = (pb.JOB_STATE_QUEUED, pb.JOB_STATE_RUNNING)
 
 
-def has_unended_with_key(conn: sqlite3.Connection, tenant_id: str, ordering_key: str,
-                         *, before_rowid: int | None = None) -> bool:
+def has_unended_with_key(conn: Tx, tenant_id: str, ordering_key: str,
+                         *, before_seq: int | None = None) -> bool:
     # "ordering_key != ''" lets SQLite use the partial index jobs_ordering.
     sql = ("SELECT 1 FROM jobs WHERE tenant_id = ? AND ordering_key = ? AND ordering_key != ''"
            " AND state IN (?, ?)")
     params: list[object] = [tenant_id, ordering_key, *_UNENDED]
-    if before_rowid is not None:
-        sql += " AND rowid < ?"
-        params.append(before_rowid)
+    if before_seq is not None:
+        sql += " AND seq < ?"
+        params.append(before_seq)
     return conn.execute(sql + " LIMIT 1", params).fetchone() is not None
 
 
-def hold(conn: sqlite3.Connection, job_id: str, tenant_id: str, reason: str,
+def hold(conn: Tx, job_id: str, tenant_id: str, reason: str,
          now: float) -> None:
     conn.execute(
         "INSERT INTO job_holds (job_id, tenant_id, reason, held_at) VALUES (?, ?, ?, ?)"
@@ -60,7 +59,7 @@ def hold(conn: sqlite3.Connection, job_id: str, tenant_id: str, reason: str,
     )
 
 
-def cpu_wait(conn: sqlite3.Connection, tenant_id: str, quota: TenantQuota,
+def cpu_wait(conn: Tx, tenant_id: str, quota: TenantQuota,
              now: float) -> str | None:
     """Why the tenant's jobs may not start for want of CPU; None when they may."""
     used_ms = cpu_ms_last_day(conn, tenant_id, now)
@@ -71,7 +70,7 @@ def cpu_wait(conn: sqlite3.Connection, tenant_id: str, quota: TenantQuota,
             "starts as that use ages out of the day")
 
 
-def hold_for_cpu(conn: sqlite3.Connection, job_id: str, tenant_id: str, why: str,
+def hold_for_cpu(conn: Tx, job_id: str, tenant_id: str, why: str,
                  now: float) -> None:
     hold(conn, job_id, tenant_id, CPU_QUOTA, now)
     # The claim that starts it clears the reason.
@@ -79,7 +78,7 @@ def hold_for_cpu(conn: sqlite3.Connection, job_id: str, tenant_id: str, why: str
                  (why, job_id, pb.JOB_STATE_QUEUED))
 
 
-def hold_at_submit(conn: sqlite3.Connection, job_id: str, tenant_id: str, ordering_key: str,
+def hold_at_submit(conn: Tx, job_id: str, tenant_id: str, ordering_key: str,
                    now: float) -> bool:
     """Before the job's row is inserted: every unended job with its key is earlier."""
     if ordering_key and has_unended_with_key(conn, tenant_id, ordering_key):
@@ -100,12 +99,14 @@ class ClaimGate:
     def __init__(self, defaults: TenantQuota) -> None:
         self._defaults = defaults
 
-    def __call__(self, conn: sqlite3.Connection, job_id: str, tenant_id: str,
+    def __call__(self, conn: Tx, job_id: str, tenant_id: str,
                  now: float) -> ClaimHeld | None:
-        rowid, ordering_key = conn.execute(
-            "SELECT rowid, ordering_key FROM jobs WHERE id = ?", (job_id,)).fetchone()
+        # The tenant's running quota is counted, then taken: one claim of it at a time.
+        conn.dialect.lock_tenant(conn, tenant_id)
+        seq, ordering_key = conn.execute(
+            "SELECT seq, ordering_key FROM jobs WHERE id = ?", (job_id,)).fetchone()
         if ordering_key and has_unended_with_key(conn, tenant_id, ordering_key,
-                                                 before_rowid=rowid):
+                                                 before_seq=seq):
             hold(conn, job_id, tenant_id, ORDERING, now)
             return ClaimHeld(gw.REFUSAL_REASON_ORDERED,
                              f"an earlier job with ordering key {ordering_key!r} has not ended")
@@ -130,7 +131,7 @@ class Release:
     held_at: float  # tells this hold from a later one of the same job
 
 
-def releasable(conn: sqlite3.Connection, defaults: TenantQuota, now: float) -> list[Release]:
+def releasable(conn: Tx, defaults: TenantQuota, now: float) -> list[Release]:
     """Held jobs that may run now, in submission order; forgets holds of ended jobs."""
     conn.execute(
         "DELETE FROM job_holds WHERE NOT EXISTS"
@@ -138,8 +139,8 @@ def releasable(conn: sqlite3.Connection, defaults: TenantQuota, now: float) -> l
         (pb.JOB_STATE_QUEUED,),
     )
     rows = conn.execute(
-        "SELECT h.job_id, h.tenant_id, h.released_at, j.ordering_key, j.rowid, h.held_at,"
-        " h.reason FROM job_holds h JOIN jobs j ON j.id = h.job_id ORDER BY j.rowid"
+        "SELECT h.job_id, h.tenant_id, h.released_at, j.ordering_key, j.seq, h.held_at,"
+        " h.reason FROM job_holds h JOIN jobs j ON j.id = h.job_id ORDER BY j.seq"
     ).fetchall()
     by_tenant: defaultdict[str, list[tuple]] = defaultdict(list)
     for row in rows:
@@ -159,7 +160,7 @@ def releasable(conn: sqlite3.Connection, defaults: TenantQuota, now: float) -> l
                         if row[2] is not None and now - row[2] < REPUBLISH_AFTER_S)
         room = quota.max_running_jobs - running_count(conn, tenant_id) - in_flight
         heads: dict[str, int | None] = {}
-        for job_id, _, released_at, ordering_key, rowid, held_at, _reason in held:
+        for job_id, _, released_at, ordering_key, seq, held_at, _reason in held:
             if room <= 0:
                 break
             if released_at is not None and now - released_at < REPUBLISH_AFTER_S:
@@ -167,19 +168,19 @@ def releasable(conn: sqlite3.Connection, defaults: TenantQuota, now: float) -> l
             if ordering_key:
                 if ordering_key not in heads:
                     head = conn.execute(
-                        "SELECT min(rowid) FROM jobs WHERE tenant_id = ? AND ordering_key = ?"
+                        "SELECT min(seq) FROM jobs WHERE tenant_id = ? AND ordering_key = ?"
                         " AND ordering_key != '' AND state IN (?, ?)",
                         (tenant_id, ordering_key, *_UNENDED),
                     ).fetchone()
                     heads[ordering_key] = head[0]
-                if heads[ordering_key] != rowid:
+                if heads[ordering_key] != seq:
                     continue
             releases.append(Release(job_id, tenant_id, held_at))
             room -= 1
     return releases
 
 
-def mark_released(conn: sqlite3.Connection, released: list[Release], now: float) -> None:
+def mark_released(conn: Tx, released: list[Release], now: float) -> None:
     # held_at must match: a claim may have turned the new message away and held the job
     # again meanwhile, and that hold still needs its release.
     conn.executemany(
@@ -192,19 +193,19 @@ def mark_released(conn: sqlite3.Connection, released: list[Release], now: float)
         [(now, release.job_id, release.held_at) for release in released])
 
 
-def any_held(conn: sqlite3.Connection) -> bool:
+def any_held(conn: Tx) -> bool:
     return conn.execute("SELECT 1 FROM job_holds LIMIT 1").fetchone() is not None
 
 
 class HoldStore:
-    def __init__(self, db: Database, defaults: TenantQuota) -> None:
+    def __init__(self, db: Backend, defaults: TenantQuota) -> None:
         self._db = db
         self._defaults = defaults
 
     async def releasable(self) -> list[Release]:
         now = time.time()
 
-        def tx(conn: sqlite3.Connection) -> list[Release]:
+        def tx(conn: Tx) -> list[Release]:
             if not any_held(conn):
                 return []
             return releasable(conn, self._defaults, now)

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import json
 import os
-import sqlite3
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -20,7 +19,7 @@ from dataclasses import dataclass, field
 from google.protobuf.timestamp_pb2 import Timestamp
 
 from control_plane.store import audit, quotas
-from control_plane.store.database import Database
+from control_plane.store.backend import Backend, Tx
 from control_plane.store.holds import ClaimHeld
 from sluice.v1 import execution_service_pb2 as api
 from sluice.v1 import job_pb2 as pb
@@ -128,31 +127,31 @@ class ExpiredLease:
 
 # Inside claim's transaction, for a QUEUED job about to start: None lets it start; a
 # ClaimHeld refuses the claim and the job waits, QUEUED (ordering key, running quota).
-ClaimGateCheck = Callable[[sqlite3.Connection, str, str, float], ClaimHeld | None]
+ClaimGateCheck = Callable[[Tx, str, str, float], ClaimHeld | None]
 # Inside create's transaction, first: who submits, as (tenant_id, actor); raises to refuse
 # (SubmitJob checks the caller's key there: one trip to the store, not two).
-Submitter = Callable[[sqlite3.Connection], tuple[str, str]]
+Submitter = Callable[[Tx], tuple[str, str]]
 # Inside create's transaction, before the insert: quota checks, given (tenant_id, job_id,
 # now); raises to refuse the job.
-SubmitCheck = Callable[[sqlite3.Connection, str, str, float], None]
+SubmitCheck = Callable[[Tx, str, str, float], None]
 # Whose jobs a read may see: a tenant id, or a check run first inside the read's transaction
 # that returns it (GetJob and WatchJob check the caller's key there: one trip, not two).
-Reader = str | Callable[[sqlite3.Connection], str]
+Reader = str | Callable[[Tx], str]
 
 
-def _reader_tenant(conn: sqlite3.Connection, reader: Reader) -> str:
+def _reader_tenant(conn: Tx, reader: Reader) -> str:
     return reader if isinstance(reader, str) else reader(conn)
 
 
 class JobStore:
-    def __init__(self, db: Database, *, claim_gate: ClaimGateCheck | None = None) -> None:
+    def __init__(self, db: Backend, *, claim_gate: ClaimGateCheck | None = None) -> None:
         self._db = db
         self._claim_gate = claim_gate
 
     # Events ------------------------------------------------------------------------------
 
     @staticmethod
-    def _append_event(conn: sqlite3.Connection, job_id: str, now: float, *,
+    def _append_event(conn: Tx, job_id: str, now: float, *,
                       seq: int | None = None, **event: object) -> pb.JobEvent:
         """seq: one the caller took already (raising last_seq in its own UPDATE of the job,
         which saves a statement); otherwise the next one is taken here."""
@@ -169,7 +168,7 @@ class JobStore:
         return message
 
     @classmethod
-    def _change_state(cls, conn: sqlite3.Connection, job_id: str, now: float, state: int,
+    def _change_state(cls, conn: Tx, job_id: str, now: float, state: int,
                       attempt: int, reason: str = "", *, action: str, actor: str,
                       tenant_id: str | None = None, seq: int | None = None) -> pb.JobEvent:
         """Every state change is an event for watchers and a record in the audit trail.
@@ -186,7 +185,7 @@ class JobStore:
 
     async def events_after(self, job_id: str, after_seq: int, limit: int = 500
                            ) -> list[pb.JobEvent]:
-        def tx(conn: sqlite3.Connection) -> list[pb.JobEvent]:
+        def tx(conn: Tx) -> list[pb.JobEvent]:
             rows = conn.execute(
                 "SELECT event FROM job_events WHERE job_id = ? AND seq > ? ORDER BY seq LIMIT ?",
                 (job_id, after_seq, limit),
@@ -201,7 +200,7 @@ class JobStore:
         the two agree; None when the tenant has no such job. A watcher's whole read is one
         trip to the store."""
 
-        def tx(conn: sqlite3.Connection) -> tuple[list[pb.JobEvent], bool] | None:
+        def tx(conn: Tx) -> tuple[list[pb.JobEvent], bool] | None:
             tenant_id = _reader_tenant(conn, reader)
             row = conn.execute("SELECT tenant_id, state FROM jobs WHERE id = ?",
                                (job_id,)).fetchone()
@@ -218,7 +217,7 @@ class JobStore:
     async def last_seqs(self, job_ids: list[str]) -> dict[str, int]:
         """The seq of each job's latest event (jobs that do not exist are left out)."""
 
-        def tx(conn: sqlite3.Connection) -> dict[str, int]:
+        def tx(conn: Tx) -> dict[str, int]:
             seqs: dict[str, int] = {}
             for start in range(0, len(job_ids), 500):  # under SQLite's parameter limit
                 chunk = job_ids[start:start + 500]
@@ -242,8 +241,11 @@ class JobStore:
         created = _timestamp(now)
         job_id = new_job_id()
 
-        def tx(conn: sqlite3.Connection) -> tuple[pb.Job, bool]:
+        def tx(conn: Tx) -> tuple[pb.Job, bool]:
             tenant_id, actor = submitter(conn)
+            # One submission of a tenant at a time, across every control plane: its quota
+            # counts, its idempotency keys and its ordering keys are read, then written.
+            conn.dialect.lock_tenant(conn, tenant_id)
             if spec.idempotency_key:
                 row = conn.execute(
                     f"SELECT {_JOB_COLUMNS} FROM jobs WHERE tenant_id = ? AND idempotency_key = ?",
@@ -262,8 +264,8 @@ class JobStore:
                          limits=spec.limits, create_time=created)
             conn.execute(
                 "INSERT INTO jobs (id, tenant_id, state, language, spec, idempotency_key,"
-                " ordering_key, labels, created_at, last_seq)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, 1)",
+                " ordering_key, labels, created_at, last_seq, seq)"
+                f" VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, 1, {conn.dialect.next_job_seq})",
                 (job_id, tenant_id, pb.JOB_STATE_QUEUED, spec.language,
                  spec.SerializeToString(), spec.idempotency_key, spec.ordering_key,
                  json.dumps(dict(spec.labels), sort_keys=True), now),
@@ -281,7 +283,7 @@ class JobStore:
     async def delete_unpublished(self, job_id: str) -> None:
         """Undoes create() when the broker would not take the job: nothing half-made stays."""
 
-        def tx(conn: sqlite3.Connection) -> None:
+        def tx(conn: Tx) -> None:
             conn.execute("DELETE FROM job_events WHERE job_id = ?", (job_id,))
             conn.execute("DELETE FROM audit_events WHERE job_id = ?", (job_id,))
             conn.execute("DELETE FROM jobs WHERE id = ? AND state = ?",
@@ -292,7 +294,7 @@ class JobStore:
     async def get(self, job_id: str, reader: Reader | None) -> pb.Job | None:
         """reader None reads any tenant's job (the platform's own calls)."""
 
-        def tx(conn: sqlite3.Connection) -> pb.Job | None:
+        def tx(conn: Tx) -> pb.Job | None:
             tenant_id = None if reader is None else _reader_tenant(conn, reader)
             row = conn.execute(
                 f"SELECT {_JOB_COLUMNS} FROM jobs WHERE id = ?", (job_id,)
@@ -307,7 +309,7 @@ class JobStore:
         """The id of the job's tenant; None when there is no such job (operators' calls,
         which name a job of any tenant)."""
 
-        def tx(conn: sqlite3.Connection) -> str | None:
+        def tx(conn: Tx) -> str | None:
             row = conn.execute("SELECT tenant_id FROM jobs WHERE id = ?", (job_id,)).fetchone()
             return row[0] if row else None
 
@@ -322,8 +324,9 @@ class JobStore:
             clauses.append(f"state IN ({', '.join('?' * len(states))})")
             params.extend(states)
         for key, value in labels.items():
-            clauses.append("json_extract(labels, ?) = ?")
-            params.extend([f'$."{key}"', value])
+            clause, values = self._db.dialect.label_equals(key, value)
+            clauses.append(clause)
+            params.extend(values)
         if created_after is not None:
             clauses.append("created_at >= ?")
             params.append(created_after)
@@ -331,13 +334,14 @@ class JobStore:
             clauses.append("created_at < ?")
             params.append(created_before)
         if before_id:
-            clauses.append("id < ?")
+            # Pages follow the order of submission (jobs.seq); the page token is a job id.
+            clauses.append("seq < coalesce((SELECT seq FROM jobs WHERE id = ?), 0)")
             params.append(before_id)
         sql = (f"SELECT {_JOB_COLUMNS} FROM jobs WHERE {' AND '.join(clauses)}"
-               " ORDER BY id DESC LIMIT ?")
+               " ORDER BY seq DESC LIMIT ?")
         params.append(limit)
 
-        def tx(conn: sqlite3.Connection) -> list[pb.Job]:
+        def tx(conn: Tx) -> list[pb.Job]:
             return [_job_from_row(row) for row in conn.execute(sql, params)]
 
         return await self._db.run(tx)
@@ -351,10 +355,10 @@ class JobStore:
         may report on the attempt."""
         now = time.time()
 
-        def tx(conn: sqlite3.Connection) -> ClaimOutcome:
+        def tx(conn: Tx) -> ClaimOutcome:
             row = conn.execute(
                 "SELECT tenant_id, state, attempt, replays, lease_expires_at, spec, lease_owner,"
-                " created_at FROM jobs WHERE id = ?",
+                f" created_at FROM jobs WHERE id = ?{conn.dialect.for_update}",
                 (job_id,),
             ).fetchone()
             if row is None:
@@ -441,7 +445,7 @@ class JobStore:
                         ) -> LeaseState:
         now = time.time()
 
-        def tx(conn: sqlite3.Connection) -> LeaseState:
+        def tx(conn: Tx) -> LeaseState:
             row = conn.execute(
                 "UPDATE jobs SET lease_expires_at = ? WHERE id = ? AND attempt = ? AND state = ?"
                 " AND lease_owner = ? RETURNING cancel_requested",
@@ -459,7 +463,7 @@ class JobStore:
         not the owner's."""
         now = time.time()
 
-        def tx(conn: sqlite3.Connection) -> pb.JobEvent | None:
+        def tx(conn: Tx) -> pb.JobEvent | None:
             # The event's seq is taken by the statement that checks the attempt.
             current = conn.execute(
                 "UPDATE jobs SET last_seq = last_seq + 1 WHERE id = ? AND attempt = ?"
@@ -481,10 +485,10 @@ class JobStore:
         job's limits (control_plane/report_checks.py): its CPU time is charged as it is."""
         now = time.time()
 
-        def tx(conn: sqlite3.Connection) -> StoredResult | None:
+        def tx(conn: Tx) -> StoredResult | None:
             row = conn.execute(
                 "SELECT state, attempt, attempt_seq, cancel_requested, tenant_id, lease_owner"
-                " FROM jobs WHERE id = ?",
+                f" FROM jobs WHERE id = ?{conn.dialect.for_update}",
                 (job_id,),
             ).fetchone()
             if row is None or row[1] != attempt:
@@ -538,7 +542,7 @@ class JobStore:
         return await self._db.run(tx)
 
     @classmethod
-    def _requeue_lost_attempt(cls, conn: sqlite3.Connection, job_id: str, attempt: int,
+    def _requeue_lost_attempt(cls, conn: Tx, job_id: str, attempt: int,
                               worker_id: str | None, now: float) -> pb.JobEvent:
         """A RUNNING attempt whose lease ran out goes back to QUEUED, as `retried`: the
         lease reaper and a redelivered claim, whichever notices first."""
@@ -555,7 +559,7 @@ class JobStore:
         """The worker's stream ended without a result: let the next delivery take over now
         rather than after the lease would have run out."""
 
-        def tx(conn: sqlite3.Connection) -> None:
+        def tx(conn: Tx) -> None:
             conn.execute(
                 "UPDATE jobs SET lease_expires_at = ? WHERE id = ? AND attempt = ? AND state = ?"
                 " AND lease_owner = ?",
@@ -571,7 +575,7 @@ class JobStore:
         The lease is renewed in the same statement that checks it."""
         now = time.time()
 
-        def tx(conn: sqlite3.Connection) -> ResumedAttempt:
+        def tx(conn: Tx) -> ResumedAttempt:
             row = conn.execute(
                 "UPDATE jobs SET lease_expires_at = ? WHERE id = ? AND attempt = ? AND state = ?"
                 " AND lease_owner = ? RETURNING tenant_id, attempt_seq, spec",
@@ -609,7 +613,7 @@ class JobStore:
         QUEUED without a message to run it."""
         now = time.time()
 
-        def tx(conn: sqlite3.Connection) -> list[ExpiredLease]:
+        def tx(conn: Tx) -> list[ExpiredLease]:
             rows = conn.execute(
                 "SELECT id, tenant_id, attempt, lease_owner FROM jobs"
                 " WHERE state = ? AND lease_expires_at < ?",
@@ -624,10 +628,10 @@ class JobStore:
         """Back to QUEUED, or DEAD_LETTERED with dead_reason; no-op if the attempt moved on."""
         now = time.time()
 
-        def tx(conn: sqlite3.Connection) -> list[pb.JobEvent]:
+        def tx(conn: Tx) -> list[pb.JobEvent]:
             row = conn.execute(
                 "SELECT 1 FROM jobs WHERE id = ? AND attempt = ? AND state = ?"
-                " AND lease_expires_at < ?",
+                f" AND lease_expires_at < ?{conn.dialect.for_update}",
                 (lost.job_id, lost.attempt, pb.JOB_STATE_RUNNING, now),
             ).fetchone()
             if row is None:
@@ -653,9 +657,10 @@ class JobStore:
         finished, was replayed since, or runs under a live lease, and the letter is dropped."""
         now = time.time()
 
-        def tx(conn: sqlite3.Connection) -> tuple[int, bool, list[pb.JobEvent]]:
+        def tx(conn: Tx) -> tuple[int, bool, list[pb.JobEvent]]:
             row = conn.execute(
-                "SELECT state, attempt, replays, lease_expires_at, parked FROM jobs WHERE id = ?",
+                "SELECT state, attempt, replays, lease_expires_at, parked FROM jobs WHERE id = ?"
+                + conn.dialect.for_update,
                 (job_id,),
             ).fetchone()
             if row is None:
@@ -689,10 +694,10 @@ class JobStore:
                             job_ids: list[str] | None = None, after_id: str = "",
                             limit: int = 1000) -> list[tuple[str, str, int, str, bool]]:
         """(job id, tenant, replays, reason, parked) of dead-lettered jobs, oldest first
-        (ids sort by creation), those after `after_id` only when it is set."""
+        (in submission order), those after `after_id` only when it is set."""
         clauses, params = ["state = ?"], [pb.JOB_STATE_DEAD_LETTERED]
         if after_id:
-            clauses.append("id > ?")
+            clauses.append("seq > coalesce((SELECT seq FROM jobs WHERE id = ?), 0)")
             params.append(after_id)
         if parked is None:
             clauses.append(f"parked != {PURGED}")
@@ -706,10 +711,10 @@ class JobStore:
             clauses.append(f"id IN ({', '.join('?' * len(job_ids))})")
             params.extend(job_ids)
         sql = (f"SELECT id, tenant_id, replays, state_reason, parked FROM jobs"
-               f" WHERE {' AND '.join(clauses)} ORDER BY id LIMIT ?")
+               f" WHERE {' AND '.join(clauses)} ORDER BY seq LIMIT ?")
         params.append(limit)
 
-        def tx(conn: sqlite3.Connection) -> list[tuple[str, str, int, str, bool]]:
+        def tx(conn: Tx) -> list[tuple[str, str, int, str, bool]]:
             return [(r[0], r[1], r[2], r[3], bool(r[4])) for r in conn.execute(sql, params)]
 
         return await self._db.run(tx)
@@ -718,7 +723,7 @@ class JobStore:
         """The parked jobs stay DEAD_LETTERED for good and leave the dead-letter lists."""
         now = time.time()
 
-        def tx(conn: sqlite3.Connection) -> int:
+        def tx(conn: Tx) -> int:
             rows = conn.execute(
                 f"UPDATE jobs SET parked = {PURGED} WHERE state = ? AND parked = 1"
                 " RETURNING id, tenant_id",
@@ -737,7 +742,7 @@ class JobStore:
         INTERNAL_ERROR): back to QUEUED; the caller has already published the retry."""
         now = time.time()
 
-        def tx(conn: sqlite3.Connection) -> list[pb.JobEvent]:
+        def tx(conn: Tx) -> list[pb.JobEvent]:
             updated = conn.execute(
                 "UPDATE jobs SET state = ?, state_reason = ?, lease_owner = NULL,"
                 " lease_expires_at = NULL WHERE id = ? AND attempt = ? AND state = ?"
@@ -759,9 +764,10 @@ class JobStore:
         its worker to kill it. None: no such job for this tenant."""
         now = time.time()
 
-        def tx(conn: sqlite3.Connection) -> tuple[pb.Job, list[pb.JobEvent]] | None:
+        def tx(conn: Tx) -> tuple[pb.Job, list[pb.JobEvent]] | None:
             row = conn.execute(
-                "SELECT tenant_id, state, attempt FROM jobs WHERE id = ?", (job_id,)
+                f"SELECT tenant_id, state, attempt FROM jobs WHERE id = ?{conn.dialect.for_update}",
+                (job_id,),
             ).fetchone()
             if row is None or row[0] != tenant_id:
                 return None

@@ -1,8 +1,9 @@
 """Tenant quotas in the store: each tenant's own values, its submit token bucket and its CPU.
 
 Everything a quota counts is read from the store that every control-plane process shares,
-inside the transaction that stores the job (SQLite's write lock serialises them, across
-processes too), so two control planes can never both admit the job that goes over.
+inside the transaction that stores the job, under the tenant's lock (SQLite's write lock;
+on PostgreSQL a lock per tenant, see dialect.py), so two control planes can never both
+admit the job that goes over.
 """
 
 from __future__ import annotations
@@ -11,12 +12,11 @@ import dataclasses
 import functools
 import json
 import math
-import sqlite3
 import time
 from dataclasses import dataclass
 
 from control_plane.store import audit
-from control_plane.store.database import Database
+from control_plane.store.backend import Backend, Tx
 from control_plane.store.tenants import UnknownTenant
 from sluice.settings import Settings
 from sluice.v1 import job_pb2 as pb
@@ -100,13 +100,13 @@ def check_quota_values(changes: dict[str, float], defaults: TenantQuota) -> None
 # Inside a transaction ------------------------------------------------------------------
 
 
-def overrides_of(conn: sqlite3.Connection, tenant_id: str) -> dict[str, float]:
+def overrides_of(conn: Tx, tenant_id: str) -> dict[str, float]:
     row = conn.execute("SELECT overrides FROM tenant_quotas WHERE tenant_id = ?",
                        (tenant_id,)).fetchone()
     return json.loads(row[0]) if row else {}
 
 
-def quota_of(conn: sqlite3.Connection, tenant_id: str, defaults: TenantQuota) -> TenantQuota:
+def quota_of(conn: Tx, tenant_id: str, defaults: TenantQuota) -> TenantQuota:
     row = conn.execute("SELECT overrides FROM tenant_quotas WHERE tenant_id = ?",
                        (tenant_id,)).fetchone()
     return _applied(defaults, row[0] if row else "{}")
@@ -129,13 +129,14 @@ class SubmitState:
     tokens: float  # in the submit bucket now, refilled
 
 
-def submit_state(conn: sqlite3.Connection, tenant_id: str, defaults: TenantQuota,
+def submit_state(conn: Tx, tenant_id: str, defaults: TenantQuota,
                  now: float) -> SubmitState:
     overrides, queued, cpu_ms, tokens, updated_at = conn.execute(
         "SELECT (SELECT overrides FROM tenant_quotas WHERE tenant_id = :t),"
         " (SELECT jobs FROM tenant_job_counts WHERE tenant_id = :t AND state = :queued),"
-        " (SELECT sum(cpu_ms) FROM cpu_usage WHERE tenant_id = :t AND minute >= :first),"
-        " tokens, updated_at FROM (SELECT 1) LEFT JOIN submit_buckets ON tenant_id = :t",
+        " (SELECT CAST(sum(cpu_ms) AS BIGINT) FROM cpu_usage"
+        "  WHERE tenant_id = :t AND minute >= :first),"
+        " tokens, updated_at FROM (SELECT 1) AS one LEFT JOIN submit_buckets ON tenant_id = :t",
         {"t": tenant_id, "queued": pb.JOB_STATE_QUEUED,
          "first": math.floor((now - DAY_S) / MINUTE_S)},
     ).fetchone()
@@ -144,7 +145,7 @@ def submit_state(conn: sqlite3.Connection, tenant_id: str, defaults: TenantQuota
                        _refilled(quota, tokens, updated_at, now))
 
 
-def job_counts(conn: sqlite3.Connection, tenant_id: str) -> tuple[int, int]:
+def job_counts(conn: Tx, tenant_id: str) -> tuple[int, int]:
     """(queued, running) jobs of the tenant now (tenant_job_counts, kept by triggers)."""
     counts = dict(conn.execute(
         "SELECT state, jobs FROM tenant_job_counts WHERE tenant_id = ? AND state IN (?, ?)",
@@ -153,11 +154,11 @@ def job_counts(conn: sqlite3.Connection, tenant_id: str) -> tuple[int, int]:
     return counts.get(pb.JOB_STATE_QUEUED, 0), counts.get(pb.JOB_STATE_RUNNING, 0)
 
 
-def running_count(conn: sqlite3.Connection, tenant_id: str) -> int:
+def running_count(conn: Tx, tenant_id: str) -> int:
     return job_counts(conn, tenant_id)[1]
 
 
-def refill_tokens(conn: sqlite3.Connection, tenant_id: str, quota: TenantQuota,
+def refill_tokens(conn: Tx, tenant_id: str, quota: TenantQuota,
                   now: float) -> float:
     row = conn.execute("SELECT tokens, updated_at FROM submit_buckets WHERE tenant_id = ?",
                        (tenant_id,)).fetchone()
@@ -173,7 +174,7 @@ def _refilled(quota: TenantQuota, tokens: float | None, updated_at: float | None
     return min(float(quota.submit_burst), refilled)
 
 
-def store_tokens(conn: sqlite3.Connection, tenant_id: str, tokens: float, now: float) -> None:
+def store_tokens(conn: Tx, tenant_id: str, tokens: float, now: float) -> None:
     conn.execute(
         "INSERT INTO submit_buckets (tenant_id, tokens, updated_at) VALUES (?, ?, ?)"
         " ON CONFLICT(tenant_id) DO UPDATE SET tokens = excluded.tokens,"
@@ -182,7 +183,7 @@ def store_tokens(conn: sqlite3.Connection, tenant_id: str, tokens: float, now: f
     )
 
 
-def cpu_minutes(conn: sqlite3.Connection, tenant_id: str, now: float) -> list[tuple[int, int]]:
+def cpu_minutes(conn: Tx, tenant_id: str, now: float) -> list[tuple[int, int]]:
     """(minute, cpu ms) of the rolling day, oldest first. A minute counts until all of it
     has left the day, so usage is never forgotten early."""
     first = math.floor((now - DAY_S) / MINUTE_S)
@@ -193,7 +194,7 @@ def cpu_minutes(conn: sqlite3.Connection, tenant_id: str, now: float) -> list[tu
     ).fetchall()
 
 
-def cpu_ms_last_day(conn: sqlite3.Connection, tenant_id: str, now: float) -> int:
+def cpu_ms_last_day(conn: Tx, tenant_id: str, now: float) -> int:
     row = conn.execute(
         "SELECT sum(cpu_ms) FROM cpu_usage WHERE tenant_id = ? AND minute >= ?",
         (tenant_id, math.floor((now - DAY_S) / MINUTE_S)),
@@ -205,14 +206,15 @@ def minute_leaves_day_at(minute: int) -> float:
     return (minute + 1) * MINUTE_S + DAY_S
 
 
-def record_cpu(conn: sqlite3.Connection, tenant_id: str, now: float, cpu_ms: int) -> None:
+def record_cpu(conn: Tx, tenant_id: str, now: float, cpu_ms: int) -> None:
     """Called as a job's result is stored (JobStore.finish)."""
     if cpu_ms <= 0:
         return
     minute = math.floor(now / MINUTE_S)
     conn.execute(
         "INSERT INTO cpu_usage (tenant_id, minute, cpu_ms) VALUES (?, ?, ?)"
-        " ON CONFLICT(tenant_id, minute) DO UPDATE SET cpu_ms = cpu_ms + excluded.cpu_ms",
+        " ON CONFLICT(tenant_id, minute) DO UPDATE"
+        " SET cpu_ms = cpu_usage.cpu_ms + excluded.cpu_ms",
         (tenant_id, minute, cpu_ms),
     )
     conn.execute("DELETE FROM cpu_usage WHERE tenant_id = ? AND minute < ?",
@@ -239,12 +241,12 @@ class QuotaView:
 
 
 class QuotaStore:
-    def __init__(self, db: Database, defaults: TenantQuota) -> None:
+    def __init__(self, db: Backend, defaults: TenantQuota) -> None:
         self._db = db
         self.defaults = defaults
 
     @staticmethod
-    def _tenant_id(conn: sqlite3.Connection, tenant: str) -> str:
+    def _tenant_id(conn: Tx, tenant: str) -> str:
         row = conn.execute("SELECT id FROM tenants WHERE id = ? OR name = ?",
                            (tenant, tenant)).fetchone()
         if row is None:
@@ -254,7 +256,7 @@ class QuotaStore:
     async def get(self, tenant: str) -> QuotaView:
         now = time.time()
 
-        def tx(conn: sqlite3.Connection) -> QuotaView:
+        def tx(conn: Tx) -> QuotaView:
             tenant_id = self._tenant_id(conn, tenant)
             overrides = overrides_of(conn, tenant_id)
             quota = self.defaults.with_overrides(overrides)
@@ -278,8 +280,9 @@ class QuotaStore:
                                    f"{', '.join(QUOTA_FIELDS)}")
         now = time.time()
 
-        def tx(conn: sqlite3.Connection) -> QuotaView:
+        def tx(conn: Tx) -> QuotaView:
             tenant_id = self._tenant_id(conn, tenant)
+            conn.dialect.lock_tenant(conn, tenant_id)  # two changes at once both count
             before = overrides_of(conn, tenant_id)
             overrides = {k: v for k, v in before.items() if k not in reset}
             overrides.update(changes)

@@ -8,13 +8,12 @@ from __future__ import annotations
 
 import hashlib
 import secrets
-import sqlite3
 import time
 import uuid
 from dataclasses import dataclass
 
 from control_plane.store import audit
-from control_plane.store.database import Database
+from control_plane.store.backend import Backend, Tx
 
 KEY_PREFIX = "sk_"
 
@@ -61,7 +60,7 @@ def _new_secret() -> str:
     return KEY_PREFIX + secrets.token_urlsafe(32)
 
 
-def _key_from_row(row: sqlite3.Row | tuple) -> ApiKeyRecord:
+def _key_from_row(row: tuple) -> ApiKeyRecord:
     return ApiKeyRecord(
         id=row[0], tenant_id=row[1], prefix=row[2], admin=bool(row[3]),
         created_at=row[4], revoked_at=row[5],
@@ -69,24 +68,27 @@ def _key_from_row(row: sqlite3.Row | tuple) -> ApiKeyRecord:
 
 
 class TenantStore:
-    def __init__(self, db: Database) -> None:
+    def __init__(self, db: Backend) -> None:
         self._db = db
 
     async def create_tenant(self, name: str) -> Tenant:
-        def tx(conn: sqlite3.Connection) -> Tenant:
-            if conn.execute("SELECT 1 FROM tenants WHERE name = ?", (name,)).fetchone():
-                raise TenantExists(f"a tenant named {name!r} exists already")
+        def tx(conn: Tx) -> Tenant:
             tenant = Tenant(id=f"t_{uuid.uuid4().hex[:16]}", name=name, created_at=time.time())
-            conn.execute(
-                "INSERT INTO tenants (id, name, created_at) VALUES (?, ?, ?)",
+            # The name's uniqueness decides, not a read before: two creating it at once
+            # cannot both succeed.
+            inserted = conn.execute(
+                "INSERT INTO tenants (id, name, created_at) VALUES (?, ?, ?)"
+                " ON CONFLICT (name) DO NOTHING RETURNING id",
                 (tenant.id, tenant.name, tenant.created_at),
-            )
+            ).fetchone()
+            if inserted is None:
+                raise TenantExists(f"a tenant named {name!r} exists already")
             return tenant
 
         return await self._db.run(tx)
 
     async def get_tenant(self, tenant_id: str) -> Tenant | None:
-        def tx(conn: sqlite3.Connection) -> Tenant | None:
+        def tx(conn: Tx) -> Tenant | None:
             row = conn.execute(
                 "SELECT id, name, created_at FROM tenants WHERE id = ? OR name = ?",
                 (tenant_id, tenant_id),
@@ -96,7 +98,7 @@ class TenantStore:
         return await self._db.run(tx)
 
     async def list_tenants(self) -> list[Tenant]:
-        def tx(conn: sqlite3.Connection) -> list[Tenant]:
+        def tx(conn: Tx) -> list[Tenant]:
             rows = conn.execute("SELECT id, name, created_at FROM tenants ORDER BY name")
             return [Tenant(*row) for row in rows]
 
@@ -107,7 +109,7 @@ class TenantStore:
         """Returns the record and the secret; the secret is not kept."""
         secret = _new_secret()
 
-        def tx(conn: sqlite3.Connection) -> ApiKeyRecord:
+        def tx(conn: Tx) -> ApiKeyRecord:
             if not conn.execute("SELECT 1 FROM tenants WHERE id = ?", (tenant_id,)).fetchone():
                 raise UnknownTenant(f"no tenant with id {tenant_id!r}")
             record = ApiKeyRecord(
@@ -127,7 +129,7 @@ class TenantStore:
         return await self._db.run(tx), secret
 
     async def list_keys(self, tenant_id: str) -> list[ApiKeyRecord]:
-        def tx(conn: sqlite3.Connection) -> list[ApiKeyRecord]:
+        def tx(conn: Tx) -> list[ApiKeyRecord]:
             rows = conn.execute(
                 "SELECT id, tenant_id, prefix, admin, created_at, revoked_at FROM api_keys"
                 " WHERE tenant_id = ? ORDER BY created_at",
@@ -138,7 +140,7 @@ class TenantStore:
         return await self._db.run(tx)
 
     async def revoke_key(self, key_id: str, *, actor: str = "cli") -> ApiKeyRecord | None:
-        def tx(conn: sqlite3.Connection) -> ApiKeyRecord | None:
+        def tx(conn: Tx) -> ApiKeyRecord | None:
             revoked = conn.execute(
                 "UPDATE api_keys SET revoked_at = ? WHERE id = ? AND revoked_at IS NULL"
                 " RETURNING tenant_id",
@@ -159,7 +161,7 @@ class TenantStore:
     async def revoked_among(self, key_ids: list[str]) -> set[str]:
         """Which of these keys are revoked (or gone): their open streams end."""
 
-        def tx(conn: sqlite3.Connection) -> set[str]:
+        def tx(conn: Tx) -> set[str]:
             live: set[str] = set()
             for start in range(0, len(key_ids), 500):  # within any store's parameter limit
                 chunk = key_ids[start:start + 500]
@@ -174,7 +176,7 @@ class TenantStore:
         return await self._db.run(lambda conn: principal_of(conn, secret))
 
 
-def principal_of(conn: sqlite3.Connection, secret: str) -> Principal | None:
+def principal_of(conn: Tx, secret: str) -> Principal | None:
     """The live key's owner, inside a transaction (SubmitJob checks the key in the same
     transaction that stores the job: one trip to the store)."""
     row = conn.execute(

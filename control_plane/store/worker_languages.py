@@ -7,21 +7,20 @@ writes only its own rows, so one worker cannot add or replace languages for anot
 
 from __future__ import annotations
 
-import sqlite3
 import time
 
-from control_plane.store.database import Database
+from control_plane.store.backend import Backend, Tx
 from sluice.v1 import job_pb2 as pb
 
 
 class WorkerLanguageStore:
-    def __init__(self, db: Database) -> None:
+    def __init__(self, db: Backend) -> None:
         self._db = db
 
     async def record(self, worker: str, languages: list[pb.Language]) -> None:
         now = time.time()
 
-        def tx(conn: sqlite3.Connection) -> None:
+        def tx(conn: Tx) -> None:
             conn.executemany(
                 "INSERT INTO worker_languages (worker, language_id, language, last_seen)"
                 " VALUES (?, ?, ?, ?) ON CONFLICT (worker, language_id) DO UPDATE"
@@ -36,7 +35,7 @@ class WorkerLanguageStore:
         several did, the latest registration's description."""
         since = time.time() - seen_within_s
 
-        def tx(conn: sqlite3.Connection) -> list[pb.Language]:
+        def tx(conn: Tx) -> list[pb.Language]:
             rows = conn.execute(
                 "SELECT language_id, language FROM worker_languages w WHERE last_seen > ?"
                 " AND EXISTS (SELECT 1 FROM worker_tokens t"

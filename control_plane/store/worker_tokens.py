@@ -10,13 +10,12 @@ from __future__ import annotations
 
 import re
 import secrets
-import sqlite3
 import time
 import uuid
 from dataclasses import dataclass, field
 
 from control_plane.store import audit
-from control_plane.store.database import Database
+from control_plane.store.backend import Backend, Tx
 from control_plane.store.tenants import hash_key
 from sluice.v1 import job_pb2 as pb
 
@@ -62,7 +61,7 @@ def check_name(name: str) -> None:
         raise InvalidWorkerTokenName(f"name {name!r} is not a worker identity: {NAME_RULE}")
 
 
-def _insert(conn: sqlite3.Connection, name: str, secret: str, now: float, actor: str
+def _insert(conn: Tx, name: str, secret: str, now: float, actor: str
             ) -> WorkerToken:
     token = WorkerToken(id=f"wt_{uuid.uuid4().hex[:16]}", name=name, prefix=secret[:10],
                         created_at=now, revoked_at=None)
@@ -81,7 +80,7 @@ def _insert(conn: sqlite3.Connection, name: str, secret: str, now: float, actor:
     return token
 
 
-def _revoke(conn: sqlite3.Connection, token_id: str, now: float, actor: str) -> bool:
+def _revoke(conn: Tx, token_id: str, now: float, actor: str) -> bool:
     """Revokes a live token and gives up its identity's leases in the same transaction, so
     the jobs run again at once on whichever control plane notices first."""
     row = conn.execute(
@@ -102,7 +101,7 @@ def _revoke(conn: sqlite3.Connection, token_id: str, now: float, actor: str) -> 
     return True
 
 
-def _find(conn: sqlite3.Connection, id_or_name: str) -> WorkerToken | None:
+def _find(conn: Tx, id_or_name: str) -> WorkerToken | None:
     """By id; else the live token of that name; else the newest revoked one of it."""
     row = conn.execute(f"SELECT {_COLUMNS} FROM worker_tokens WHERE id = ?",
                        (id_or_name,)).fetchone()
@@ -116,7 +115,7 @@ def _find(conn: sqlite3.Connection, id_or_name: str) -> WorkerToken | None:
 
 
 class WorkerTokenStore:
-    def __init__(self, db: Database) -> None:
+    def __init__(self, db: Backend) -> None:
         self._db = db
 
     async def create(self, name: str, *, actor: str = "cli") -> tuple[WorkerToken, str]:
@@ -133,7 +132,7 @@ class WorkerTokenStore:
         secret = _new_secret()
         now = time.time()
 
-        def tx(conn: sqlite3.Connection) -> WorkerToken:
+        def tx(conn: Tx) -> WorkerToken:
             live = conn.execute(
                 "SELECT id FROM worker_tokens WHERE name = ? AND revoked_at IS NULL", (name,)
             ).fetchone()
@@ -146,7 +145,7 @@ class WorkerTokenStore:
     async def list(self, *, include_revoked: bool = False) -> list[WorkerToken]:
         where = "" if include_revoked else " WHERE revoked_at IS NULL"
 
-        def tx(conn: sqlite3.Connection) -> list[WorkerToken]:
+        def tx(conn: Tx) -> list[WorkerToken]:
             rows = conn.execute(
                 f"SELECT {_COLUMNS} FROM worker_tokens{where} ORDER BY name, created_at")
             return [WorkerToken(*row) for row in rows]
@@ -157,7 +156,7 @@ class WorkerTokenStore:
         """The token (revoked, also when it was already); None when there is no such token."""
         now = time.time()
 
-        def tx(conn: sqlite3.Connection) -> WorkerToken | None:
+        def tx(conn: Tx) -> WorkerToken | None:
             token = _find(conn, id_or_name)
             if token is None:
                 return None
@@ -171,7 +170,7 @@ class WorkerTokenStore:
         """The identity of the live token with this hash (hash_key of the secret); None for
         an unknown or revoked token."""
 
-        def tx(conn: sqlite3.Connection) -> WorkerIdentity | None:
+        def tx(conn: Tx) -> WorkerIdentity | None:
             row = conn.execute(
                 "SELECT id, name FROM worker_tokens WHERE token_hash = ? AND revoked_at IS NULL",
                 (token_hash,),

@@ -42,6 +42,28 @@ if ! (exec 3<>"/dev/tcp/127.0.0.1/$amqp_port") 2>/dev/null; then
   timeout 120 rabbitmqctl await_startup >/dev/null
 fi
 
+# PostgreSQL: the store of several control planes, and the tests' second store (they make
+# databases of their own as user postgres on 127.0.0.1, without a password). Installed and
+# started unless something already answers on its port; a cluster installed here lets local
+# connections in without a password (a development or CI machine, never a deployment).
+pg_port=${SLUICE_POSTGRES_PORT:-5432}
+if ! (exec 3<>"/dev/tcp/127.0.0.1/$pg_port") 2>/dev/null; then
+  if ! dpkg -s postgresql >/dev/null 2>&1; then
+    say "installing PostgreSQL"
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
+      postgresql >/dev/null
+    for hba in /etc/postgresql/*/main/pg_hba.conf; do
+      sed -i -E 's/^(local|host)(\s+all\s+all\s+.*)\s(peer|scram-sha-256|md5)$/\1\2 trust/' \
+        "$hba"
+    done
+  fi
+  say "starting PostgreSQL"
+  version=$(ls /etc/postgresql | sort -V | tail -1)
+  pg_ctlcluster "$version" main start
+  timeout 60 bash -c "until pg_isready -q -h 127.0.0.1 -p $pg_port; do sleep 0.5; done"
+fi
+
 # Python: a virtualenv with Sluice and its dev tools, reinstalled when pyproject changes.
 python=${PYTHON:-python3}
 if [[ ! -x .venv/bin/python ]]; then

@@ -6,6 +6,7 @@ import asyncio
 from pathlib import Path
 
 import grpc
+import pytest
 
 from sluice.client import SluiceClient
 from tests.conftest import python_job, wait_for_languages
@@ -13,9 +14,11 @@ from tests.support.broker import RunVhost
 from tests.support.platform import Platform
 
 
-async def test_two_control_planes_enforce_one_submit_quota(vhost: RunVhost,
-                                                           tmp_path: Path) -> None:
-    stack = Platform(tmp_path, vhost.amqp_url(), prefix=f"{tmp_path.name}-shared")
+@pytest.mark.parametrize("store", ["sqlite", "postgresql"])
+async def test_two_control_planes_enforce_one_submit_quota(vhost: RunVhost, tmp_path: Path,
+                                                           store: str) -> None:
+    stack = Platform(tmp_path, vhost.amqp_url(), prefix=f"{tmp_path.name}-shared",
+                     store=store)
     try:
         await asyncio.to_thread(stack.start_control_plane)
         second_target = await asyncio.to_thread(stack.start_another_control_plane)

@@ -16,11 +16,16 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from sluice.grpc_channels import client_tls
 from sluice.settings import Settings
+from tests.support.postgres import TestDatabase
 
 REPO = Path(__file__).resolve().parents[2]
 # What a client of the platform needs of its environment to reach it (see client_settings).
 _CLIENT_TLS_SETTINGS = ("tls_ca_file", "tls_client_cert_file", "tls_client_key_file",
                         "tls_server_name")
+# The store a Platform uses unless it is given one: "sqlite" (a file in its workdir),
+# "postgresql" (a database of its own on the development server, dropped when it stops) or
+# a postgresql://... URL (used as it is).
+STORE = os.environ.get("SLUICE_TEST_STORE", "sqlite")
 
 
 def free_port() -> int:
@@ -33,17 +38,28 @@ class Platform:
     """One isolated Sluice: its own store, ports and queue prefix (in the run's vhost)."""
 
     def __init__(self, workdir: Path, amqp_url: str, *, prefix: str,
-                 extra_env: dict[str, str] | None = None) -> None:
+                 extra_env: dict[str, str] | None = None, store: str | None = None) -> None:
         self.workdir = workdir
         self.api_port = free_port()
         self.gateway_port = free_port()
+        self.store = store or STORE
+        self._database: TestDatabase | None = None
+        if self.store == "postgresql":
+            self._database = TestDatabase().create()
+            store_url = self._database.url
+        elif self.store == "sqlite":
+            store_url = f"sqlite:///{workdir / 'sluice.db'}"
+        elif self.store.startswith("postgresql://"):
+            store_url = self.store  # someone else's database: used as it is, never dropped
+        else:
+            raise ValueError(f"store {self.store!r}: sqlite, postgresql or postgresql://...")
         self.env = {
             **os.environ,
             "SLUICE_AMQP_URL": amqp_url,
             "SLUICE_QUEUE_PREFIX": prefix,
             "SLUICE_API_LISTEN": f"127.0.0.1:{self.api_port}",
             "SLUICE_GATEWAY_LISTEN": f"127.0.0.1:{self.gateway_port}",
-            "SLUICE_STORE_URL": f"sqlite:///{workdir / 'sluice.db'}",
+            "SLUICE_STORE_URL": store_url,
             "SLUICE_LOG_LEVEL": "info",
             **(extra_env or {}),
         }
@@ -203,3 +219,6 @@ class Platform:
                 process.wait()
                 print(f"{name} did not stop on SIGTERM", file=sys.stderr)
         self.processes.clear()
+        if self._database is not None:
+            self._database.drop()
+            self._database = None

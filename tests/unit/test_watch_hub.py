@@ -57,3 +57,18 @@ async def test_other_jobs_watchers_hear_nothing() -> None:
         await asyncio.sleep(0)
         assert mine.woken.is_set() and not other.woken.is_set()
         assert other.take_following(0) == []
+
+
+def test_a_stored_event_wakes_only_the_watchers_behind_it() -> None:
+    hub = WatchHub()
+    with hub.subscribe("job", seen_seq=3) as caught_up, hub.subscribe("other") as other:
+        hub.event_stored("job", 3)  # read already
+        assert not caught_up.woken.is_set()
+        caught_up.offer([pb.JobEvent(job_id="job", seq=4)])
+        caught_up.woken.clear()
+        hub.event_stored("job", 4)  # held: written here, handed over already
+        assert not caught_up.woken.is_set()
+        hub.event_stored("job", 5)
+        assert caught_up.woken.is_set() and not other.woken.is_set()
+        hub.event_stored(None, 0)  # the listener reconnected: anything may be missed
+        assert other.woken.is_set()
