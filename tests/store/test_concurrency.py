@@ -93,9 +93,10 @@ async def test_output_and_the_result_race_without_a_late_chunk(
     jobs_one, jobs_other = job_store(one), job_store(other)
     job = await submit(jobs_one, await new_tenant(one))
     await claim(jobs_one, job.id)
-    chunks = [jobs_other.append_output(job.id, 1, pb.OUTPUT_STREAM_STDOUT, b"x")
+    chunks = [jobs_other.append_output(job.id, 1, "w1", pb.OUTPUT_STREAM_STDOUT, b"x")
               for _ in range(10)]
-    await asyncio.gather(jobs_one.finish(job.id, 1, pb.Result(verdict=pb.VERDICT_OK)), *chunks)
+    await asyncio.gather(jobs_one.finish(job.id, 1, "w1", pb.Result(verdict=pb.VERDICT_OK)),
+                         *chunks)
     events = await jobs_one.events_after(job.id, 0)
     assert events[-1].state_change.state == pb.JOB_STATE_SUCCEEDED
     stdout = (await jobs_one.get(job.id, None)).result.stdout  # type: ignore[union-attr]
@@ -117,7 +118,7 @@ async def test_a_held_job_released_by_two_replicas_runs_once(
                                       check=admission)
     assert admission.held
     await claim(jobs_one, first.id)
-    await jobs_one.finish(first.id, 1, pb.Result(verdict=pb.VERDICT_OK))
+    await jobs_one.finish(first.id, 1, "w1", pb.Result(verdict=pb.VERDICT_OK))
     releasers = [HoldStore(one, DEFAULTS), HoldStore(other, DEFAULTS)]
     released = await asyncio.gather(*(holds.releasable() for holds in releasers))
     assert [[r.job_id for r in each] for each in released] == [[second.id], [second.id]]

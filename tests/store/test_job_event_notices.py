@@ -25,7 +25,7 @@ async def test_events_stored_through_one_replica_are_heard_by_another(
         jobs = job_store(writer)
         job = await submit(jobs, await new_tenant(writer))
         await claim(jobs, job.id)
-        await jobs.append_output(job.id, 1, pb.OUTPUT_STREAM_STDOUT, b"hi")
+        await jobs.append_output(job.id, 1, "w1", pb.OUTPUT_STREAM_STDOUT, b"hi")
         got = [await asyncio.wait_for(heard.get(), 30) for _ in range(3)]
         assert got == [(job.id, 1), (job.id, 2), (job.id, 3)]
     finally:

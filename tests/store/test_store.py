@@ -12,6 +12,8 @@ from control_plane.store.backend import Backend
 from control_plane.store.holds import ORDERING, HoldStore
 from control_plane.store.quotas import QuotaStore
 from control_plane.store.tenants import TenantExists, TenantStore
+from control_plane.store.worker_languages import WorkerLanguageStore
+from control_plane.store.worker_tokens import WorkerTokenStore
 from sluice.v1 import job_pb2 as pb
 from sluice.v1 import worker_gateway_pb2 as gw
 from tests.store.helpers import DEFAULTS, claim, job_store, new_tenant, spec, submit
@@ -40,14 +42,14 @@ async def test_a_job_runs_and_its_events_tell_it(db: Backend) -> None:
     job = await submit(jobs, tenant_id, labels={"team": "x"})
     outcome = await claim(jobs, job.id)
     assert outcome.assignment is not None and outcome.assignment.attempt == 1
-    assert await jobs.append_output(job.id, 1, pb.OUTPUT_STREAM_STDOUT, b"hello ") is not None
-    assert await jobs.append_output(job.id, 1, pb.OUTPUT_STREAM_STDOUT, b"world") is not None
-    stored = await jobs.finish(job.id, 1, pb.Result(verdict=pb.VERDICT_OK))
+    assert await jobs.append_output(job.id, 1, "w1", pb.OUTPUT_STREAM_STDOUT, b"hello ") is not None
+    assert await jobs.append_output(job.id, 1, "w1", pb.OUTPUT_STREAM_STDOUT, b"world") is not None
+    stored = await jobs.finish(job.id, 1, "w1", pb.Result(verdict=pb.VERDICT_OK))
     assert stored is not None and stored.state == pb.JOB_STATE_SUCCEEDED
     # A late report of the same attempt: answered as stored, nothing written.
-    again = await jobs.finish(job.id, 1, pb.Result(verdict=pb.VERDICT_OK))
+    again = await jobs.finish(job.id, 1, "w1", pb.Result(verdict=pb.VERDICT_OK))
     assert again is not None and again.events == []
-    assert await jobs.append_output(job.id, 1, pb.OUTPUT_STREAM_STDOUT, b"late") is None
+    assert await jobs.append_output(job.id, 1, "w1", pb.OUTPUT_STREAM_STDOUT, b"late") is None
 
     read = await jobs.get(job.id, tenant_id)
     assert read is not None and read.state == pb.JOB_STATE_SUCCEEDED
@@ -167,7 +169,7 @@ async def test_ordering_keys_hold_the_later_jobs(db: Backend) -> None:
     # Out of order: the claim holds it again.
     assert (await claim(jobs, submitted[2].id)).refusal == gw.REFUSAL_REASON_ORDERED
     await claim(jobs, submitted[0].id)
-    await jobs.finish(submitted[0].id, 1, pb.Result(verdict=pb.VERDICT_OK))
+    await jobs.finish(submitted[0].id, 1, "w1", pb.Result(verdict=pb.VERDICT_OK))
     released = await holds.releasable()
     assert [r.job_id for r in released] == [submitted[1].id]
     await holds.mark_released(released)
@@ -175,11 +177,16 @@ async def test_ordering_keys_hold_the_later_jobs(db: Backend) -> None:
     assert ORDERING == "ordering"
 
 
-async def test_languages_are_kept(db: Backend) -> None:
-    jobs = job_store(db)
-    await jobs.record_languages([pb.Language(id="python", name="Python")])
-    await jobs.record_languages([pb.Language(id="python", name="Python 3")])
-    assert [lang.name for lang in await jobs.languages()] == ["Python 3"]
+async def test_languages_are_kept_per_live_identity(db: Backend) -> None:
+    languages = WorkerLanguageStore(db)
+    tokens = WorkerTokenStore(db)
+    await tokens.create("worker-a", actor="test")
+    await languages.record("worker-a", [pb.Language(id="python", name="Python")])
+    await languages.record("worker-a", [pb.Language(id="python", name="Python 3")])
+    await languages.record("unknown", [pb.Language(id="cobol", name="COBOL")])
+    assert [lang.name for lang in await languages.live(60)] == ["Python 3"]
+    await tokens.revoke("worker-a", actor="test")
+    assert await languages.live(60) == []
 
 
 async def test_a_failing_call_leaves_nothing(db: Backend) -> None:

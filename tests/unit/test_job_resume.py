@@ -33,7 +33,7 @@ async def test_the_holder_resumes_with_the_output_the_store_has(tmp_path: Path) 
         for stream, data in ((pb.OUTPUT_STREAM_STDOUT, b"one\n"),
                              (pb.OUTPUT_STREAM_STDERR, b"oops\n"),
                              (pb.OUTPUT_STREAM_STDOUT, b"two\n")):
-            assert await jobs.append_output(job_id, 1, stream, data) is not None
+            assert await jobs.append_output(job_id, 1, "worker-a", stream, data) is not None
         resumed = await jobs.resume(job_id, "worker-a", 1, LEASE_S)
         assert resumed.going_on and not resumed.finished
         assert (resumed.stdout_bytes, resumed.stderr_bytes) == (8, 5)
@@ -48,7 +48,7 @@ async def test_the_holder_resumes_with_the_output_the_store_has(tmp_path: Path) 
 async def test_a_stored_result_is_answered_as_finished(tmp_path: Path) -> None:
     db, jobs, job_id = await started_job(tmp_path)
     try:
-        stored = await jobs.finish(job_id, 1, pb.Result(verdict=pb.VERDICT_OK))
+        stored = await jobs.finish(job_id, 1, "worker-a", pb.Result(verdict=pb.VERDICT_OK))
         assert stored is not None and stored.state == pb.JOB_STATE_SUCCEEDED
         resumed = await jobs.resume(job_id, "worker-a", 1, LEASE_S)
         assert resumed.finished and not resumed.going_on
@@ -60,7 +60,7 @@ async def test_a_lost_attempt_is_not_resumed(tmp_path: Path) -> None:
     db, jobs, job_id = await started_job(tmp_path)
     try:
         # The lease ran out and a redelivered claim took the job as attempt 2.
-        await jobs.drop_lease(job_id, 1)
+        await jobs.drop_lease(job_id, 1, "worker-a")
         again = await jobs.claim(job_id, "worker-b", replays=0, lease_s=LEASE_S,
                                  max_attempts=3, heartbeat_interval_ms=1000)
         assert again.assignment is not None and again.assignment.attempt == 2
