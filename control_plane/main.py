@@ -9,6 +9,7 @@ import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
 from control_plane.admin_service import AdminService
+from control_plane.archive import JobArchive
 from control_plane.auth import Authenticator
 from control_plane.dead_letter_admin import DeadLetterAdmin
 from control_plane.execution_service import ExecutionService
@@ -16,11 +17,13 @@ from control_plane.hold_releaser import HoldReleaser
 from control_plane.job_publisher import JobPublisher
 from control_plane.language_catalog import LanguageCatalog
 from control_plane.lease_reaper import LeaseReaper
+from control_plane.retention import RetentionSweeper
 from control_plane.store.audit import AuditLog
 from control_plane.store.database import Database
 from control_plane.store.holds import ClaimGate, HoldStore
 from control_plane.store.jobs import JobStore
 from control_plane.store.quotas import QuotaStore, TenantQuota
+from control_plane.store.retention import RetentionStore
 from control_plane.store.tenants import TenantStore
 from control_plane.watch_hub import WatchHub
 from control_plane.worker_gateway import WorkerGateway
@@ -49,6 +52,9 @@ def _server() -> grpc.aio.Server:
 
 
 async def serve(settings: Settings, stop: asyncio.Event) -> None:
+    # First: a SLUICE_ARCHIVE_URL that is not s3://BUCKET/PREFIX stops the start here.
+    archive = (await JobArchive.open(settings.archive_url, settings.s3_endpoint_url)
+               if settings.archive_url else None)
     db = Database(settings.sqlite_path)
     await db.open()
     quota_defaults = TenantQuota.defaults(settings)
@@ -63,7 +69,7 @@ async def serve(settings: Settings, stop: asyncio.Event) -> None:
     api_server, gateway_server = _server(), _server()
     api_health, gateway_health = health.aio.HealthServicer(), health.aio.HealthServicer()
     execution_service_pb2_grpc.add_ExecutionServiceServicer_to_server(
-        ExecutionService(settings, auth, jobs, publisher, hub, gateway), api_server)
+        ExecutionService(settings, auth, jobs, publisher, hub, gateway, archive), api_server)
     admin_service_pb2_grpc.add_AdminServiceServicer_to_server(
         AdminService(auth, tenants, DeadLetterAdmin(jobs, publisher),
                      QuotaStore(db, quota_defaults), AuditLog(db)), api_server)
@@ -84,14 +90,19 @@ async def serve(settings: Settings, stop: asyncio.Event) -> None:
     releaser = asyncio.create_task(
         HoldReleaser(HoldStore(db, quota_defaults), publisher).run_forever())
     watch_poll = asyncio.create_task(hub.poll_forever(jobs.last_seqs))
+    retention = asyncio.create_task(RetentionSweeper(
+        RetentionStore(db), archive, retention_s=settings.retention_s,
+        audit_retention_s=settings.audit_retention_s,
+        interval_s=settings.retention_sweep_s).run_forever())
     log.info("control_plane_started", api=settings.api_listen, gateway=settings.gateway_listen,
-             store=settings.store_url, queue_prefix=settings.queue_prefix)
+             store=settings.store_url, queue_prefix=settings.queue_prefix,
+             archive=settings.archive_url or None)
     await stop.wait()
 
     log.info("control_plane_stopping")
     await api_health.enter_graceful_shutdown()
     await gateway_health.enter_graceful_shutdown()
-    for task in (reaper, releaser, watch_poll):
+    for task in (reaper, releaser, watch_poll, retention):
         task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await task

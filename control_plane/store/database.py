@@ -160,6 +160,17 @@ CREATE TABLE IF NOT EXISTS languages (
     language BLOB NOT NULL,
     last_seen REAL NOT NULL
 );
+-- Retention (control_plane/store/retention.py) -------------------------------------------
+-- Finished jobs are found oldest end first.
+CREATE INDEX IF NOT EXISTS jobs_ended ON jobs(ended_at);
+-- A finished job being archived by one control plane: others leave it alone until claimed_until
+-- (a replica that died mid-batch hands its jobs on when the claim runs out). Its own table,
+-- not a column of jobs, so a store made before it needs no ALTER TABLE.
+CREATE TABLE IF NOT EXISTS job_archiving (
+    job_id TEXT PRIMARY KEY,
+    claimed_until REAL NOT NULL
+);
+-- End of retention ----------------------------------------------------------------------
 """
 
 
