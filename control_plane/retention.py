@@ -122,7 +122,12 @@ class RetentionSweeper:
                 written.append(job)
                 metrics.JOBS_ARCHIVED.inc()
 
-        await asyncio.gather(*(write(job) for job in claimed))
+        # Every write settles before this returns (none left running unowned), and a store
+        # error among them is raised once they have.
+        for outcome in await asyncio.gather(*(write(job) for job in claimed),
+                                            return_exceptions=True):
+            if isinstance(outcome, BaseException):
+                raise outcome
         return written, failed
 
     async def _sweep_audit(self, now: float, outcome: SweepOutcome) -> None:
