@@ -6,13 +6,14 @@
 Runs a real control plane and a 2-slot worker with a short SLUICE_RETENTION_S (and the same
 SLUICE_AUDIT_RETENTION_S), submits trivial python jobs at --rate per second for --minutes,
 and every --sample-s seconds prints what the store holds, read from its SQLite file: rows of
-jobs, job_events and audit_events, the pages in use (page_count - freelist_count: SQLite
-reuses freed pages, the file itself does not shrink) and the file's size with its
-write-ahead log, beside the jobs submitted, archived and deleted so far. With an archive
-(the default) the jobs go to moto's S3 server, started here as its own process, as the
-tests do; --no-archive deletes them. Without retention the rows would grow with every
-job; with it they stop growing once the first jobs are a retention old, and the summary
-compares the run's second half with its first.
+jobs (those not finished apart), job_events and audit_events, the pages in use (page_count -
+freelist_count: SQLite reuses freed pages, the file itself does not shrink), the file's size
+and its write-ahead log's (emptied now and then by the store's checkpointer), beside the
+jobs submitted, archived and deleted so far and the age of the oldest job in the store.
+With an archive (the default) the jobs go to moto's S3 server, started here as its own
+process, as the tests do; --no-archive deletes them. Without retention the rows would grow
+with every job; with it they stop growing once the first jobs are a retention old, and the
+summary compares the run's second half with its first.
 Needs root for the sandbox and RabbitMQ (deploy/local/bootstrap.sh). A benchmark, not a
 test: it asserts nothing, it prints figures.
 """
@@ -57,15 +58,16 @@ class Sample:
     audit: int
     used_mb: float
     file_mb: float
+    wal_mb: float
     submitted: int
     archived: float
     deleted: float
     oldest_s: float
 
 
-def store_figures(store: Path) -> tuple[int, int, int, int, float, float]:
+def store_figures(store: Path) -> tuple[int, int, int, int, float, float, float]:
     """(jobs, of which not finished, job_events and audit_events rows, MB of pages in use,
-    MB of file and log)."""
+    of the file, of its write-ahead log)."""
     with sqlite3.connect(f"file:{store}?mode=ro", uri=True) as conn:
         jobs, events, audit = (conn.execute(f"SELECT count(*) FROM {table}").fetchone()[0]
                                for table in ("jobs", "job_events", "audit_events"))
@@ -74,8 +76,9 @@ def store_figures(store: Path) -> tuple[int, int, int, int, float, float]:
         page = conn.execute("PRAGMA page_size").fetchone()[0]
         used = (conn.execute("PRAGMA page_count").fetchone()[0]
                 - conn.execute("PRAGMA freelist_count").fetchone()[0])
-    size = sum(path.stat().st_size for path in (store, Path(f"{store}-wal")) if path.exists())
-    return jobs, unfinished, events, audit, used * page / 2**20, size / 2**20
+    wal = Path(f"{store}-wal")
+    return (jobs, unfinished, events, audit, used * page / 2**20, store.stat().st_size / 2**20,
+            (wal.stat().st_size if wal.exists() else 0) / 2**20)
 
 
 def metrics(port: int) -> dict[str, float]:
@@ -131,24 +134,24 @@ async def run(options: argparse.Namespace) -> None:
             print(f"retention {options.retention_s:g} s, sweep every {options.sweep_s:g} s,"
                   f" {options.rate:g} jobs/s for {options.minutes:g} min,"
                   f" {'archive: moto S3' if s3 else 'no archive'}; store {store}")
-            print("     t   jobs (queued/running)  events   audit  used MB  file MB  submitted"
-                  "  archived  deleted  oldest s")
+            print("     t   jobs (queued/running)  events   audit  used MB  file MB   WAL MB"
+                  "  submitted  archived  deleted  oldest s")
             sent = [0]
             seconds = options.minutes * 60
             loading = asyncio.create_task(load(client, options.rate, seconds, sent))
             start = time.monotonic()
             while not loading.done():
                 await asyncio.wait([loading], timeout=options.sample_s)
-                jobs, unfinished, events, audit, used, size = await asyncio.to_thread(
+                jobs, unfinished, events, audit, used, size, wal = await asyncio.to_thread(
                     store_figures, store)
                 counters = await asyncio.to_thread(metrics, metrics_port)
                 sample = Sample(time.monotonic() - start, jobs, unfinished, events, audit, used,
-                                size, sent[0], counters.get("sluice_jobs_archived_total", 0),
+                                size, wal, sent[0], counters.get("sluice_jobs_archived_total", 0),
                                 counters.get("sluice_jobs_deleted_total", 0),
                                 counters.get("sluice_store_oldest_job_age_seconds", 0))
                 samples.append(sample)
                 print(f"{sample.at_s:6.0f} {jobs:6d} {f'({unfinished})':>16} {events:7d}"
-                      f" {audit:7d} {used:8.2f} {size:8.2f} {sample.submitted:10d}"
+                      f" {audit:7d} {used:8.2f} {size:8.2f} {wal:8.2f} {sample.submitted:10d}"
                       f" {sample.archived:9.0f} {sample.deleted:8.0f} {sample.oldest_s:9.1f}")
             await loading
     finally:
@@ -163,7 +166,8 @@ async def run(options: argparse.Namespace) -> None:
               f" ({first.unfinished} -> {last.unfinished} not finished),"
               f" events {first.events} -> {last.events}, audit {first.audit} -> {last.audit},"
               f" pages in use {first.used_mb:.2f} -> {last.used_mb:.2f} MB,"
-              f" file {first.file_mb:.2f} -> {last.file_mb:.2f} MB,"
+              f" file {first.file_mb:.2f} -> {last.file_mb:.2f} MB"
+              f" (WAL {first.wal_mb:.2f} -> {last.wal_mb:.2f} MB),"
               f" while {last.submitted - first.submitted} more jobs were submitted")
 
 

@@ -13,8 +13,14 @@ from pathlib import Path
 import grpc
 import pytest
 
+from control_plane.archive import JobArchive
+from control_plane.retention import BATCH, RetentionSweeper
+from control_plane.store.database import Database
+from control_plane.store.jobs import JobStore
+from control_plane.store.retention import RetentionStore
 from sluice.client import SluiceClient
 from sluice.v1 import archive_pb2 as arc
+from sluice.v1 import execution_service_pb2 as api
 from sluice.v1 import job_pb2 as pb
 from tests.conftest import python_job, wait_for_languages
 from tests.e2e.test_metrics import scrape, value
@@ -213,3 +219,48 @@ async def test_without_an_archive_retention_deletes(vhost: RunVhost, tmp_path: P
                 f"job {job.id!r} not found")
     finally:
         await asyncio.to_thread(platform.stop)
+
+
+async def test_two_sweeps_at_once_write_each_job_once_and_an_archive_down_keeps_them(
+        tmp_path: Path, s3: S3Server, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Two control planes' sweeps, side by side on one store (as two replicas on a shared
+    store): claims split the jobs between them; with the archive unreachable, nothing
+    leaves."""
+    for name, setting in CREDENTIALS.items():
+        monkeypatch.setenv(name, setting)
+    db = Database(tmp_path / "store.db")
+    await db.open()
+    try:
+        jobs = JobStore(db)
+        ids = []
+        for _ in range(2 * BATCH + 30):  # over two batches
+            job, _ = await jobs.create(lambda conn: ("t_0123456789abcdef", "test"),
+                                       api.SubmitJobRequest(language="python"))
+            await jobs.cancel(job.id, "t_0123456789abcdef", actor="test")
+            ids.append(job.id)
+        nowhere = await JobArchive.open(f"s3://{BUCKET}/{PREFIX}",
+                                        f"http://127.0.0.1:{free_port()}")
+        down = RetentionSweeper(RetentionStore(db), nowhere, retention_s=1e-6,
+                                audit_retention_s=0, interval_s=1)
+        outcome = await down.sweep()
+        assert outcome.failures >= 1 and outcome.deleted == 0
+        assert rows_left(tmp_path / "store.db") == len(ids)
+
+        archive = await JobArchive.open(f"s3://{BUCKET}/{PREFIX}", s3.endpoint_url)
+        sweepers = [RetentionSweeper(RetentionStore(db), archive, retention_s=1e-6,
+                                     audit_retention_s=0, interval_s=1) for _ in range(2)]
+        outcomes = await asyncio.gather(*(sweeper.sweep() for sweeper in sweepers))
+        assert sum(o.archived for o in outcomes) == len(ids)  # none written twice
+        assert sum(o.deleted for o in outcomes) == len(ids)
+        assert all(o.failures == 0 for o in outcomes)
+        assert rows_left(tmp_path / "store.db") == 0
+        keys = await asyncio.to_thread(object_keys, s3.client(), BUCKET,
+                                       f"{PREFIX}/t_0123456789abcdef/")
+        assert sorted(keys) == sorted(f"{PREFIX}/t_0123456789abcdef/{i}.binpb" for i in ids)
+    finally:
+        await db.close()
+
+
+def rows_left(store: Path) -> int:
+    with sqlite3.connect(store) as conn:
+        return conn.execute("SELECT count(*) FROM jobs").fetchone()[0]
