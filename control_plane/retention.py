@@ -124,10 +124,10 @@ class RetentionSweeper:
 
         # Every write settles before this returns (none left running unowned), and a store
         # error among them is raised once they have.
-        for outcome in await asyncio.gather(*(write(job) for job in claimed),
-                                            return_exceptions=True):
-            if isinstance(outcome, BaseException):
-                raise outcome
+        for settled in await asyncio.gather(*(write(job) for job in claimed),
+                                           return_exceptions=True):
+            if isinstance(settled, BaseException):
+                raise settled
         return written, failed
 
     async def _sweep_audit(self, now: float, outcome: SweepOutcome) -> None:
