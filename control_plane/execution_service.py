@@ -10,6 +10,7 @@ from collections.abc import AsyncIterator
 import grpc
 
 from control_plane import metrics
+from control_plane.archive import ArchiveUnavailable, JobArchive
 from control_plane.auth import Authenticator, KeyCheck, Unauthenticated
 from control_plane.job_cancel import cancel_job
 from control_plane.job_publisher import BrokerUnavailable, JobPublisher
@@ -30,6 +31,7 @@ from sluice.message_limits import response_max_bytes
 from sluice.observability import get_logger
 from sluice.settings import Settings
 from sluice.topology import JobMessage
+from sluice.v1 import archive_pb2 as arc
 from sluice.v1 import execution_service_pb2 as api
 from sluice.v1 import execution_service_pb2_grpc as api_grpc
 from sluice.v1 import job_pb2 as pb
@@ -93,14 +95,15 @@ async def list_jobs_page(jobs: JobStore, tenant_id: str, request: api.ListJobsRe
 class ExecutionService(api_grpc.ExecutionServiceServicer):
     def __init__(self, settings: Settings, auth: Authenticator, jobs: JobStore,
                  publisher: JobPublisher, hub: WatchHub, gateway: WorkerGateway,
-                 streams: OpenStreams) -> None:
+                 streams: OpenStreams, archive: JobArchive | None = None) -> None:
         self._settings = settings
         self._auth = auth
         self._jobs = jobs
         self._publisher = publisher
         self._hub = hub
         self._gateway = gateway
-        self._watch = JobWatch(jobs, hub, streams)
+        self._archive = archive
+        self._watch = JobWatch(jobs, hub, streams, archived=self._from_archive)
         self._quota_defaults = TenantQuota.defaults(settings)
         # Submissions being stored and published, kept until done (see SubmitJob).
         self._admitting: set[asyncio.Future[pb.Job]] = set()
@@ -188,6 +191,10 @@ class ExecutionService(api_grpc.ExecutionServiceServicer):
             job = await self._jobs.get(request.job_id, key.tenant)
         except Unauthenticated as exc:
             await context.abort(grpc.StatusCode.UNAUTHENTICATED, str(exc))
+        if job is None and key.principal is not None:
+            archived = await self._from_archive(request.job_id, key.principal.tenant_id,
+                                                context)
+            job = None if archived is None else archived.job
         if job is None:
             # Another tenant's job reads the same as no job: ids leak nothing.
             await context.abort(grpc.StatusCode.NOT_FOUND, f"job {request.job_id!r} not found")
@@ -205,6 +212,24 @@ class ExecutionService(api_grpc.ExecutionServiceServicer):
                                               context, key=key):
             yield event
 
+    async def _from_archive(self, job_id: str, tenant_id: str,
+                            context: grpc.aio.ServicerContext) -> arc.ArchivedJob | None:
+        """A job of this tenant that the store no longer has, read back from the archive;
+        None without an archive or when it has no such job. Aborts UNAVAILABLE when the
+        archive does not answer: the job may be there, so NOT_FOUND would be a lie."""
+        if self._archive is None or not _JOB_ID.fullmatch(job_id):
+            return None
+        try:
+            return await self._archive.get_job(tenant_id, job_id)
+        except ArchiveUnavailable as exc:
+            metrics.ARCHIVE_FAILURES.labels("get").inc()
+            log.warning("archive_read_failed", tenant=tenant_id, job_id=job_id, error=str(exc))
+            await context.abort(
+                grpc.StatusCode.UNAVAILABLE,
+                f"job {job_id!r} is not in the store and the archive (S3) did not answer;"
+                " retry shortly")
+        return None
+
     async def CancelJob(self, request: api.CancelJobRequest,
                         context: grpc.aio.ServicerContext) -> pb.Job:
         principal = await self._auth.principal(context)
@@ -213,6 +238,10 @@ class ExecutionService(api_grpc.ExecutionServiceServicer):
         job = await cancel_job(self._jobs, self._hub, self._gateway, request.job_id,
                                principal.tenant_id, actor=f"key:{principal.key_id}")
         if job is None:
+            # An archived job is finished: cancelling it changes nothing, as in the store.
+            archived = await self._from_archive(request.job_id, principal.tenant_id, context)
+            if archived is not None:
+                return archived.job
             await context.abort(grpc.StatusCode.NOT_FOUND, f"job {request.job_id!r} not found")
         assert job is not None
         return job

@@ -4,7 +4,7 @@ tenant's for operators (AdminService). Reconnecting with after_seq resumes witho
 from __future__ import annotations
 
 import contextlib
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 
 import grpc
 
@@ -13,6 +13,7 @@ from control_plane.auth import UNKNOWN_KEY, KeyCheck, Unauthenticated
 from control_plane.open_streams import OpenStreams, StreamTicket, TooManyStreams
 from control_plane.store.jobs import TERMINAL_STATES, JobStore, Reader
 from control_plane.watch_hub import WatchHub
+from sluice.v1 import archive_pb2 as arc
 from sluice.v1 import job_pb2 as pb
 
 WATCH_BATCH = 500  # events per read of the store while watching
@@ -23,11 +24,19 @@ def _is_terminal_event(event: pb.JobEvent) -> bool:
     return event.HasField("state_change") and event.state_change.state in TERMINAL_STATES
 
 
+# (job id, tenant id, context) -> the archived job, or None; aborts when it cannot tell.
+ArchiveLookup = Callable[[str, str, grpc.aio.ServicerContext],
+                         Awaitable["arc.ArchivedJob | None"]]
+
+
 class JobWatch:
-    def __init__(self, jobs: JobStore, hub: WatchHub, streams: OpenStreams) -> None:
+    def __init__(self, jobs: JobStore, hub: WatchHub, streams: OpenStreams, *,
+                 archived: ArchiveLookup | None = None) -> None:
         self._jobs = jobs
         self._hub = hub
         self._streams = streams
+        # A tenant's job the store no longer has, from the archive (retention).
+        self._archived = archived
 
     async def stream(self, job_id: str, after_seq: int, reader: Reader,
                      context: grpc.aio.ServicerContext, *, key: KeyCheck | None = None
@@ -61,6 +70,23 @@ class JobWatch:
                             await context.abort(grpc.StatusCode.UNAUTHENTICATED, str(exc))
                         if key is not None and key.principal is not None:
                             reader = key.principal.tenant_id  # checked once, for the stream
+                        if (read is None and self._archived is not None and key is not None
+                                and key.principal is not None):
+                            # Gone from the store (before this stream, or during its
+                            # replay): the archive has it all, if it has it.
+                            archive = await self._archived(job_id, key.principal.tenant_id,
+                                                           context)
+                            if archive is not None:
+                                if after < 0:
+                                    await context.abort(grpc.StatusCode.INVALID_ARGUMENT,
+                                                        "after_seq must be >= 0")
+                                for event in archive.events:
+                                    if event.seq <= after:
+                                        continue
+                                    yield event
+                                    if _is_terminal_event(event):
+                                        return
+                                return
                         if read is None:
                             if after == after_seq:
                                 # Another tenant's job reads the same as no job: ids leak

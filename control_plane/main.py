@@ -9,6 +9,7 @@ import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
 from control_plane.admin_service import AdminService
+from control_plane.archive import JobArchive
 from control_plane.auth import Authenticator
 from control_plane.dead_letter_admin import DeadLetterAdmin
 from control_plane.execution_service import ExecutionService
@@ -17,12 +18,14 @@ from control_plane.job_publisher import JobPublisher
 from control_plane.language_catalog import LanguageCatalog
 from control_plane.lease_reaper import LeaseReaper
 from control_plane.open_streams import OpenStreams
+from control_plane.retention import RetentionSweeper
 from control_plane.rpc_metrics import RpcMetrics
 from control_plane.store.audit import AuditLog
 from control_plane.store.backend import open_store, redacted
 from control_plane.store.holds import ClaimGate, HoldStore
 from control_plane.store.jobs import JobStore
 from control_plane.store.quotas import QuotaStore, TenantQuota
+from control_plane.store.retention import RetentionStore
 from control_plane.store.tenants import TenantStore
 from control_plane.store.worker_languages import WorkerLanguageStore
 from control_plane.store.worker_tokens import WorkerTokenStore
@@ -57,9 +60,12 @@ def _server(max_receive_bytes: int, max_send_bytes: int) -> grpc.aio.Server:
 
 
 async def serve(settings: Settings, stop: asyncio.Event) -> None:
-    # First: a TLS file that is wrong stops the start before anything is opened.
+    # First: a TLS file that is wrong, or a SLUICE_ARCHIVE_URL that is not
+    # s3://BUCKET/PREFIX, stops the start before anything is opened.
     api_credentials = server_credentials(settings, gateway=False)
     gateway_credentials = server_credentials(settings, gateway=True)
+    archive = (await JobArchive.open(settings.archive_url, settings.s3_endpoint_url)
+               if settings.archive_url else None)
     db = await open_store(settings)  # migrated first, under a lock, if it is behind
     quota_defaults = TenantQuota.defaults(settings)
     jobs = JobStore(db, claim_gate=ClaimGate(quota_defaults))
@@ -79,7 +85,8 @@ async def serve(settings: Settings, stop: asyncio.Event) -> None:
     gateway_server = _server(report_max_bytes(), response_max_bytes(settings))
     api_health, gateway_health = health.aio.HealthServicer(), health.aio.HealthServicer()
     execution_service_pb2_grpc.add_ExecutionServiceServicer_to_server(
-        ExecutionService(settings, auth, jobs, publisher, hub, gateway, streams), api_server)
+        ExecutionService(settings, auth, jobs, publisher, hub, gateway, streams, archive),
+        api_server)
     admin_service_pb2_grpc.add_AdminServiceServicer_to_server(
         AdminService(settings, auth, tenants, DeadLetterAdmin(jobs, publisher),
                      QuotaStore(db, quota_defaults), AuditLog(db), streams, worker_tokens,
@@ -101,19 +108,24 @@ async def serve(settings: Settings, stop: asyncio.Event) -> None:
     releaser = asyncio.create_task(
         HoldReleaser(HoldStore(db, quota_defaults), publisher).run_forever())
     watch_poll = asyncio.create_task(hub.poll_forever(jobs.last_seqs))
+    retention = asyncio.create_task(RetentionSweeper(
+        RetentionStore(db), archive, retention_s=settings.retention_s,
+        audit_retention_s=settings.audit_retention_s,
+        interval_s=settings.retention_sweep_s).run_forever())
     key_check = asyncio.create_task(streams.check_revoked_forever(tenants.revoked_among))
     # PostgreSQL tells of every event any control plane stores; SQLite has only the poll.
     watch_listen = asyncio.create_task(db.listen_job_events(hub.event_stored))
     log.info("control_plane_started", api=settings.api_listen, gateway=settings.gateway_listen,
              tls=api_credentials is not None,
              gateway_client_certificates=bool(settings.gateway_client_ca_file),
-             store=redacted(settings.store_url), queue_prefix=settings.queue_prefix)
+             store=redacted(settings.store_url), queue_prefix=settings.queue_prefix,
+             archive=settings.archive_url or None)
     await stop.wait()
 
     log.info("control_plane_stopping")
     await api_health.enter_graceful_shutdown()
     await gateway_health.enter_graceful_shutdown()
-    for task in (reaper, releaser, watch_poll, key_check, watch_listen):
+    for task in (reaper, releaser, watch_poll, key_check, watch_listen, retention):
         task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await task

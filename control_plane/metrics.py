@@ -32,3 +32,18 @@ JOB_RUN_SECONDS = Histogram(
 )
 QUOTA_REFUSALS = Counter("sluice_quota_refusals_total",
                          "Submissions refused over a tenant quota", ["quota"])
+# Retention and the archive (control_plane/retention.py).
+JOBS_ARCHIVED = Counter("sluice_jobs_archived_total",
+                        "Finished jobs written to the archive by the retention sweep")
+JOBS_DELETED = Counter("sluice_jobs_deleted_total",
+                       "Finished jobs the retention sweep deleted from the store (archived"
+                       " first when an archive is configured)")
+ARCHIVE_FAILURES = Counter("sluice_archive_failures_total",
+                           "Archive requests that failed after botocore's retries: put (a job"
+                           " or audit batch left in the store for the next sweep) or get",
+                           ["operation"])
+AUDIT_RECORDS_DELETED = Counter("sluice_audit_records_deleted_total",
+                                "Audit records the retention sweep deleted from the store")
+OLDEST_JOB_AGE_SECONDS = Gauge("sluice_store_oldest_job_age_seconds",
+                               "Age of the oldest job in the store (any state), as of the"
+                               " last retention sweep")

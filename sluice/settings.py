@@ -126,6 +126,16 @@ class Settings(BaseSettings):
     # A dead letter waits this long times 2^replays before it is replayed again.
     recovery_backoff_s: float = 10.0
 
+    # Retention and the archive (docs/operations.md). A finished job older than
+    # retention_s leaves the store: for one object in the archive when archive_url
+    # (s3://BUCKET/PREFIX) is set, deleted otherwise; audit records likewise after
+    # audit_retention_s. 0 keeps them for good. Archive credentials: boto3's usual chain.
+    archive_url: str = ""
+    s3_endpoint_url: str = ""  # any S3-compatible endpoint; empty: AWS's own
+    retention_s: float = 604_800.0  # a week
+    retention_sweep_s: float = 60.0
+    audit_retention_s: float = 2_592_000.0  # 30 days
+
     @property
     def api_address(self) -> str:
         return self.api_target or self.api_listen

@@ -39,8 +39,7 @@ MAX_BATCH = 64
 # DDL not yet made a numbered migration (control_plane/store/migrations.py): each block
 # CREATE ... IF NOT EXISTS, written for SQLite (the dialect puts it into PostgreSQL's
 # types), run after the migrations every time a store is opened.
-SCHEMA = """
-"""
+SCHEMA = ""
 
 
 class SqliteTx:

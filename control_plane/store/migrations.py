@@ -261,6 +261,22 @@ def _worker_tokens(dialect: Dialect) -> str:
     return dialect.ddl(_WORKER_TOKENS)
 
 
+_RETENTION = """
+CREATE INDEX IF NOT EXISTS jobs_ended ON jobs(ended_at);
+CREATE TABLE IF NOT EXISTS job_archiving (
+    job_id TEXT PRIMARY KEY,
+    claimed_until REAL NOT NULL
+);
+"""
+
+
+def _retention(dialect: Dialect) -> str:
+    """Retention (control_plane/store/retention.py): finished jobs found oldest end first,
+    and the claims of the sweeps archiving them (a replica that died mid-batch hands its
+    jobs on when its claim runs out)."""
+    return dialect.ddl(_RETENTION)
+
+
 @dataclass(frozen=True)
 class Migration:
     version: int
@@ -273,6 +289,7 @@ MIGRATIONS: tuple[Migration, ...] = (
     Migration(2, "job_submit_order", _job_submit_order),
     Migration(3, "job_event_notify", _job_event_notify),
     Migration(4, "worker_tokens", _worker_tokens),
+    Migration(5, "retention", _retention),
 )
 LATEST = MIGRATIONS[-1].version
 
