@@ -1,6 +1,7 @@
-"""Structural checks of deploy/image/Dockerfile that hadolint does not make.
+"""Structural checks of deploy/image/Dockerfile that hadolint does not make (image.py, not
+dockerfile.py: checkov would take a file of that name for a Dockerfile).
 
-    python dockerfile.py Dockerfile
+    python image.py Dockerfile
 
 - every base is pinned: an exact tag with a version or date in it, or a digest; never
   `latest` or a bare name;
