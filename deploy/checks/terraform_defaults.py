@@ -1,0 +1,48 @@
+"""The Terraform variables that restate something of the code must agree with it.
+
+    .venv/bin/python deploy/checks/terraform_defaults.py deploy/terraform/aws/variables.tf
+
+shard_count is SHARD_COUNT (sluice/topology.py): the scaling alarms sum one metric per
+work queue. worker_slots and worker_shutdown_grace_s default as the settings do, so a task
+without them set behaves as the Terraform's scaling and stopTimeout assume. Run with the
+project's virtualenv (it imports sluice).
+"""
+
+from __future__ import annotations
+
+import re
+import sys
+from pathlib import Path
+
+from sluice.settings import Settings
+from sluice.topology import SHARD_COUNT
+
+
+def defaults(text: str) -> dict[str, str]:
+    found = {}
+    for match in re.finditer(r'variable "(\w+)" \{(.*?)\n\}', text, re.S):
+        default = re.search(r"^\s*default\s*=\s*(\S+)\s*$", match.group(2), re.M)
+        if default:
+            found[match.group(1)] = default.group(1).strip('"')
+    return found
+
+
+def main() -> int:
+    variables = defaults(Path(sys.argv[1]).read_text())
+    settings = Settings()
+    expected = {
+        "shard_count": SHARD_COUNT,
+        "worker_slots": settings.worker_slots,
+        "worker_shutdown_grace_s": settings.worker_shutdown_grace_s,
+    }
+    findings = [f"variable {name} defaults to {variables.get(name)!r}, the code says {want}"
+                for name, want in expected.items()
+                if variables.get(name) is None or float(variables[name]) != float(want)]
+    print(f"  {len(expected)} variables compared with sluice/topology.py and sluice/settings.py")
+    for finding in findings:
+        print(f"  FINDING {finding}")
+    return 1 if findings else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
