@@ -130,8 +130,12 @@ else
   skip kustomize "kubectl is not on PATH"
 fi
 if [[ ${#rendered[@]} -gt 0 && -n $py ]]; then
-  [[ -d $keda_crds ]] || keda_crds=""
-  [[ -n $sluice_py ]] || echo "   (no .venv with Sluice: the rules asking the code are skipped)"
+  if [[ ! -d $keda_crds ]]; then
+    skip keda-schemas "no KEDA CRDs at $keda_crds (KEDA_CRDS_DIR)"
+    keda_crds=""
+  fi
+  [[ -n $sluice_py ]] || skip manifests-code-rules \
+    "no .venv with Sluice to ask for the queue names and settings (deploy/local/bootstrap.sh)"
   check manifests "$py" deploy/checks/manifests.py ${keda_crds:+--keda-crds "$keda_crds"} \
     ${sluice_py:+--sluice-python "$sluice_py"} "${rendered[@]}"
 elif [[ ${#rendered[@]} -gt 0 ]]; then
