@@ -7,6 +7,8 @@ execution_plane/metrics.py, recovery/metrics.py): each Counter, Gauge and Histog
 declared there, with the sample names prometheus_client gives it (_total, _bucket, ...).
 Metrics from elsewhere are listed below with where they come from. A name in a PromQL
 expression that is neither is a finding, so a renamed metric breaks CI, not an alert.
+Standard library only (tests/e2e/test_deploy_metric_names.py uses it against a running
+platform's /metrics, where the project's virtualenv has no YAML parser).
 """
 
 from __future__ import annotations
@@ -16,8 +18,6 @@ import json
 import re
 import sys
 from pathlib import Path
-
-import yaml
 
 ROOT = Path(__file__).resolve().parents[2]
 METRICS_MODULES = ("control_plane/metrics.py", "execution_plane/metrics.py",
@@ -73,9 +73,33 @@ def metric_names(expr: str) -> set[str]:
 
 
 def rule_exprs(path: Path) -> list[tuple[str, str]]:
-    groups = yaml.safe_load(path.read_text())["groups"]
-    return [(rule.get("alert") or rule.get("record"), str(rule["expr"]))
-            for group in groups for rule in group["rules"]]
+    """(rule name, expr) of a Prometheus rules file: the `expr:` keys, inline or as a
+    folded/literal block, read line by line (the file's own layout, checked by yamllint
+    and promtool); fails if a rule has no expr so read."""
+    lines = path.read_text().splitlines()
+    found, name = [], None
+    rules = 0
+    for index, line in enumerate(lines):
+        rule = re.match(r"\s*- (alert|record): *(\S+)", line)
+        if rule:
+            name, rules = rule.group(2), rules + 1
+        key = re.match(r"(\s*)(?:- )?expr: *(.*)$", line)
+        if not key:
+            continue
+        indent, value = len(key.group(1)), key.group(2).strip()
+        if value in (">", ">-", "|", "|-"):
+            block = []
+            for following in lines[index + 1:]:
+                if following.strip() and len(following) - len(following.lstrip()) <= indent:
+                    break
+                block.append(following.strip())
+            value = " ".join(block)
+        elif value[:1] in "'\"" and value[-1:] == value[:1]:
+            value = value[1:-1]
+        found.append((name or "?", value))
+    if len(found) != rules:
+        raise SystemExit(f"{path}: {rules} rules but {len(found)} expr keys read")
+    return found
 
 
 def dashboard_exprs(path: Path) -> list[tuple[str, str]]:
