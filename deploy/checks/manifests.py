@@ -193,6 +193,12 @@ def check_sluice(overlay: str, docs: list[Doc], python: str | None, out: Finding
             if container.get("securityContext", {}).get("privileged"):
                 out.add(overlay, doc, f"container {container['name']}: privileged")
 
+    # Only the worker steps outside the runtime's default seccomp profile.
+    for doc in (control, recovery):
+        profile = pod_spec(doc).get("securityContext", {}).get("seccompProfile", {})
+        if profile.get("type") != "RuntimeDefault":
+            out.add(overlay, doc, "seccompProfile must be RuntimeDefault")
+
     # Control plane: replicas, gRPC health probes, a PDB.
     replicas = control["spec"].get("replicas", 1)
     if replicas < 2 and overlay not in SINGLE_REPLICA_OVERLAYS:
@@ -246,8 +252,9 @@ def check_worker_security(overlay: str, worker: Doc, out: Findings) -> None:
     spec = pod_spec(worker)
     if spec.get("hostNetwork") or spec.get("hostPID") or spec.get("hostIPC"):
         out.add(overlay, worker, "shares a host namespace")
-    if spec.get("securityContext", {}).get("seccompProfile", {}).get("type") != "RuntimeDefault":
-        out.add(overlay, worker, "pod seccompProfile must be RuntimeDefault")
+    # Unconfined on purpose (bwrap's pivot_root; deploy/image/README.md), but explicit.
+    if not spec.get("securityContext", {}).get("seccompProfile", {}).get("type"):
+        out.add(overlay, worker, "the pod's seccompProfile must be stated")
     for container in spec["containers"]:
         context = container.get("securityContext", {})
         capabilities = context.get("capabilities", {})
@@ -257,8 +264,6 @@ def check_worker_security(overlay: str, worker: Doc, out: Findings) -> None:
         if extra:
             out.add(overlay, worker, f"{container['name']}: capabilities beyond the sandbox's "
                     f"needs: {sorted(extra)}")
-        if context.get("seccompProfile", {}).get("type") == "Unconfined":
-            out.add(overlay, worker, f"{container['name']}: seccomp Unconfined")
 
 
 def check_network_policies(overlay: str, policies: dict[str, Doc], control: dict[str, str],

@@ -47,9 +47,22 @@ resource "aws_launch_template" "worker_host" {
   }
   # Spot draining: on an interruption notice ECS drains the instance, so each worker gets
   # SIGTERM and its shutdown grace (the worker hands unfinished jobs back to the queue).
-  # Amazon Linux 2023 runs cgroup v2 with the memory and pids controllers the sandbox uses.
+  # Amazon Linux 2023 runs cgroup v2 with the memory and pids controllers the sandbox uses
+  # (and no AppArmor). Docker's default seccomp profile refuses bwrap's pivot_root, and ECS
+  # cannot lift it per container: these hosts run workers only, so their Docker gets none
+  # (each job runs under the sandbox's own filter).
   user_data = base64encode(<<-EOT
     #!/bin/bash
+    set -e
+    mkdir -p /etc/docker
+    python3 - <<'PY'
+    import json, pathlib
+    path = pathlib.Path("/etc/docker/daemon.json")
+    config = json.loads(path.read_text()) if path.exists() else {}
+    config["seccomp-profile"] = "unconfined"
+    path.write_text(json.dumps(config))
+    PY
+    systemctl try-restart docker
     cat >>/etc/ecs/ecs.config <<EOF
     ECS_CLUSTER=${var.name}
     ECS_ENABLE_SPOT_INSTANCE_DRAINING=true

@@ -197,8 +197,9 @@ resource "aws_ecs_task_definition" "worker" {
     command   = ["worker"]
     essential = true
     # Root in the container and these capabilities, not privileged: the sandbox's needs,
-    # each explained in deploy/image/README.md. Docker's default seccomp profile allows
-    # unshare, mount and pivot_root once CAP_SYS_ADMIN is granted.
+    # each explained in deploy/image/README.md. Seccomp: the hosts' Docker runs without a
+    # default profile (cluster.tf), since ECS cannot set one per container and Docker's
+    # refuses bwrap's pivot_root.
     user       = "0:0"
     privileged = false
     linuxParameters = {
