@@ -7,6 +7,7 @@ dockerfile.py: checkov would take a file of that name for a Dockerfile).
   `latest` or a bare name;
 - more than one stage, and the last (the runtime) installs no build tools: no compiler
   toolchain meta-packages, no -dev headers, no pip;
+- no setuid or setgid file survives in the runtime (the worker may escalate privileges);
 - the runtime's default user is not root, and its entrypoint runs through an init (tini)
   so the worker's SIGTERM drain and the sandbox's orphans are handled;
 - it is the image of every service: the entrypoint is sluice's, no service is baked in.
@@ -69,6 +70,8 @@ def main() -> int:
             tools = sorted({m.group(0) for m in BUILD_TOOLS.finditer(rest)})
             if tools:
                 findings.append(f"the runtime stage installs build tools: {', '.join(tools)}")
+    if not any(word == "RUN" and "chmod a-s" in rest for word, rest in runtime):
+        findings.append("the runtime stage keeps setuid/setgid files (find ... chmod a-s)")
     users = [rest for word, rest in runtime if word == "USER"]
     if not users or users[-1].split(":")[0] in ("root", "0"):
         findings.append("the runtime stage's default user is root")

@@ -29,7 +29,8 @@ writable_cgroups() {
   if awk '$5 == "/sys/fs/cgroup" && $0 ~ / - cgroup2 / {
             split($6, o, ","); for (i in o) if (o[i] == "ro") found = 1 }
           END { exit !found }' /proc/self/mountinfo; then
-    mount -o remount,rw /sys/fs/cgroup \
+    mount -o remount,rw /sys/fs/cgroup 2>/dev/null \
+      || mount -o remount,bind,rw /sys/fs/cgroup \
       || echo "sluice-entrypoint: cannot remount /sys/fs/cgroup read-write" >&2
   fi
 }
