@@ -42,7 +42,7 @@ if ! have_python_tools && [[ $install == 1 ]]; then
   section "installing ${python_tools[*]} into $venv"
   rm -rf "$venv"
   if python3 -m venv "$venv" >/dev/null 2>&1 \
-      && timeout 300 "$venv/bin/pip" install -q --disable-pip-version-check \
+      && timeout 300 "$venv/bin/pip" install -q --disable-pip-version-check --timeout 20 --retries 2 \
         "${python_tools[@]}" >"$work/pip.log" 2>&1; then
     echo "${python_tools[*]}" >"$stamp"
   else
