@@ -1,20 +1,37 @@
 # Workers scale with the work queues, as KEDA does on Kubernetes: every shard's queue
-# (NAME.work.0 .. NAME.work.{shard_count-1}, sluice/topology.py), ready plus unacknowledged
-# messages, so running jobs keep their workers. Amazon MQ publishes both per queue. From
-# zero workers the backlog alarm adds capacity in steps; when nothing is queued or running
-# for 15 minutes, the idle alarm takes the service back to zero.
+# (NAME.work.N, sluice/topology.py), ready plus unacknowledged messages, so running jobs
+# keep their workers. An alarm's metric math takes a handful of metrics, not one per queue,
+# so the work queues' sum is the
+# broker's totals less the queues that hold no runnable job: the dead-letter and parked
+# queues and the retry queues (NAME.retry.<ms>ms, whose jobs wait out a delay). From zero
+# workers the backlog alarm adds capacity in steps; when nothing is queued or running for
+# 15 minutes, the idle alarm takes the service back to zero.
 locals {
-  work_queues = [for shard in range(var.shard_count) : "${local.queue_prefix}.work.${shard}"]
-  queue_metrics = flatten([
-    for index, queue in local.work_queues : [
-      for metric in ["MessageReadyCount", "MessageUnacknowledgedCount"] : {
-        id     = "${lower(substr(metric, 7, 1))}${index}"
-        metric = metric
-        queue  = queue
+  idle_queues = concat(
+    ["${local.queue_prefix}.dead", "${local.queue_prefix}.parked"],
+    [for delay in var.retry_delays_ms : "${local.queue_prefix}.retry.${delay}ms"],
+  )
+  broker_metrics = {
+    ready   = { metric = "MessageReadyCount", dimensions = {} }
+    unacked = { metric = "MessageUnacknowledgedCount", dimensions = {} }
+  }
+  # Ready messages of every idle queue, and the recovery's unacked sweep of the dead one.
+  idle_metrics = merge(
+    {
+      for index, queue in local.idle_queues : "idle${index}" => {
+        metric     = "MessageReadyCount"
+        dimensions = { VirtualHost = "/", Queue = queue }
       }
-    ]
-  ])
-  jobs_expression = join(" + ", [for m in local.queue_metrics : m.id])
+    },
+    {
+      idleunacked = {
+        metric     = "MessageUnacknowledgedCount"
+        dimensions = { VirtualHost = "/", Queue = "${local.queue_prefix}.dead" }
+      }
+    },
+  )
+  job_metrics     = merge(local.broker_metrics, local.idle_metrics)
+  jobs_expression = "ready + unacked - (${join(" + ", keys(local.idle_metrics))})"
 }
 
 resource "aws_appautoscaling_target" "workers" {
@@ -82,19 +99,15 @@ resource "aws_cloudwatch_metric_alarm" "workers_backlog" {
   alarm_actions       = [aws_appautoscaling_policy.workers_out.arn]
 
   dynamic "metric_query" {
-    for_each = local.queue_metrics
+    for_each = local.job_metrics
     content {
-      id = metric_query.value.id
+      id = metric_query.key
       metric {
         namespace   = "AWS/AmazonMQ"
         metric_name = metric_query.value.metric
         period      = 60
         stat        = "Maximum"
-        dimensions = {
-          Broker      = aws_mq_broker.rabbitmq.broker_name
-          VirtualHost = "/"
-          Queue       = metric_query.value.queue
-        }
+        dimensions  = merge({ Broker = aws_mq_broker.rabbitmq.broker_name }, metric_query.value.dimensions)
       }
     }
   }
@@ -129,19 +142,15 @@ resource "aws_cloudwatch_metric_alarm" "workers_idle" {
   alarm_actions       = [aws_appautoscaling_policy.workers_to_zero.arn]
 
   dynamic "metric_query" {
-    for_each = local.queue_metrics
+    for_each = local.job_metrics
     content {
-      id = metric_query.value.id
+      id = metric_query.key
       metric {
         namespace   = "AWS/AmazonMQ"
         metric_name = metric_query.value.metric
         period      = 60
         stat        = "Maximum"
-        dimensions = {
-          Broker      = aws_mq_broker.rabbitmq.broker_name
-          VirtualHost = "/"
-          Queue       = metric_query.value.queue
-        }
+        dimensions  = merge({ Broker = aws_mq_broker.rabbitmq.broker_name }, metric_query.value.dimensions)
       }
     }
   }

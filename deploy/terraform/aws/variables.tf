@@ -118,10 +118,10 @@ variable "worker_shutdown_grace_s" {
   }
 }
 
-variable "shard_count" {
-  description = "Work queues per deployment: SHARD_COUNT in sluice/topology.py (deploy/check.sh checks they agree)."
-  type        = number
-  default     = 8
+variable "retry_delays_ms" {
+  description = "The retry queues' delays: RETRY_DELAYS_MS in sluice/topology.py (deploy/check.sh checks they agree); their messages are not counted as work."
+  type        = list(number)
+  default     = [1000, 5000, 30000]
 }
 
 variable "worker_instance_types" {
