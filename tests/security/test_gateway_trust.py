@@ -314,9 +314,10 @@ async def test_absurd_usage_does_not_charge_a_day_of_cpu(bare: Platform) -> None
         job = await client.wait(job_id)
         usage = (await admin.get_quota(tenant_id)).usage
     assert job.state == pb.JOB_STATE_SUCCEEDED
-    assert job.result.usage.cpu_time_ms <= 2000 + 1000
+    # At most a compile and a run, each within the job's 2 s, and the sandbox's margin.
+    assert job.result.usage.cpu_time_ms <= 2 * 2000 + 1000
     assert job.result.usage.peak_memory_bytes <= job.limits.memory_bytes
-    assert 0 < usage.cpu_seconds_last_day <= 3.0
+    assert 0 < usage.cpu_seconds_last_day <= 5.0
 
 
 async def test_languages_leave_the_catalogue_when_their_worker_goes(bare: Platform) -> None:

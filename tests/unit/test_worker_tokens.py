@@ -9,7 +9,12 @@ from pathlib import Path
 
 import pytest
 
-from control_plane.report_checks import CPU_MARGIN_MS, OutputAllowance, clamp_usage
+from control_plane.report_checks import (
+    CPU_MARGIN_MS,
+    STEPS_PER_JOB,
+    OutputAllowance,
+    clamp_usage,
+)
 from control_plane.store.database import Database
 from control_plane.store.jobs import JobStore
 from control_plane.store.tenants import hash_key
@@ -202,7 +207,7 @@ def test_usage_is_clamped_to_what_the_limits_allow() -> None:
     over = clamp_usage(result, limits)
     assert over == {"cpu_time_ms": day_ms, "wall_time_ms": day_ms,
                     "peak_memory_bytes": 1 << 40}
-    assert result.usage.cpu_time_ms == 2000 + CPU_MARGIN_MS
+    assert result.usage.cpu_time_ms == STEPS_PER_JOB * 2000 + CPU_MARGIN_MS
     assert result.usage.peak_memory_bytes == 64 << 20
     honest = pb.Result(usage=pb.Usage(cpu_time_ms=2010, wall_time_ms=5100,
                                               peak_memory_bytes=1 << 20))
