@@ -46,8 +46,10 @@ fi
 # databases of their own as user postgres on 127.0.0.1, without a password). Installed and
 # started unless something already answers on its port; a cluster installed here lets local
 # connections in without a password (a development or CI machine, never a deployment).
+# Only for the tests (bin/sluice test asks): `sluice up` runs on SQLite.
 pg_port=${SLUICE_POSTGRES_PORT:-5432}
-if ! (exec 3<>"/dev/tcp/127.0.0.1/$pg_port") 2>/dev/null; then
+if [[ ${SLUICE_BOOTSTRAP_POSTGRESQL:-0} == 1 ]] \
+    && ! (exec 3<>"/dev/tcp/127.0.0.1/$pg_port") 2>/dev/null; then
   if ! dpkg -s postgresql >/dev/null 2>&1; then
     say "installing PostgreSQL"
     apt-get update -qq
