@@ -132,8 +132,11 @@ class WorkerGateway(gw_grpc.WorkerGatewayServicer):
 
     async def RunJob(self, request_iterator: object,
                      context: grpc.aio.ServicerContext) -> None:
-        worker = await self._auth.identity(context)
+        # The claim is read before the token is checked: a stream refused before the
+        # client's first message is out reaches the client as a bare INTERNAL, not as the
+        # UNAUTHENTICATED that says what to do.
         first = await context.read()
+        worker = await self._auth.identity(context)
         if first is grpc.aio.EOF or not first.HasField("claim"):
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT,
                                 "the first message of RunJob must be a claim")

@@ -210,7 +210,12 @@ class _Attempt:
 
     async def claim(self, claim: gw.Claim) -> gw.Assignment | None:
         """The assignment, or None when the gateway refused (see `refusal`)."""
-        await self._call.write(gw.RunJobRequest(claim=claim))
+        try:
+            await self._call.write(gw.RunJobRequest(claim=claim))
+        except (grpc.aio.AioRpcError, asyncio.InvalidStateError):
+            # The gateway may end the stream before the claim is out (a refused token): the
+            # read below raises with its status, not the write's bare INTERNAL.
+            pass
         first = await self._call.read()
         if first is grpc.aio.EOF:
             raise GatewayLost("the gateway closed the stream before answering the claim")
