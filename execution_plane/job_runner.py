@@ -353,6 +353,7 @@ class _Attempt:
             if kind == "result_accepted":  # the result was stored before the stream broke
                 call.cancel()
                 self._result_accepted.set()
+                metrics.GATEWAY_RESUMES.labels("accepted").inc()
                 return
             if kind != "resumed":
                 call.cancel()
@@ -376,11 +377,13 @@ class _Attempt:
                 except (grpc.aio.AioRpcError, asyncio.InvalidStateError):
                     continue  # broke again: the next gateway, if any
             self._tasks.append(asyncio.create_task(self._read_commands(call)))
+            metrics.GATEWAY_RESUMES.labels("resumed").inc()
             log.info("gateway_stream_resumed", job_id=job.job_id, tenant=job.tenant_id,
                      attempt=self._attempt, resent_from=list(stored.values()))
             return
         log.warning("attempt_lost", job_id=job.job_id, tenant=job.tenant_id,
                     attempt=self._attempt)
+        metrics.GATEWAY_RESUMES.labels("lost").inc()
         self._lose()
 
     async def _heartbeat(self, interval: float) -> None:

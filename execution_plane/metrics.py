@@ -28,3 +28,9 @@ CLAIMS_REFUSED = Counter("sluice_worker_claims_refused_total",
 DELIVERIES_RETURNED = Counter(
     "sluice_worker_deliveries_returned_total",
     "Deliveries handed back to the broker unrun or unreported (gateway lost, shutdown)")
+GATEWAY_RESUMES = Counter(
+    "sluice_worker_gateway_resumes_total",
+    "Running attempts whose gateway stream broke, by how it ended: resumed (went on over a"
+    " new stream), accepted (its result was stored already), lost (no gateway took it back:"
+    " the run stopped and runs again elsewhere)",
+    ["outcome"])

@@ -85,6 +85,10 @@ async def _ensure_keys(settings: Settings) -> str:
                     and principal.tenant_id == tenant.id):
                 kept[path] = existing
                 continue
+            if principal is not None:
+                # The file held another kind of key (before 0600 key files, local.key held
+                # an admin key of the local tenant): replaced, so no longer honoured.
+                await store.revoke_key(principal.key_id)
             _, secret = await store.create_key(tenant.id, admin=admin)
             _write_secret(path, secret)
             kept[path] = secret
