@@ -348,6 +348,8 @@ class _Attempt:
             except (grpc.aio.AioRpcError, asyncio.InvalidStateError) as exc:
                 call.cancel()
                 log.info("resume_failed", job_id=job.job_id, error=str(exc).splitlines()[0])
+                if isinstance(exc, grpc.aio.AioRpcError) and self._token.check(exc):
+                    break  # the token was revoked: no gateway takes this attempt back
                 continue
             kind = None if first is grpc.aio.EOF else first.WhichOneof("command")
             if kind == "result_accepted":  # the result was stored before the stream broke
