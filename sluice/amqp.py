@@ -16,9 +16,11 @@ def redact(url: str) -> str:
 
 
 async def connect(
-    url: str, *, name: str, connect_timeout_s: float = 5.0
+    url: str, *, name: str, connect_timeout_s: float = 15.0
 ) -> AbstractRobustConnection:
-    """A robust connection: it reconnects by itself and restores channels and consumers."""
+    """A robust connection: it reconnects by itself and restores channels and consumers.
+    A busy broker may take seconds to accept a connection (seen: 10 s on a loaded 2-core
+    machine); a service that gave up sooner would not start at all."""
     try:
         # Reconnect after 1 s (aio-pika's default is 5 s): a broker restart should cost
         # seconds of UNAVAILABLE, not a multiple of them.

@@ -42,7 +42,7 @@ def _say(message: str) -> None:
 
 
 async def _check_broker(settings: Settings) -> None:
-    connection = await connect(settings.amqp_url, name="sluice-up-check", connect_timeout_s=3)
+    connection = await connect(settings.amqp_url, name="sluice-up-check", connect_timeout_s=10)
     await connection.close()
 
 
