@@ -146,11 +146,11 @@ class Settings(BaseSettings):
 
     @property
     def sqlite_path(self) -> Path:
+        """The SQLite file, for what only SQLite has; the store itself is opened with
+        control_plane.store.backend.open_store, whichever the database."""
         prefix = "sqlite:///"
         if not self.store_url.startswith(prefix):
-            raise ValueError(
-                f"SLUICE_STORE_URL={self.store_url!r}: only sqlite:///PATH is supported"
-            )
+            raise ValueError(f"SLUICE_STORE_URL={self.store_url!r} is not a SQLite store")
         return Path(self.store_url[len(prefix):])
 
 

@@ -9,7 +9,6 @@ from __future__ import annotations
 import asyncio
 import uuid
 from collections.abc import AsyncIterator, Iterator
-from pathlib import Path
 
 import pytest
 
@@ -120,8 +119,8 @@ async def test_ordering_keys_hold_across_replicas(
     assert all(starts[i + 1] >= ends[i] for i in range(3))
 
 
-async def test_the_store_is_postgresql(replicas: tuple[Platform, str, str],
-                                       tmp_path: Path) -> None:
+async def test_the_store_is_postgresql_and_migrated(
+        replicas: tuple[Platform, str, str]) -> None:
     stack, _, _ = replicas
     assert stack.env["SLUICE_STORE_URL"].startswith("postgresql://")
     migrated = await asyncio.to_thread(stack.cli, "migrate")
