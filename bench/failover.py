@@ -32,7 +32,7 @@ from tests.support.failover_drill import FailoverReport, run_failover_drill  # n
 async def main(args: argparse.Namespace) -> int:
     with RunVhost() as vhost, tempfile.TemporaryDirectory(prefix="sluice-failover-") as work:
         report = await run_failover_drill(Path(work), vhost.amqp_url(), prefix="failover",
-                                          jobs=args.jobs)
+                                          jobs=args.jobs, store=args.store)
     print(FailoverReport.HEADER)
     print(report.row())
     for problem in report.problems[:20]:
@@ -43,4 +43,6 @@ async def main(args: argparse.Namespace) -> int:
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--jobs", type=int, default=200)
+    parser.add_argument("--store", default="sqlite",
+                        help="sqlite, postgresql (a fresh database) or a postgresql:// URL")
     sys.exit(asyncio.run(main(parser.parse_args())))

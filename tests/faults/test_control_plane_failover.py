@@ -5,16 +5,20 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
 from tests.support.broker import RunVhost
 from tests.support.failover_drill import FailoverReport, run_failover_drill
 
 JOBS = 100
 
 
-async def test_a_killed_control_plane_loses_no_job_and_no_watcher(vhost: RunVhost,
-                                                                   tmp_path: Path) -> None:
+@pytest.mark.parametrize("store", ["sqlite", "postgresql"])
+async def test_a_killed_control_plane_loses_no_job_and_no_watcher(
+        store: str, vhost: RunVhost, tmp_path: Path) -> None:
     report = await run_failover_drill(tmp_path, vhost.amqp_url(),
-                                      prefix=f"{tmp_path.name}-failover", jobs=JOBS)
+                                      prefix=f"{tmp_path.name}-failover", jobs=JOBS,
+                                      store=store)
     print(FailoverReport.HEADER)
     print(report.row())
     assert report.accepted == JOBS

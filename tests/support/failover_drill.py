@@ -136,10 +136,11 @@ async def _check_trail(admin: AdminClient, job_id: str, report: FailoverReport) 
 
 
 async def run_failover_drill(workdir: Path, amqp_url: str, *, prefix: str, jobs: int,
-                             drain_within_s: float = 240.0) -> FailoverReport:
+                             drain_within_s: float = 240.0,
+                             store: str | None = None) -> FailoverReport:
     report = FailoverReport()
     second_api, second_gateway = free_port(), free_port()
-    platform = Platform(workdir, amqp_url, prefix=prefix,
+    platform = Platform(workdir, amqp_url, prefix=prefix, store=store,
                         extra_env={"SLUICE_WORKER_SLOTS": str(WORKER_SLOTS),
                                    # every job is watched at once, all by one tenant
                                    "SLUICE_MAX_WATCHES_PER_TENANT": str(2 * jobs)})
