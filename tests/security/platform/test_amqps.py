@@ -94,11 +94,11 @@ async def test_a_platform_on_an_amqps_url_runs_jobs(vhost: RunVhost, tls_broker:
         stack.start_worker()
         key = await asyncio.to_thread(stack.create_tenant, f"amqps-{uuid.uuid4().hex[:6]}")
         async with SluiceClient(stack.api_target, key) as client:
-            async with asyncio.timeout(60):
+            async with asyncio.timeout(120):
                 while not await client.languages():
                     await asyncio.sleep(0.2)
             job = await client.submit(python_job("print('through amqps')"))
-            result = await client.result(job.id)
+            result = await client.result(job.id, within_s=120)
         assert result.verdict == pb.VERDICT_OK
         assert result.stdout == b"through amqps\n"
     finally:
