@@ -35,6 +35,8 @@ from sluice.observability import name_os_thread
 T = TypeVar("T")
 # Calls committed together at most: bounds how long the first of a batch waits for the rest.
 MAX_BATCH = 64
+# How long a statement waits for another process's write lock (sqlite3's busy handler).
+BUSY_TIMEOUT_S = 30.0
 
 # DDL not yet made a numbered migration (control_plane/store/migrations.py): each block
 # CREATE ... IF NOT EXISTS, written for SQLite (the dialect puts it into PostgreSQL's
@@ -121,14 +123,16 @@ class Database:
 
     def _open(self, _: object) -> None:
         self._path.parent.mkdir(parents=True, exist_ok=True)
-        conn = sqlite3.connect(self._path, isolation_level=None, check_same_thread=False)
+        # Waits for the lock up to BUSY_TIMEOUT_S from the first statement on: switching to
+        # WAL takes the lock too, and another process may be migrating the file.
+        conn = sqlite3.connect(self._path, isolation_level=None, check_same_thread=False,
+                               timeout=BUSY_TIMEOUT_S)
         conn.execute("PRAGMA journal_mode=WAL")
         # FULL: a commit is on disk before SubmitJob answers. Under NORMAL a power cut could
         # lose the last commits while the broker (which fsyncs before it confirms) keeps
         # their messages, and a claim for a job the store no longer has drops the message:
         # an accepted job lost. Group commit makes the fsync one per batch (~0.2 ms here).
         conn.execute("PRAGMA synchronous=FULL")
-        conn.execute("PRAGMA busy_timeout=10000")
         conn.execute("PRAGMA foreign_keys=ON")
         # Checkpoints run on their own thread (WalCheckpointer), never inside a commit here.
         conn.execute("PRAGMA wal_autocheckpoint=0")

@@ -9,6 +9,7 @@ import uuid
 import aio_pika
 
 from sluice.amqp import queue_depth
+from sluice.topology import RETRY_DELAYS_MS, Topology
 
 
 def _rabbitmqctl(*args: str) -> None:
@@ -38,5 +39,29 @@ async def ready_messages(amqp_url: str, queue: str) -> int:
     connection = await aio_pika.connect(amqp_url)
     try:
         return await queue_depth(await connection.channel(), queue)
+    finally:
+        await connection.close()
+
+
+async def delete_topology(amqp_url: str, prefix: str) -> None:
+    """Deletes a stopped platform's queues and exchanges. A run makes dozens of platforms,
+    each with 13 quorum queues, and the broker's file descriptors (1,024 on a stock Debian
+    service) run out long before the run's vhost is deleted at its end: then the broker
+    refuses connections and every later test fails for it."""
+    topology = Topology(prefix)
+    queues = [topology.dead_letter_queue, topology.parked_queue,
+              *(topology.work_queue(shard) for shard in range(topology.shard_count)),
+              *(topology.retry_queue(delay) for delay in RETRY_DELAYS_MS)]
+    exchanges = [topology.jobs_exchange, topology.dead_letter_exchange,
+                 topology.parking_exchange,
+                 *(topology.retry_exchange(delay) for delay in RETRY_DELAYS_MS)]
+    connection = await aio_pika.connect(amqp_url, timeout=10)
+    try:
+        channel = await connection.channel()
+        underlay = await channel.get_underlay_channel()
+        for queue in queues:
+            await underlay.queue_delete(queue)
+        for exchange in exchanges:
+            await underlay.exchange_delete(exchange)
     finally:
         await connection.close()

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import concurrent.futures
 import os
 import signal
 import socket
@@ -219,6 +221,20 @@ class Platform:
                 process.wait()
                 print(f"{name} did not stop on SIGTERM", file=sys.stderr)
         self.processes.clear()
+        self._delete_broker_topology()
+
+    def _delete_broker_topology(self) -> None:
+        """Its queues leave the broker with it (see delete_topology); a failure here is
+        said, never raised: the test is over."""
+        from tests.support.broker import delete_topology
+
+        # On a thread of its own: stop() is also called from inside a running event loop.
+        deletion = delete_topology(self.env["SLUICE_AMQP_URL"], self.env["SLUICE_QUEUE_PREFIX"])
+        try:
+            with concurrent.futures.ThreadPoolExecutor(1) as pool:
+                pool.submit(asyncio.run, deletion).result(timeout=60)
+        except Exception as exc:  # a broker that is down for the test (a drill) is fine
+            print(f"could not delete the platform's queues: {exc!r}", file=sys.stderr)
         if self._database is not None:
             self._database.drop()
             self._database = None
