@@ -7,6 +7,7 @@ import contextlib
 
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
 
 from control_plane.admin_service import AdminService
 from control_plane.archive import JobArchive
@@ -92,6 +93,10 @@ async def serve(settings: Settings, stop: asyncio.Event) -> None:
                      QuotaStore(db, quota_defaults), AuditLog(db), streams, worker_tokens,
                      jobs, hub, gateway), api_server)
     health_pb2_grpc.add_HealthServicer_to_server(api_health, api_server)
+    # grpcurl and other generic clients learn the public API from the server itself; the
+    # gateway offers no such map of itself.
+    reflection.enable_server_reflection(
+        (*SERVICE_NAMES, health.SERVICE_NAME, reflection.SERVICE_NAME), api_server)
     worker_gateway_pb2_grpc.add_WorkerGatewayServicer_to_server(gateway, gateway_server)
     health_pb2_grpc.add_HealthServicer_to_server(gateway_health, gateway_server)
     add_port(api_server, settings.api_listen, api_credentials)
