@@ -21,6 +21,7 @@ import grpc
 import pytest
 
 from sluice.client import SluiceClient, bearer
+from sluice.message_limits import MAX_OUTPUT_CHUNK_BYTES
 from sluice.v1 import admin_service_pb2 as adm
 from sluice.v1 import admin_service_pb2_grpc as adm_grpc
 from sluice.v1 import job_pb2 as pb
@@ -293,8 +294,10 @@ async def test_output_over_the_jobs_limit_is_cut(bare: Platform) -> None:
                                                    data=b"o" * 600)),
             gw.RunJobRequest(output=pb.OutputChunk(stream=pb.OUTPUT_STREAM_STDERR,
                                                    data=b"e" * 600)),
-            gw.RunJobRequest(output=pb.OutputChunk(stream=pb.OUTPUT_STREAM_STDOUT,
-                                                   data=b"o" * (4 << 20))),
+            # Chunks as large as the gateway takes, far past the job's limit.
+            *[gw.RunJobRequest(output=pb.OutputChunk(stream=pb.OUTPUT_STREAM_STDOUT,
+                                                     data=b"o" * MAX_OUTPUT_CHUNK_BYTES))
+              for _ in range(4)],
             gw.RunJobRequest(result=pb.Result(verdict=pb.VERDICT_OK)),
         ])
         job = await client.wait(job_id)
