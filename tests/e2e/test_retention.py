@@ -106,8 +106,9 @@ async def test_a_job_leaves_the_store_only_once_archived_and_reads_back_the_same
     await proxy.start()
     await proxy.cut()
     metrics_port = free_port()
+    # SQLite whatever SLUICE_TEST_STORE says: the test reads the store's file itself.
     platform = Platform(tmp_path, vhost.amqp_url(), prefix=f"{tmp_path.name}-archive",
-                        extra_env={**SHORT, **CREDENTIALS,
+                        store="sqlite", extra_env={**SHORT, **CREDENTIALS,
                                    "SLUICE_ARCHIVE_URL": f"s3://{BUCKET}/{PREFIX}",
                                    "SLUICE_S3_ENDPOINT_URL": f"http://127.0.0.1:{proxy.port}"})
     store = tmp_path / "sluice.db"
@@ -203,7 +204,7 @@ async def test_a_job_leaves_the_store_only_once_archived_and_reads_back_the_same
 
 async def test_without_an_archive_retention_deletes(vhost: RunVhost, tmp_path: Path) -> None:
     platform = Platform(tmp_path, vhost.amqp_url(), prefix=f"{tmp_path.name}-retention",
-                        extra_env=SHORT)
+                        store="sqlite", extra_env=SHORT)
     store = tmp_path / "sluice.db"
     try:
         admin, owner, _ = await start(platform)
