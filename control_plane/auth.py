@@ -35,6 +35,18 @@ class KeyCheck:
         return self(conn).tenant_id
 
 
+def bearer(context: grpc.aio.ServicerContext) -> tuple[str, str]:
+    """The call's `authorization` metadata and the secret of its `Bearer <secret>` form:
+    ("", "") without the header, (header, "") when it is not that form. The API and the
+    worker gateway each say what they expected."""
+    for key, value in context.invocation_metadata() or ():
+        if key == "authorization":
+            header = value if isinstance(value, str) else value.decode()
+            scheme, _, secret = header.partition(" ")
+            return header, secret.strip() if scheme.lower() == "bearer" else ""
+    return "", ""
+
+
 class Authenticator:
     def __init__(self, tenants: TenantStore) -> None:
         self._tenants = tenants
@@ -50,30 +62,25 @@ class Authenticator:
     async def secret(self, context: grpc.aio.ServicerContext) -> str:
         """The bearer key of the call, not yet checked; aborts the call with
         UNAUTHENTICATED when there is none."""
-        header = ""
-        for key, value in context.invocation_metadata() or ():
-            if key == "authorization":
-                header = value if isinstance(value, str) else value.decode()
-                break
+        header, secret = bearer(context)
         if not header:
             await context.abort(
                 grpc.StatusCode.UNAUTHENTICATED,
                 "missing metadata 'authorization: Bearer <api key>'; "
                 "create a key with `sluice tenant create NAME`",
             )
-        scheme, _, secret = header.partition(" ")
-        if scheme.lower() != "bearer" or not secret.strip():
+        if not secret:
             await context.abort(
                 grpc.StatusCode.UNAUTHENTICATED,
                 "metadata 'authorization' must be 'Bearer <api key>'",
             )
-        if secret.strip().startswith(WORKER_TOKEN_PREFIX):
+        if secret.startswith(WORKER_TOKEN_PREFIX):
             await context.abort(
                 grpc.StatusCode.UNAUTHENTICATED,
                 "this is a worker token, for the worker gateway only; the API takes an API key"
                 " (`sluice tenant create NAME` or `sluice key create TENANT`)",
             )
-        return secret.strip()
+        return secret
 
     async def admin(self, context: grpc.aio.ServicerContext) -> Principal:
         principal = await self.principal(context)

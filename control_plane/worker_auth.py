@@ -12,6 +12,7 @@ import time
 
 import grpc
 
+from control_plane.auth import bearer
 from control_plane.store.tenants import hash_key
 from control_plane.store.worker_tokens import TOKEN_PREFIX, WorkerIdentity, WorkerTokenStore
 
@@ -64,20 +65,14 @@ class WorkerAuthenticator:
 
 
 async def _bearer(context: grpc.aio.ServicerContext) -> str:
-    header = ""
-    for key, value in context.invocation_metadata() or ():
-        if key == "authorization":
-            header = value if isinstance(value, str) else value.decode()
-            break
+    header, secret = bearer(context)
     if not header:
         await context.abort(
             grpc.StatusCode.UNAUTHENTICATED,
             f"missing metadata 'authorization: Bearer <worker token>'; the worker gateway"
             f" takes a worker token ({TOKEN_PREFIX}...); {MINT_HINT}",
         )
-    scheme, _, secret = header.partition(" ")
-    secret = secret.strip()
-    if scheme.lower() != "bearer" or not secret:
+    if not secret:
         await context.abort(grpc.StatusCode.UNAUTHENTICATED,
                             "metadata 'authorization' must be 'Bearer <worker token>'")
     if not secret.startswith(TOKEN_PREFIX):
