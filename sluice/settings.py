@@ -117,6 +117,9 @@ class Settings(BaseSettings):
     # its worker's lifetime: two workers on one host never share a uid.
     sandbox_uid_base: int = 1_600_000_000
     sandbox_uid_count: int = 65_536
+    # A slot's sandbox is made ahead of time and serves this many steps (compile, run,
+    # each test case) before it is replaced by a fresh one, however clean each reset was.
+    sandbox_max_runs: int = Field(default=500, ge=1)
 
     # Recovery
     recovery_interval_s: float = 30.0

@@ -16,10 +16,11 @@ SANDBOX_UID = 1000  # the uid the program sees; it maps to the slot's unprivileg
 SANDBOX_GID = 1000
 WORK_DIR = "/work"
 SECCOMP_FD = 3  # where the runner puts the seccomp program in the child
-# Where bwrap reports on itself (--json-status-fd), apart from anything the program writes:
-# an "exit-code" line comes only once bwrap has set the sandbox up and exec'd the program.
-STATUS_FD = 4
-TMP_BYTES = 16 * 1024 * 1024
+TMP_BYTES = 16 * 1024 * 1024  # a step's /tmp
+# The sandbox's init runs on the python language's interpreter, mounted with its paths.
+INIT_LANGUAGE = "python"
+INIT_INTERPRETER = "/usr/bin/python3"
+INIT_PATH = "/.sluice-init.py"  # where the sandbox sees init.py
 
 
 def find_bwrap() -> str | None:
@@ -39,15 +40,32 @@ def bwrap_problem(bwrap: str) -> str:
     return ""
 
 
-def bwrap_argv(
+def run_env(registry: Registry, language: Language) -> dict[str, str]:
+    """The whole environment of a sandboxed program: nothing of the host's."""
+    env = {"PATH": registry.path_env, "HOME": WORK_DIR, "LANG": "C.UTF-8", "TMPDIR": "/tmp"}
+    env.update(language.env)
+    return env
+
+
+def sandbox_argv(
     bwrap: str,
     registry: Registry,
-    language: Language,
-    host_work_dir: str,
-    command: list[str],
+    languages: list[Language],
     staged: dict[str, str],
+    work_anchor: str,
+    tmp_anchor: str,
+    init_script: str,
+    interpreter: list[str],
 ) -> list[str]:
-    """`staged` maps each private toolchain dir to where the pool made it reachable."""
+    """A slot's sandbox: every language's toolchain read-only (the toolchains are the same
+    for every job; what a job may write is the two tmpfs below), /work and /tmp bound from
+    the slot's anchors, and `command` as PID 1 (the init, see init.py).
+
+    The anchors are shared bind mounts of empty directories root owns. The service mounts
+    a fresh tmpfs on each for every job (and /tmp for every step); mount propagation puts
+    it over /work and /tmp here. So bwrap must bind the anchors while nothing is mounted on
+    them (it binds whatever is topmost): see warm.py.
+    """
     argv = [
         bwrap,
         "--unshare-all",
@@ -57,6 +75,7 @@ def bwrap_argv(
         "ALL",
         "--die-with-parent",
         "--new-session",
+        "--as-pid-1",
         "--uid",
         str(SANDBOX_UID),
         "--gid",
@@ -65,26 +84,26 @@ def bwrap_argv(
         "sandbox",
         "--seccomp",
         str(SECCOMP_FD),
-        "--json-status-fd",
-        str(STATUS_FD),
         "--clearenv",
-        "--setenv",
-        "PATH",
-        registry.path_env,
-        "--setenv",
-        "HOME",
-        WORK_DIR,
-        "--setenv",
-        "LANG",
-        "C.UTF-8",
-        "--setenv",
-        "TMPDIR",
-        "/tmp",
     ]
-    for key, value in language.env:
-        argv += ["--setenv", key, value]
-    for mount in (*registry.base_mounts, *language.mounts):
+    # Parents first; a path already shown through its parent's bind (the same host path:
+    # bash's whole /usr/bin holds gcc's /usr/bin/gcc) is not bound again, as bwrap could
+    # not create its mount point inside a read-only bind.
+    mounts = sorted(
+        {
+            m.dest: m
+            for m in (*registry.base_mounts, *(m for lang in languages for m in lang.mounts))
+        }.values(),
+        key=lambda m: m.dest.count("/"),
+    )
+    identity: list[str] = []
+    for mount in mounts:
+        if any(mount.dest.startswith(parent + "/") for parent in identity):
+            if mount.source == mount.dest:
+                continue
         source = staged[mount.source] if mount.private else mount.source
+        if source == mount.dest:
+            identity.append(mount.dest)
         argv += ["--ro-bind", source, mount.dest]
     argv += [
         # Debian's merged /usr: scripts and the ELF interpreter still use the old paths.
@@ -122,18 +141,21 @@ def bwrap_argv(
         "--symlink",
         "/proc/self/fd/2",
         "/dev/stderr",
-        "--size",
-        str(TMP_BYTES),
-        "--tmpfs",
+        "--ro-bind",
+        tmp_anchor,
         "/tmp",
-        "--bind",
-        host_work_dir,
+        "--ro-bind",
+        work_anchor,
         WORK_DIR,
+        "--ro-bind",
+        init_script,
+        INIT_PATH,
         "--chdir",
-        WORK_DIR,
+        "/",
         "--remount-ro",
         "/",
         "--",
-        *command,
+        *interpreter,
+        INIT_PATH,
     ]
     return argv

@@ -22,7 +22,9 @@ from pathlib import Path
 
 V1_CONTROLLERS = ("memory", "pids", "cpuacct", "freezer")
 V2_CONTROLLERS = ("memory", "pids")
-SERVICE_LEAF = "sluice-service"  # v2: where the service moves itself to delegate controllers
+SERVICE_LEAF = "sluice-service"
+HOME = "home"  # a slot's own processes
+RUN = "run"  # the run's  # v2: where the service moves itself to delegate controllers
 
 
 class CgroupUnavailable(Exception):
@@ -94,11 +96,22 @@ def _keyed(path: str, key: str) -> int:
 
 
 class SlotCgroup:
-    """The cgroup(s) of one slot. The runner lives in them; each run's tree is forked there."""
+    """The cgroups of one slot: its home (the runner, bwrap and the sandbox's init) and,
+    beside it, the run's, where each run's tree runs under the step's limits. Every
+    counter, limit and the sweep below are the run's: init and the runner are never in it.
+    """
 
     version: int = 0
 
     def attach(self, pid: int) -> None:
+        """Into the run's cgroup (a sandbox's next run, before it is told what to run)."""
+        raise NotImplementedError
+
+    def attach_home(self, pid: int) -> None:
+        """Into the slot's home."""
+        raise NotImplementedError
+
+    def home_pids(self) -> list[int]:
         raise NotImplementedError
 
     def prepare(self, memory_bytes: int, max_tasks: int) -> None:
@@ -167,11 +180,13 @@ class SlotCgroup:
 class SlotCgroupV1(SlotCgroup):
     version = 1
 
-    def __init__(self, dirs: dict[str, str]) -> None:
-        self.dirs = dirs  # controller -> directory
-        for d in dirs.values():
+    def __init__(self, slot_dirs: dict[str, str]) -> None:
+        self.slot_dirs = slot_dirs  # controller -> the slot's directory
+        self.home_dirs = {c: f"{d}/{HOME}" for c, d in slot_dirs.items()}
+        self.dirs = {c: f"{d}/{RUN}" for c, d in slot_dirs.items()}  # the run's
+        for d in (*self.home_dirs.values(), *self.dirs.values()):
             os.makedirs(d, exist_ok=True)
-        mem = dirs["memory"]
+        mem = self.dirs["memory"]
         self.has_memsw = os.path.exists(f"{mem}/memory.memsw.limit_in_bytes")
         with contextlib.suppress(OSError):
             _write(f"{mem}/memory.swappiness", "0")
@@ -180,6 +195,13 @@ class SlotCgroupV1(SlotCgroup):
     def attach(self, pid: int) -> None:
         for d in self.dirs.values():
             _write(f"{d}/cgroup.procs", str(pid))
+
+    def attach_home(self, pid: int) -> None:
+        for d in self.home_dirs.values():
+            _write(f"{d}/cgroup.procs", str(pid))
+
+    def home_pids(self) -> list[int]:
+        return [int(p) for p in _read(f"{self.home_dirs['pids']}/cgroup.procs").split()]
 
     def prepare(self, memory_bytes: int, max_tasks: int) -> None:
         mem = self.dirs["memory"]
@@ -226,7 +248,7 @@ class SlotCgroupV1(SlotCgroup):
         return _read(f"{self.dirs['freezer']}/freezer.state").strip() == "FROZEN"
 
     def remove(self) -> None:
-        for d in self.dirs.values():
+        for d in (*self.dirs.values(), *self.home_dirs.values(), *self.slot_dirs.values()):
             with contextlib.suppress(FileNotFoundError):
                 os.rmdir(d)
 
@@ -234,8 +256,15 @@ class SlotCgroupV1(SlotCgroup):
 class SlotCgroupV2(SlotCgroup):
     version = 2
 
-    def __init__(self, directory: str) -> None:
-        self.dir = directory
+    def __init__(self, slot_dir: str) -> None:
+        self.slot_dir = slot_dir
+        self.home = f"{slot_dir}/{HOME}"
+        self.dir = directory = f"{slot_dir}/{RUN}"  # the run's
+        os.makedirs(slot_dir, exist_ok=True)
+        # v2 keeps processes out of a cgroup that hands controllers down: the slot's own
+        # tasks live in its home leaf, the run's in the run leaf, which has the limits.
+        _write(f"{slot_dir}/cgroup.subtree_control", " ".join(f"+{c}" for c in V2_CONTROLLERS))
+        os.makedirs(self.home, exist_ok=True)
         os.makedirs(directory, exist_ok=True)
         with contextlib.suppress(OSError):
             _write(f"{directory}/memory.swap.max", "0")
@@ -248,6 +277,12 @@ class SlotCgroupV2(SlotCgroup):
 
     def attach(self, pid: int) -> None:
         _write(f"{self.dir}/cgroup.procs", str(pid))
+
+    def attach_home(self, pid: int) -> None:
+        _write(f"{self.home}/cgroup.procs", str(pid))
+
+    def home_pids(self) -> list[int]:
+        return [int(p) for p in _read(f"{self.home}/cgroup.procs").split()]
 
     def prepare(self, memory_bytes: int, max_tasks: int) -> None:
         if memory_bytes != self.memory_limit:
@@ -288,8 +323,9 @@ class SlotCgroupV2(SlotCgroup):
         if self.peak_fd is not None:
             os.close(self.peak_fd)
             self.peak_fd = None
-        with contextlib.suppress(FileNotFoundError):
-            os.rmdir(self.dir)
+        for d in (self.dir, self.home, self.slot_dir):
+            with contextlib.suppress(FileNotFoundError):
+                os.rmdir(d)
 
 
 class CgroupTree:

@@ -19,15 +19,10 @@ class OutputCap:
         self.truncated = {OutputStream.STDOUT: False, OutputStream.STDERR: False}
         self.exceeded = asyncio.Event()
         self.lock = asyncio.Lock()
-        # Start of stderr: bwrap's own message, when its status fd says it never started
-        # the program (and only then: a program can print anything).
-        self.first_stderr = b""
         self.sink_error = ""
 
     async def deliver(self, stream: OutputStream, data: bytes) -> None:
         async with self.lock:
-            if stream is OutputStream.STDERR and len(self.first_stderr) < 256:
-                self.first_stderr += data[: 256 - len(self.first_stderr)]
             if self.exceeded.is_set():
                 self.truncated[stream] = True
                 return

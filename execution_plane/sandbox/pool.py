@@ -8,10 +8,18 @@ import itertools
 import os
 import shutil
 import tempfile
+from pathlib import Path
 
 from execution_plane.languages import Language, Registry, load_registry
 from execution_plane.sandbox import budget, workdir
-from execution_plane.sandbox.bwrap import bwrap_argv, bwrap_problem, find_bwrap
+from execution_plane.sandbox.bwrap import (
+    INIT_INTERPRETER,
+    INIT_LANGUAGE,
+    bwrap_problem,
+    find_bwrap,
+    run_env,
+    sandbox_argv,
+)
 from execution_plane.sandbox.cgroups import CgroupTree, CgroupUnavailable, open_cgroup_tree
 from execution_plane.sandbox.contract import (
     JobOutcome,
@@ -29,6 +37,7 @@ from execution_plane.sandbox.stale import cgroup_name, reclaim_stale, work_root_
 from execution_plane.sandbox.step import run_step
 from execution_plane.sandbox.toolchains import StagedToolchains
 from execution_plane.sandbox.uids import NoFreeUid, UidLease
+from execution_plane.sandbox.warm import SandboxFailed
 from sluice.settings import Settings, get_settings
 
 PROBE_LIMITS = ResourceLimits(
@@ -40,6 +49,7 @@ PROBE_LIMITS = ResourceLimits(
 )
 
 _pool_ids = itertools.count()
+INIT_SOURCE = Path(__file__).with_name("init.py")
 
 
 class SandboxUnavailable(Exception):
@@ -56,6 +66,8 @@ class SandboxPool:
         self.slot_count = slots
         self.run_dir = settings.sandbox_run_dir
         self.uid_range = (settings.sandbox_uid_base, settings.sandbox_uid_count)
+        self.max_runs = settings.sandbox_max_runs
+        self.init_script = ""  # init.py, where every slot's uid can read it
         self.uids: UidLease | None = None
         self.requested_work_root = work_root
         self.work_root = ""
@@ -92,6 +104,9 @@ class SandboxPool:
         self.bwrap = bwrap
         self.registry = load_registry()
         self.unavailable = dict(self.registry.missing)
+        if INIT_LANGUAGE not in {lang.id for lang in self.registry.languages}:
+            why = self.unavailable.get(INIT_LANGUAGE, "not in the registry")
+            raise SandboxUnavailable(f"the sandbox's init runs on python, which is {why}")
         try:
             self.seccomp_bpf = await asyncio.to_thread(compile_bpf)
             await asyncio.to_thread(prepare_run_dir, self.run_dir)
@@ -104,6 +119,9 @@ class SandboxPool:
             raise SandboxUnavailable(str(exc)) from exc
         try:
             self._make_work_root()
+            self.init_script = os.path.join(self.work_root, "init.py")
+            shutil.copyfile(INIT_SOURCE, self.init_script)
+            os.chmod(self.init_script, 0o644)
             self.uids = UidLease(self.run_dir, *self.uid_range)
             for index in range(self.slot_count):
                 slot = Slot(
@@ -115,7 +133,6 @@ class SandboxPool:
                     cgroup=self.tree.slot(index),
                 )
                 await slot.start()
-                slot.reset_workdir(PROBE_LIMITS.workdir_bytes)
                 self.slots.append(slot)
                 self.free.put_nowait(slot)
             self._stage_private_mounts()
@@ -248,7 +265,7 @@ class SandboxPool:
             return JobOutcome(Verdict.CANCELLED)
         try:
             return await self._run_on(slot, language, spec, on_output, cancelled)
-        except SlotBroken as exc:
+        except (SlotBroken, SandboxFailed) as exc:
             slot.broken = True
             return JobOutcome(Verdict.INTERNAL_ERROR, detail=f"sandbox: {exc}")
         except workdir.WorkDirError as exc:
@@ -289,20 +306,58 @@ class SandboxPool:
         return None
 
     async def _release(self, slot: Slot) -> None:
+        """Make the slot clean for the next job: its sandbox reset (or replaced, after
+        `max_runs` steps), or, when anything about it is in doubt, no sandbox at all: the
+        next job's first step makes a fresh one."""
         if self.closing:
             return
+        size = slot.workdir_bytes or PROBE_LIMITS.workdir_bytes
         try:
             if slot.broken or not slot.alive:
                 await slot.close()
                 await slot.start()
                 slot.broken = False
-            # In a thread: unmounting frees every page the job wrote there.
-            size = slot.workdir_bytes or PROBE_LIMITS.workdir_bytes
-            await asyncio.to_thread(slot.reset_workdir, size)
+            elif slot.sandbox is not None and slot.sandbox.alive:
+                try:
+                    if slot.sandbox.runs >= self.max_runs:
+                        await slot.start_sandbox(self._sandbox_argv(slot), size)
+                    else:
+                        # In a thread: unmounting frees every page the job wrote there.
+                        await slot.recycle(size)
+                except (SandboxFailed, SlotBroken, OSError):
+                    await slot.stop_sandbox()
+            else:
+                await slot.stop_sandbox()
         except Exception:
             # Keep the slot out of rotation rather than hand a dirty one to the next job.
             return
         self.free.put_nowait(slot)
+
+    def _sandbox_argv(self, slot: Slot) -> list[str]:
+        assert self.registry is not None
+        staged = self.toolchains.staged
+        languages = [
+            lang
+            for lang in self.registry.languages
+            if all(m.source in staged for m in lang.private_mounts)
+        ]
+        return sandbox_argv(
+            self.bwrap,
+            self.registry,
+            languages,
+            staged,
+            slot.work_dir,
+            slot.tmp_dir,
+            self.init_script,
+            [INIT_INTERPRETER, "-I", "-S"],
+        )
+
+    async def _ready(self, slot: Slot, workdir_bytes: int) -> None:
+        """The slot's sandbox with a zygote waiting: made now if the slot has none."""
+        if slot.sandbox is None or not slot.sandbox.alive:
+            await slot.start_sandbox(self._sandbox_argv(slot), workdir_bytes)
+        elif not slot.sandbox.ready:
+            await slot.recycle(None)  # the next step of the same job: /work stays
 
     async def _run_on(
         self,
@@ -313,6 +368,7 @@ class SandboxPool:
         cancelled: asyncio.Event,
     ) -> JobOutcome:
         assert self.registry is not None
+        await self._ready(slot, spec.limits.workdir_bytes)
         if slot.workdir_bytes != spec.limits.workdir_bytes:
             await asyncio.to_thread(slot.reset_workdir, spec.limits.workdir_bytes)
         await asyncio.to_thread(workdir.write_files, slot.work_dir, spec.files, slot.uid, slot.gid)
@@ -370,12 +426,11 @@ class SandboxPool:
         cancelled: asyncio.Event,
     ) -> JobOutcome:
         assert self.registry is not None
-        argv = bwrap_argv(
-            self.bwrap, self.registry, language, slot.work_dir, command, self.toolchains.staged
-        )
+        await self._ready(slot, slot.workdir_bytes or PROBE_LIMITS.workdir_bytes)
         return await run_step(
             slot,
-            argv,
+            command,
+            run_env(self.registry, language),
             limits,
             stdin,
             sink,

@@ -11,14 +11,15 @@ standard library, so it starts in milliseconds and nothing of the service leaks 
 
 Protocol (SOCK_SEQPACKET, one JSON object per message):
   service -> runner  {"op": "init", "seccomp": <base64 BPF>}
-                     {"op": "run", "argv": [...], "rlimits": [[res, soft, hard], ...]}
-                       with SCM_RIGHTS fds [stdin, stdout, stderr, bwrap's status]
+                     {"op": "run", "argv": [...], "rlimits": [[res, soft, hard], ...],
+                      "nice": N}  with SCM_RIGHTS fds [stdin, stdout, stderr, control]
                      {"op": "kill"}     SIGKILL the current run's bwrap, if not yet reaped
   runner -> service  {"ev": "started", "pid": N}
                      {"ev": "exited", "pid": N, "status": S, "cpu_ns": C, "maxrss": B}
                      {"ev": "error", "detail": "..."}
 In the child the fds are 0, 1, 2, the seccomp program is fd 3 (`bwrap --seccomp 3`) and
-the fds after the first three follow from 4 on (bwrap's `--json-status-fd 4`).
+the fds after the first three follow from 4 on (the sandbox init's control socket).
+The run it starts is a slot's sandbox (warm.py), which lives for many job steps.
 """
 
 from __future__ import annotations
@@ -143,6 +144,7 @@ class Runner:
             return
         argv = [str(a) for a in message["argv"]]  # type: ignore[union-attr]
         rlimits = [tuple(int(x) for x in r) for r in message["rlimits"]]  # type: ignore[union-attr]
+        nice = int(message.get("nice", JOB_NICE))  # type: ignore[call-overload]
         err_r, err_w = os.pipe2(os.O_CLOEXEC)
         runner_pid = os.getpid()
         pid = os.fork()
@@ -151,7 +153,7 @@ class Runner:
                 os.close(err_r)
                 # Park the error pipe high so the dup2 calls cannot land on it.
                 err_w = fcntl.fcntl(err_w, fcntl.F_DUPFD_CLOEXEC, 100)
-                self.exec_child(argv, rlimits, fds, err_w, runner_pid)
+                self.exec_child(argv, rlimits, nice, fds, err_w, runner_pid)
             except BaseException as exc:  # the child must never return into the runner's loop
                 try:
                     os.write(err_w, f"runner child: {exc}".encode()[:512])
@@ -186,6 +188,7 @@ class Runner:
         self,
         argv: list[str],
         rlimits: list[tuple[int, ...]],
+        nice: int,
         fds: list[int],
         err_w: int,
         runner_pid: int,
@@ -219,7 +222,7 @@ class Runner:
         # heartbeats and output, and on a shared host the API): jobs spinning on every
         # core must not slow SubmitJob. Jobs stay equal among themselves, and with
         # RLIMIT_NICE 0 they cannot raise their priority back.
-        os.setpriority(os.PRIO_PROCESS, 0, JOB_NICE)
+        os.setpriority(os.PRIO_PROCESS, 0, nice)
         resource.setrlimit(resource.RLIMIT_NICE, (0, 0))
         os.setgroups([])
         os.setresgid(self.gid, self.gid, self.gid)

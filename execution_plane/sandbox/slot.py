@@ -1,7 +1,9 @@
-"""One slot of the pool: its runner process, its unprivileged uid, its work dir, its cgroup.
+"""One slot of the pool: its runner process, its unprivileged uid, its work dir and /tmp,
+its cgroups, and its sandbox made ahead of time.
 
 A slot runs one step at a time. The service talks to the slot's runner over a
-SOCK_SEQPACKET socket (see runner.py for the protocol) and never forks user code itself.
+SOCK_SEQPACKET socket (see runner.py for the protocol) and never forks user code itself;
+the runner starts the slot's sandbox (warm.py), whose init runs each step.
 """
 
 from __future__ import annotations
@@ -17,7 +19,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from execution_plane.sandbox import workdir
+from execution_plane.sandbox.bwrap import TMP_BYTES
 from execution_plane.sandbox.cgroups import SlotCgroup
+from execution_plane.sandbox.warm import WarmSandbox
 
 RUNNER_SCRIPT = str(Path(__file__).with_name("runner.py"))
 MAX_MESSAGE = 1 << 16
@@ -54,7 +58,9 @@ class Slot:
         self.index = index
         self.uid = uid
         self.gid = uid
-        self.work_dir = work_dir
+        self.work_dir = work_dir  # the anchor of the sandbox's /work (workdir.py)
+        self.tmp_dir = f"{work_dir}-tmp"  # and of its /tmp
+        self.mounted: set[str] = set()  # which anchors have a tmpfs over them
         self.bwrap = bwrap
         self.seccomp_bpf = seccomp_bpf
         self.cgroup = cgroup
@@ -64,13 +70,15 @@ class Slot:
         self.reader: asyncio.Task[None] | None = None
         self.workdir_bytes = 0
         self.broken = False  # set when a run may still be in flight; restart before reuse
+        self.sandbox: WarmSandbox | None = None
 
     @property
     def runner_pid(self) -> int:
         return self.process.pid if self.process else -1
 
     async def start(self) -> None:
-        os.makedirs(self.work_dir, mode=0o700, exist_ok=True)
+        for anchor in (self.work_dir, self.tmp_dir):
+            await asyncio.to_thread(workdir.make_anchor, anchor)
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         try:
             self.process = await asyncio.create_subprocess_exec(
@@ -97,10 +105,47 @@ class Slot:
         ours.setblocking(False)
         self.sock = ours
         _shield_from_oom_killer(self.process.pid)
-        self.cgroup.attach(self.process.pid)
+        self.cgroup.attach_home(self.process.pid)
         self.events = asyncio.Queue()
         self.reader = asyncio.create_task(self._read_events())
         self._send({"op": "init", "seccomp": base64.b64encode(self.seccomp_bpf).decode()})
+
+    async def start_sandbox(self, argv: list[str], workdir_bytes: int) -> None:
+        """A fresh sandbox, with fresh /work and /tmp, its first zygote ready."""
+        await self.stop_sandbox()
+        # bwrap binds the topmost mount at a path: the bare anchors, for propagation.
+        await asyncio.to_thread(self._unmount_scratch)
+        self.sandbox = WarmSandbox(self.cgroup)
+        await self.sandbox.start(self.launch, argv, self.seccomp_bpf)
+        await asyncio.to_thread(self.reset_workdir, workdir_bytes)
+        await asyncio.to_thread(self.reset_tmp)
+        await self.sandbox.prepare(fresh_work=True)
+
+    async def stop_sandbox(self) -> None:
+        if self.sandbox is None:
+            return
+        sandbox, self.sandbox = self.sandbox, None
+        await sandbox.close()
+        await self.kill_run()
+        # bwrap (the runner's run) goes with its init; the runner reaps it.
+        with contextlib.suppress(SlotBroken):
+            await asyncio.wait_for(self.wait_exit(), timeout=2.0)
+        with contextlib.suppress(SlotBroken):
+            self._send({"op": "kill"})
+        await self.cgroup.kill_all(spare=self.runner_pid)
+
+    async def recycle(self, workdir_bytes: int | None) -> None:
+        """After a step: fresh /tmp (and /work when the job is over), next zygote ready."""
+        assert self.sandbox is not None
+        if workdir_bytes is not None:
+            await asyncio.to_thread(self.reset_workdir, workdir_bytes)
+        await asyncio.to_thread(self.reset_tmp)
+        await self.sandbox.prepare(fresh_work=workdir_bytes is not None)
+
+    def _unmount_scratch(self) -> None:
+        for anchor in list(self.mounted):
+            workdir.unmount(anchor)
+            self.mounted.discard(anchor)
 
     async def _read_events(self) -> None:
         loop = asyncio.get_running_loop()
@@ -129,12 +174,12 @@ class Slot:
         return self.process is not None and self.process.returncode is None and bool(self.sock)
 
     async def launch(
-        self, argv: list[str], rlimits: list[tuple[int, int, int]], fds: list[int]
+        self, argv: list[str], rlimits: list[tuple[int, int, int]], fds: list[int], nice: int
     ) -> None:
-        """Start one sandboxed process tree; returns once bwrap has been exec'd."""
-        while not self.events.empty():  # stale events of a previous, failed step
+        """Start bwrap as the slot's uid; returns once bwrap has been exec'd."""
+        while not self.events.empty():  # stale events of a previous, failed sandbox
             self.events.get_nowait()
-        self._send({"op": "run", "argv": argv, "rlimits": rlimits}, fds)
+        self._send({"op": "run", "argv": argv, "rlimits": rlimits, "nice": nice}, fds)
         event = await self.events.get()
         if event.get("ev") == "started":
             return
@@ -155,17 +200,29 @@ class Slot:
                 raise SlotBroken("runner died during a run")
 
     async def kill_run(self) -> None:
-        """SIGKILL the current bwrap (its pid namespace goes with it), then the cgroup."""
-        with contextlib.suppress(SlotBroken):
-            self._send({"op": "kill"})
+        """Kill the run: every task of the run cgroup (init and bwrap are not in it)."""
         await self.cgroup.kill_all(spare=self.runner_pid)
 
     def reset_workdir(self, size_bytes: int) -> None:
-        workdir.unmount(self.work_dir)
-        workdir.mount_tmpfs(self.work_dir, size_bytes, self.uid, self.gid)
+        self._fresh_tmpfs(self.work_dir, size_bytes)
         self.workdir_bytes = size_bytes
 
+    def reset_tmp(self) -> None:
+        self._fresh_tmpfs(self.tmp_dir, TMP_BYTES)
+
+    def _fresh_tmpfs(self, anchor: str, size_bytes: int) -> None:
+        # Never unmount what is not ours to: with nothing over it, the topmost mount at
+        # the path is the anchor itself.
+        if anchor in self.mounted:
+            workdir.unmount(anchor)
+            self.mounted.discard(anchor)
+        workdir.mount_tmpfs(anchor, size_bytes, self.uid, self.gid)
+        self.mounted.add(anchor)
+
     async def close(self) -> None:
+        if self.sandbox is not None:
+            sandbox, self.sandbox = self.sandbox, None
+            await sandbox.close()
         if self.process:
             # A runner that died itself (killed, crashed) leaves its run to PDEATHSIG, which
             # lands a moment later and one process at a time: kill what is left now.
@@ -187,7 +244,9 @@ class Slot:
                 with contextlib.suppress(ProcessLookupError):
                     self.process.kill()
                 await self.process.wait()
-        with contextlib.suppress(OSError):
-            workdir.unmount(self.work_dir)
-        with contextlib.suppress(OSError):
-            os.rmdir(self.work_dir)
+        self.mounted.clear()
+        for anchor in (self.work_dir, self.tmp_dir):
+            with contextlib.suppress(OSError):
+                workdir.unmount_all_under(anchor)
+            with contextlib.suppress(OSError):
+                os.rmdir(anchor)

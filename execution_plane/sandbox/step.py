@@ -1,11 +1,14 @@
-"""One sandboxed step (a compile or a run) on a slot: start it, stream it, limit it, judge it."""
+"""One sandboxed step (a compile or a run) on a slot: start it, stream it, limit it, judge it.
+
+The step runs in the slot's sandbox made ahead of time (warm.py): init's zygote, already
+in the run cgroup, applies the step's rlimits and exec's the program.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
 import fcntl
-import json
 import math
 import os
 import resource
@@ -21,13 +24,16 @@ from execution_plane.sandbox.contract import (
     Verdict,
 )
 from execution_plane.sandbox.output import OutputCap
+from execution_plane.sandbox.runner import JOB_NICE
 from execution_plane.sandbox.slot import Slot, SlotBroken
+from execution_plane.sandbox.warm import SandboxFailed, StepNotStarted
 
 READ_CHUNK = 64 * 1024
-SANDBOX_TASKS = 3  # the runner, bwrap's monitor and bwrap's pid 1 share the slot's pids limit
+# bwrap's monitor and the sandbox's init run as the slot's uid too, so RLIMIT_NPROC counts
+# them; the run cgroup's pids limit, which they are not in, holds the run alone.
+SANDBOX_TASKS = 2
 CPU_POLL_SECONDS = 0.05
 DRAIN_SECONDS = 2.0
-STATUS_BYTES = 64 * 1024  # bwrap writes two short JSON lines
 STACK_BYTES = 64 * 1024 * 1024
 
 
@@ -40,7 +46,7 @@ def _rlimits(limits: ResourceLimits, tasks: int) -> list[tuple[int, int, int]]:
         (resource.RLIMIT_CPU, cpu_seconds, cpu_seconds + 1),
         (resource.RLIMIT_FSIZE, limits.max_file_bytes, limits.max_file_bytes),
         (resource.RLIMIT_NOFILE, limits.max_open_files, limits.max_open_files),
-        (resource.RLIMIT_NPROC, tasks, tasks),
+        (resource.RLIMIT_NPROC, tasks + SANDBOX_TASKS, tasks + SANDBOX_TASKS),
         (resource.RLIMIT_CORE, 0, 0),
         (resource.RLIMIT_STACK, stack, stack),
         (resource.RLIMIT_MSGQUEUE, 0, 0),
@@ -71,34 +77,6 @@ async def _pump(read_fd: int, stream: OutputStream, cap: OutputCap) -> None:
         transport.close()
 
 
-def _read_status(read_fd: int) -> int | None:
-    """The program's exit code as bwrap reported it on its status fd, or None when bwrap
-    never started the program (it failed setting the sandbox up, or was killed first).
-
-    bwrap writes the "exit-code" line only if the program was exec'd; the program never
-    holds this fd, so nothing it prints can forge or suppress the line. Read once the
-    run has exited: by then bwrap has written everything and closed its end.
-    """
-    data = b""
-    while len(data) < STATUS_BYTES:
-        try:
-            chunk = os.read(read_fd, STATUS_BYTES - len(data))
-        except BlockingIOError:
-            break
-        if not chunk:
-            break
-        data += chunk
-    code = None
-    for line in data.splitlines():
-        try:
-            document = json.loads(line)
-        except ValueError:
-            continue
-        if isinstance(document, dict) and isinstance(document.get("exit-code"), int):
-            code = document["exit-code"]
-    return code
-
-
 def _signal_name(number: int) -> str:
     try:
         return signal.Signals(number).name
@@ -108,7 +86,8 @@ def _signal_name(number: int) -> str:
 
 async def run_step(
     slot: Slot,
-    argv: list[str],
+    command: list[str],
+    env: dict[str, str],
     limits: ResourceLimits,
     stdin: bytes,
     sink: OutputSink,
@@ -116,18 +95,19 @@ async def run_step(
     runtime_tasks: int = 0,
 ) -> JobOutcome:
     """Run one sandboxed process tree to its end and say how it ended."""
+    sandbox = slot.sandbox
+    if sandbox is None or not sandbox.ready:
+        return JobOutcome(Verdict.INTERNAL_ERROR, detail="sandbox: no sandbox ready")
     tasks = limits.max_processes + runtime_tasks
-    slot.cgroup.prepare(limits.memory_bytes, tasks + SANDBOX_TASKS)
+    slot.cgroup.prepare(limits.memory_bytes, tasks)
     oom_before = slot.cgroup.oom_kills()
     cpu_before = slot.cgroup.cpu_ns()
-    # The slot's cgroup still holds page cache of earlier steps (a compiler's binaries);
+    # The run cgroup still holds page cache of earlier steps (a compiler's binaries);
     # the run is charged only for what it adds on top.
     memory_before = slot.cgroup.memory_now()
     cap = OutputCap(limits.max_output_bytes, sink)
     out_r, out_w = os.pipe2(os.O_CLOEXEC)
     err_r, err_w = os.pipe2(os.O_CLOEXEC)
-    status_r, status_w = os.pipe2(os.O_CLOEXEC)
-    os.set_blocking(status_r, False)  # read once, after the exit: whatever is there
     stdin_fd = _stdin_memfd(stdin)
     pumps = [
         asyncio.create_task(_pump(out_r, OutputStream.STDOUT, cap)),
@@ -136,15 +116,16 @@ async def run_step(
     started = time.monotonic()
     try:
         try:
-            fds = [stdin_fd, out_w, err_w, status_w]  # 0, 1, 2 and STATUS_FD in the child
-            await slot.launch(argv, _rlimits(limits, tasks), fds)
+            await sandbox.launch(
+                command, env, _rlimits(limits, tasks), JOB_NICE, [stdin_fd, out_w, err_w]
+            )
         finally:
-            for fd in (stdin_fd, out_w, err_w, status_w):
+            for fd in (stdin_fd, out_w, err_w):
                 os.close(fd)
         killed_for, exit_ = await _supervise(slot, limits, cap, cancelled, cpu_before, started)
-        program_code = _read_status(status_r)
-    except SlotBroken as exc:
-        slot.broken = True
+    except (SlotBroken, SandboxFailed, StepNotStarted) as exc:
+        # The program never started, or the sandbox failed under it: the sandbox's fault.
+        slot.broken = not isinstance(exc, StepNotStarted)
         for pump in pumps:
             pump.cancel()
         await slot.cgroup.kill_all(spare=slot.runner_pid)
@@ -155,11 +136,9 @@ async def run_step(
             pump.cancel()
         await asyncio.shield(slot.kill_run())
         raise
-    finally:
-        os.close(status_r)
     wall_ms = int((time.monotonic() - started) * 1000)
-    # bwrap's death takes its pid namespace along; the cgroup sweep is the second line
-    # (and what frees the slot's pids charge before the next step).
+    # Whatever the program left running (daemons, double forks) dies with the run cgroup,
+    # which frees the run's pids charge before the next step.
     await slot.cgroup.kill_all(spare=slot.runner_pid)
     survivors = not await slot.cgroup.wait_empty(slot.runner_pid, within=1.0)
     _, pending = await asyncio.wait(pumps, timeout=DRAIN_SECONDS)
@@ -179,19 +158,20 @@ async def run_step(
         wall_time_ms=wall_ms,
         peak_memory_bytes=max(0, peak),
     )
+    status, program_code = exit_
     outcome = _judge(
-        exit_.status if exit_ else None,
+        status,
         program_code,
         killed_for,
         oom=oom_killed,
         cpu_exceeded=usage.cpu_time_ms >= limits.cpu_time_ms,
-        first_stderr=cap.first_stderr,
     )
     outcome.usage = usage
     outcome.stdout_truncated = cap.truncated[OutputStream.STDOUT]
     outcome.stderr_truncated = cap.truncated[OutputStream.STDERR]
     if survivors and outcome.verdict is not Verdict.INTERNAL_ERROR:
         outcome.detail = "sandbox: tasks outlived the run"
+        slot.broken = True
     if cap.sink_error and not outcome.detail:
         outcome.detail = cap.sink_error.splitlines()[0]
     return outcome
@@ -204,9 +184,10 @@ async def _supervise(
     cancelled: asyncio.Event,
     cpu_before: int,
     started: float,
-) -> tuple[Verdict | None, object]:
+) -> tuple[Verdict | None, tuple[int, int]]:
     """Wait for the exit, killing on a breach. Returns (why we killed it, the exit)."""
-    exit_task = asyncio.create_task(slot.wait_exit())
+    assert slot.sandbox is not None
+    exit_task = asyncio.create_task(slot.sandbox.wait_exit())
     watchers = {
         asyncio.create_task(cancelled.wait()): Verdict.CANCELLED,
         asyncio.create_task(cap.exceeded.wait()): Verdict.OUTPUT_LIMIT_EXCEEDED,
@@ -235,26 +216,22 @@ async def _supervise(
     finally:
         for task in [exit_task, *watchers]:
             task.cancel()
-            with contextlib.suppress(asyncio.CancelledError, SlotBroken):
+            with contextlib.suppress(asyncio.CancelledError, SlotBroken, SandboxFailed):
                 await task
 
 
 def _judge(
-    status: int | None,
-    program_code: int | None,
+    status: int,
+    code: int,
     killed_for: Verdict | None,
     oom: bool,
     cpu_exceeded: bool,
-    first_stderr: bytes,
 ) -> JobOutcome:
-    """`status` is bwrap's wait status; `program_code` what bwrap's status fd said of the
-    program (None: bwrap never started it)."""
-    code = os.waitstatus_to_exitcode(status) if status is not None else -9
-    if program_code is not None:
-        code = program_code
-    # bwrap exits with the program's code, or 128+N when the program died of signal N;
-    # bwrap itself dying of a signal means we (or the OOM killer) killed the tree.
-    signum = -code if code < 0 else (code - 128 if 128 < code < 128 + 65 else 0)
+    """`status` is the program's wait status, `code` its exit code or 128+N when it died of
+    signal N (as bwrap reports a program, so a result reads the same as it always has)."""
+    signum = os.WTERMSIG(status) if os.WIFSIGNALED(status) else 0
+    if not signum and 128 < code < 128 + 65:
+        signum = code - 128  # a shell reports its child's death so: the same for the caller
     signame = _signal_name(signum) if signum else ""
     if killed_for is Verdict.CANCELLED:
         return JobOutcome(Verdict.CANCELLED, exit_code=code, signal=signame)
@@ -264,12 +241,6 @@ def _judge(
         return JobOutcome(Verdict.MEMORY_LIMIT_EXCEEDED, exit_code=code, signal=signame)
     if killed_for is Verdict.TIME_LIMIT_EXCEEDED or cpu_exceeded or signame == "SIGXCPU":
         return JobOutcome(Verdict.TIME_LIMIT_EXCEEDED, signal=signame or "SIGKILL")
-    if program_code is None:
-        # bwrap failed before the program ran, so what is on stderr is bwrap's own message.
-        # Never the other way round: a program's stderr proves nothing about bwrap.
-        lines = first_stderr.decode(errors="replace").splitlines()
-        why = lines[0] if lines else f"bwrap exited with {code} before starting the program"
-        return JobOutcome(Verdict.INTERNAL_ERROR, exit_code=code, detail=f"sandbox: {why}")
     if signum:
         return JobOutcome(Verdict.SIGNALED, exit_code=code, signal=signame)
     if code != 0:

@@ -1,11 +1,13 @@
 """A slot's private work dir: a size-capped tmpfs the service mounts, fills and wipes.
 
-Why a tmpfs mounted by the service rather than one inside bwrap: the compile step and the
-run step are two sandboxes that must see the same files. Wiping is an unmount and a fresh
-mount, so the service never walks a tree the program could have filled with symlinks or
-hard links; the only writes the service makes go into a brand-new, empty tmpfs, through
-directory fds with O_NOFOLLOW | O_EXCL, before any program ran there. The service never
-reads anything back from it.
+Why a tmpfs mounted by the service rather than one inside bwrap: the sandbox lives for
+many jobs, and each job must find an empty one. The service mounts it over the slot's
+anchor, a shared bind the sandbox's /work is a copy of, so each fresh mount (and each
+unmount) reaches the sandbox by propagation; /tmp is done the same way. Wiping is an
+unmount and a fresh mount, so the service never walks a tree the program could have
+filled with symlinks or hard links; the only writes the service makes go into a brand-new,
+empty tmpfs, through directory fds with O_NOFOLLOW | O_EXCL, before any program ran
+there. The service never reads anything back from it.
 """
 
 from __future__ import annotations
@@ -20,6 +22,8 @@ from execution_plane.sandbox.contract import SourceFile
 MNT_DETACH = 2
 MS_NOSUID = 0x2
 MS_NODEV = 0x4
+MS_BIND = 0x1000
+MS_SHARED = 1 << 20
 
 _libc = ctypes.CDLL(None, use_errno=True)
 
@@ -39,6 +43,15 @@ def mount_tmpfs(path: str, size_bytes: int, uid: int, gid: int) -> None:
     flags = MS_NOSUID | MS_NODEV
     result = _libc.mount(b"sluice-work", path.encode(), b"tmpfs", flags, options.encode())
     _check(result, f"mount tmpfs on {path}")
+
+
+def make_anchor(path: str) -> None:
+    """`path`, made an empty directory of root's, bound on itself and shared: a sandbox
+    that binds it sees every tmpfs mounted over it later, and their unmounts (propagation).
+    """
+    os.mkdir(path, 0o755)
+    _check(_libc.mount(path.encode(), path.encode(), None, MS_BIND, None), f"bind {path}")
+    _check(_libc.mount(None, path.encode(), None, MS_SHARED, None), f"make {path} shared")
 
 
 def unmount(path: str) -> None:
