@@ -7,6 +7,7 @@ namespace it creates maps to that uid and the job holds no capability on the hos
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
 
@@ -57,9 +58,8 @@ def sandbox_argv(
     init_script: str,
     interpreter: list[str],
 ) -> list[str]:
-    """A slot's sandbox: every language's toolchain read-only (the toolchains are the same
-    for every job; what a job may write is the two tmpfs below), /work and /tmp bound from
-    the slot's anchors, and `command` as PID 1 (the init, see init.py).
+    """A slot's sandbox: the languages' toolchains read-only (a job's and the init's
+    interpreter), /work and /tmp bound from the slot's anchors, and init.py as PID 1.
 
     The anchors are shared bind mounts of empty directories root owns. The service mounts
     a fresh tmpfs on each for every job (and /tmp for every step); mount propagation puts
@@ -97,10 +97,28 @@ def sandbox_argv(
         key=lambda m: m.dest.count("/"),
     )
     identity: list[str] = []
+
+    def shown(path: str) -> bool:
+        return any(path.startswith(parent + "/") for parent in identity)
+
     for mount in mounts:
-        if any(mount.dest.startswith(parent + "/") for parent in identity):
-            if mount.source == mount.dest:
-                continue
+        if mount.source == mount.dest and shown(mount.dest):
+            # Already there through its parent. A symlink there (/usr/bin/cc ->
+            # /etc/alternatives/cc -> /usr/bin/gcc) may lead out of it: the hops outside
+            # are made the same symlinks, so a compiler still finds its own install dir.
+            path = mount.source
+            for _ in range(40):  # the kernel's own limit on symlink hops
+                if not os.path.islink(path):
+                    if not shown(path) and path not in identity:
+                        argv += ["--ro-bind", path, path]
+                        identity.append(path)
+                    break
+                target = os.readlink(path)
+                if not shown(path) and path not in identity:
+                    argv += ["--symlink", target, path]
+                    identity.append(path)
+                path = os.path.normpath(os.path.join(os.path.dirname(path), target))
+            continue
         source = staged[mount.source] if mount.private else mount.source
         if source == mount.dest:
             identity.append(mount.dest)

@@ -263,7 +263,9 @@ class SlotCgroupV2(SlotCgroup):
         os.makedirs(slot_dir, exist_ok=True)
         # v2 keeps processes out of a cgroup that hands controllers down: the slot's own
         # tasks live in its home leaf, the run's in the run leaf, which has the limits.
-        _write(f"{slot_dir}/cgroup.subtree_control", " ".join(f"+{c}" for c in V2_CONTROLLERS))
+        # (A hierarchy with no controllers, v1's companion, has no file to write.)
+        with contextlib.suppress(FileNotFoundError):
+            _write(f"{slot_dir}/cgroup.subtree_control", " ".join(f"+{c}" for c in V2_CONTROLLERS))
         os.makedirs(self.home, exist_ok=True)
         os.makedirs(directory, exist_ok=True)
         with contextlib.suppress(OSError):

@@ -320,7 +320,9 @@ class SandboxPool:
             elif slot.sandbox is not None and slot.sandbox.alive:
                 try:
                     if slot.sandbox.runs >= self.max_runs:
-                        await slot.start_sandbox(self._sandbox_argv(slot), size)
+                        language = self.available[slot.sandbox.language]
+                        await slot.start_sandbox(self._sandbox_argv(slot, language), size)
+                        slot.sandbox.language = language.id
                     else:
                         # In a thread: unmounting frees every page the job wrote there.
                         await slot.recycle(size)
@@ -333,30 +335,30 @@ class SandboxPool:
             return
         self.free.put_nowait(slot)
 
-    def _sandbox_argv(self, slot: Slot) -> list[str]:
+    def _sandbox_argv(self, slot: Slot, language: Language) -> list[str]:
+        """The language's sandbox: its toolchain and init's interpreter, nothing more."""
         assert self.registry is not None
-        staged = self.toolchains.staged
-        languages = [
-            lang
-            for lang in self.registry.languages
-            if all(m.source in staged for m in lang.private_mounts)
-        ]
+        init_language = next(lang for lang in self.registry.languages if lang.id == INIT_LANGUAGE)
         return sandbox_argv(
             self.bwrap,
             self.registry,
-            languages,
-            staged,
+            [language, init_language],
+            self.toolchains.staged,
             slot.work_dir,
             slot.tmp_dir,
             self.init_script,
             [INIT_INTERPRETER, "-I", "-S"],
         )
 
-    async def _ready(self, slot: Slot, workdir_bytes: int) -> None:
-        """The slot's sandbox with a zygote waiting: made now if the slot has none."""
-        if slot.sandbox is None or not slot.sandbox.alive:
-            await slot.start_sandbox(self._sandbox_argv(slot), workdir_bytes)
-        elif not slot.sandbox.ready:
+    async def _ready(self, slot: Slot, language: Language, workdir_bytes: int) -> None:
+        """The slot's sandbox for `language` with a zygote waiting: made now if the slot
+        has none, or one of another language (each sees only its own toolchain)."""
+        sandbox = slot.sandbox
+        if sandbox is None or not sandbox.alive or sandbox.language != language.id:
+            await slot.start_sandbox(self._sandbox_argv(slot, language), workdir_bytes)
+            assert slot.sandbox is not None
+            slot.sandbox.language = language.id
+        elif not sandbox.ready:
             await slot.recycle(None)  # the next step of the same job: /work stays
 
     async def _run_on(
@@ -368,7 +370,7 @@ class SandboxPool:
         cancelled: asyncio.Event,
     ) -> JobOutcome:
         assert self.registry is not None
-        await self._ready(slot, spec.limits.workdir_bytes)
+        await self._ready(slot, language, spec.limits.workdir_bytes)
         if slot.workdir_bytes != spec.limits.workdir_bytes:
             await asyncio.to_thread(slot.reset_workdir, spec.limits.workdir_bytes)
         await asyncio.to_thread(workdir.write_files, slot.work_dir, spec.files, slot.uid, slot.gid)
@@ -426,7 +428,7 @@ class SandboxPool:
         cancelled: asyncio.Event,
     ) -> JobOutcome:
         assert self.registry is not None
-        await self._ready(slot, slot.workdir_bytes or PROBE_LIMITS.workdir_bytes)
+        await self._ready(slot, language, slot.workdir_bytes or PROBE_LIMITS.workdir_bytes)
         return await run_step(
             slot,
             command,

@@ -169,6 +169,14 @@ class Slot:
         except OSError as exc:
             raise SlotBroken(f"runner unreachable: {exc}") from exc
 
+    def own_pids(self) -> set[int]:
+        """The slot's own processes, no job's: the runner, bwrap and init in its home
+        cgroup, and the zygote waiting in the run cgroup for the next step."""
+        own = set(self.cgroup.home_pids())
+        if self.sandbox is not None and self.sandbox.ready:
+            own.add(self.sandbox.zygote_pid)
+        return own
+
     @property
     def alive(self) -> bool:
         return self.process is not None and self.process.returncode is None and bool(self.sock)

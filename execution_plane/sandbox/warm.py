@@ -44,7 +44,9 @@ class WarmSandbox:
         self.events: asyncio.Queue[dict[str, object]] = asyncio.Queue()
         self.reader: asyncio.Task[None] | None = None
         self.runs = 0
+        self.language = ""  # the language whose toolchain it shows
         self.ready = False  # a zygote waits in the run cgroup
+        self.zygote_pid = -1  # its host pid
         self.gone = False
 
     @property
@@ -128,6 +130,7 @@ class WarmSandbox:
         await asyncio.to_thread(self.cgroup.attach, host_pid)
         if self.cgroup.pids() != [host_pid]:
             raise SandboxFailed(f"the run cgroup holds {self.cgroup.pids()}, not the zygote")
+        self.zygote_pid = host_pid
         self.ready = True
 
     def _host_pid(self, ns_pid: int) -> int:

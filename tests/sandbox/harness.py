@@ -103,21 +103,30 @@ def living_processes_of_uids(uids: set[int]) -> list[int]:
 
 
 async def assert_host_untouched(pool: SandboxPool) -> None:
-    """Nothing of any job is left on the host, and the pool still runs jobs."""
+    """Nothing of any job is left on the host, and the pool still runs jobs.
+
+    What a slot keeps between jobs is its own: the sandbox made ahead of time (bwrap, its
+    init) and the zygote waiting in the run cgroup for the next step, nothing else."""
     await pool.wait_released()  # a slot is wiped just after its job's outcome is returned
     uids = {slot.uid for slot in pool.slots}
     for slot in pool.slots:
         assert slot.alive, f"slot {slot.index}: runner died"
-        assert await slot.cgroup.wait_empty(slot.runner_pid, within=2.0), (
-            f"slot {slot.index}: tasks left in its cgroup: {slot.cgroup.pids()}"
+        zygote = slot.sandbox.zygote_pid if slot.sandbox and slot.sandbox.ready else -1
+        assert await slot.cgroup.wait_empty(zygote, within=2.0), (
+            f"slot {slot.index}: tasks left in its run cgroup: {slot.cgroup.pids()}"
         )
         assert os.listdir(slot.work_dir) == [], f"slot {slot.index}: work dir not wiped"
-    # The runner reaps the orphans it inherits as their SIGCHLD arrives, which may be just
-    # after the run's result: give the last zombies a moment, not a pass.
+    own = set().union(*(slot.own_pids() for slot in pool.slots))
+
+    def of_jobs() -> list[int]:
+        return [pid for pid in processes_of_uids(uids) if pid not in own]
+
+    # init reaps the orphans it inherits while it runs and before the next step, which
+    # may be just after the run's result: give the last zombies a moment, not a pass.
     deadline = time.monotonic() + 2.0
-    while processes_of_uids(uids) and time.monotonic() < deadline:
+    while of_jobs() and time.monotonic() < deadline:
         await asyncio.sleep(0.05)
-    assert processes_of_uids(uids) == [], "a sandbox uid still owns host processes"
+    assert of_jobs() == [], "a sandbox uid still owns host processes of a job"
     ran = await run(pool, "python", "print('still fine')")
     assert ran.outcome.verdict is Verdict.OK, ran.outcome
     assert ran.stdout == b"still fine\n"

@@ -312,7 +312,7 @@ results = {
     'unshare net': call('unshare', CLONE_NEWNET),
     'ptrace attach 1': call('ptrace', 16, 1, None, None),
     'ptrace attach parent': call('ptrace', 16, os.getppid(), None, None),
-    'setns': call('setns', os.open('/proc/1/ns/mnt', os.O_RDONLY), 0),
+    'setns': call('setns', os.open('/proc/self/ns/mnt', os.O_RDONLY), 0),
     'chroot': call('chroot', b'/tmp'),
     'clone newuser': syscall(56, CLONE_NEWUSER | 17, None, None, None, None),
     'clone newpid': syscall(56, CLONE_NEWPID | 17, None, None, None, None),

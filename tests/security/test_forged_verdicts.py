@@ -1,5 +1,7 @@
-"""A program cannot pass its own failure off as the sandbox's: whether bubblewrap failed is
-read from bwrap's status fd, which the program never holds, not from what it prints."""
+"""A program cannot pass its own failure off as the sandbox's: whether the sandbox failed
+(bwrap could not make it, or its init could not start the program) comes from bwrap's
+stderr before init answers and from init's control socket, which the program never holds,
+not from anything the program prints."""
 
 from __future__ import annotations
 
@@ -8,10 +10,10 @@ import json
 
 import pytest
 
+from execution_plane.languages import Language
 from execution_plane.sandbox import SandboxPool, Verdict
-from execution_plane.sandbox.bwrap import bwrap_argv
 from execution_plane.sandbox.output import CollectingSink
-from execution_plane.sandbox.step import run_step
+from execution_plane.sandbox.slot import Slot
 from tests.sandbox.harness import DEFAULT_LIMITS, assert_host_untouched
 
 BWRAP_LINES = [
@@ -70,28 +72,51 @@ async def test_the_program_does_not_hold_bwraps_status_fd(pool: SandboxPool, run
     await assert_host_untouched(pool)
 
 
-async def test_a_real_bwrap_failure_is_still_an_internal_error(pool: SandboxPool) -> None:
-    assert pool.registry is not None
-    language = pool.available["python"]
+async def test_a_real_bwrap_failure_is_still_an_internal_error(
+    pool: SandboxPool, run_job, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    made = pool._sandbox_argv
+
+    def with_a_missing_bind(slot: Slot, language: Language) -> list[str]:
+        argv = made(slot, language)
+        # A bind whose source is missing: bwrap gives up while setting the sandbox up.
+        at = argv.index("--proc")
+        argv[at:at] = ["--ro-bind", "/nonexistent-sluice-source", "/nowhere"]
+        return argv
+
+    await pool.wait_released()
+    for slot in pool.slots:
+        await slot.stop_sandbox()  # the next job's sandbox is made anew, with the bad bind
+    monkeypatch.setattr(pool, "_sandbox_argv", with_a_missing_bind)
+    ran = await run_job("python", "print('never')")
+    assert ran.outcome.verdict is Verdict.INTERNAL_ERROR, ran.outcome
+    assert ran.outcome.detail.startswith("sandbox: bwrap: "), ran.outcome.detail
+    assert "nonexistent-sluice-source" in ran.outcome.detail
+    assert b"never" not in ran.stdout
+    monkeypatch.undo()
+    await assert_host_untouched(pool)
+
+
+async def test_a_program_that_cannot_be_started_is_an_internal_error(
+    pool: SandboxPool, run_job
+) -> None:
+    # exec fails inside the sandbox, before any program code ran
+    ran = await run_job("c", "int main(void) { return 0; }\n")
+    assert ran.outcome.verdict is Verdict.OK, ran.outcome  # the control: a step does run
+    language = pool.available["c"]
     slot = await pool.free.get()
     try:
-        argv = bwrap_argv(
-            pool.bwrap,
-            pool.registry,
+        outcome = await pool._step(
+            slot,
             language,
-            slot.work_dir,
-            ["/usr/bin/python3", "-c", "print('never')"],
-            pool.toolchains.staged,
+            ["/nonexistent-program"],
+            DEFAULT_LIMITS,
+            b"",
+            CollectingSink(),
+            asyncio.Event(),
         )
-        # A bind whose source is missing: bwrap gives up while setting the sandbox up.
-        at = argv.index("--bind")
-        argv[at:at] = ["--ro-bind", "/nonexistent-sluice-source", "/nowhere"]
-        sink = CollectingSink()
-        outcome = await run_step(slot, argv, DEFAULT_LIMITS, b"", sink, asyncio.Event())
     finally:
         pool.free.put_nowait(slot)
     assert outcome.verdict is Verdict.INTERNAL_ERROR, outcome
-    assert outcome.detail.startswith("sandbox: bwrap: "), outcome.detail
-    assert "nonexistent-sluice-source" in outcome.detail
-    assert "never" not in sink.text()
+    assert outcome.detail.startswith("sandbox: init: cannot start"), outcome.detail
     await assert_host_untouched(pool)
