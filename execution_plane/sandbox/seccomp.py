@@ -141,6 +141,7 @@ CLONE_NAMESPACE_FLAGS = (
 )
 
 AF_UNIX = 1
+INIT_PID = 1  # the sandbox's init, in its pid namespace (init.py)
 TIOCSTI = 0x5412
 TIOCLINUX = 0x541C
 PER_LINUX = 0
@@ -191,6 +192,14 @@ def build_filter() -> sc.SyscallFilter:
     # like. None of the toolchains calls personality at all (strace'd); even the query
     # form (0xffffffff) is refused, which costs a program nothing it could use.
     _add(filt, eperm, "personality", sc.Arg(0, sc.NE, PER_LINUX))
+    # The sandbox's init is pid 1 of the namespace and runs as the job's uid: no job may
+    # lower its rlimits (and so every later run's), nor its priority or its CPUs. prlimit
+    # reaches any pid; the job's own limits go through pid 0 (glibc's setrlimit does).
+    _add(filt, eperm, "prlimit64", sc.Arg(0, sc.NE, 0))
+    for name in ("sched_setaffinity", "sched_setscheduler", "sched_setparam", "sched_setattr"):
+        _add(filt, eperm, name, sc.Arg(0, sc.EQ, INIT_PID))
+    _add(filt, eperm, "setpriority", sc.Arg(1, sc.EQ, INIT_PID))
+    _add(filt, eperm, "ioprio_set", sc.Arg(1, sc.EQ, INIT_PID))
     _add(filt, sc.ERRNO(errno.ENOSYS), "clone3")
     for flag in _single_bits(CLONE_NAMESPACE_FLAGS):
         _add(filt, eperm, "clone", sc.Arg(0, sc.MASKED_EQ, flag, flag))
