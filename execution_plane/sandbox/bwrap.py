@@ -16,7 +16,6 @@ from execution_plane.languages import Language, Registry
 SANDBOX_UID = 1000  # the uid the program sees; it maps to the slot's unprivileged host uid
 SANDBOX_GID = 1000
 WORK_DIR = "/work"
-SECCOMP_FD = 3  # where the runner puts the seccomp program in the child
 TMP_BYTES = 16 * 1024 * 1024  # a step's /tmp
 # The sandbox's init runs on the python language's interpreter, mounted with its paths.
 INIT_LANGUAGE = "python"
@@ -82,8 +81,8 @@ def sandbox_argv(
         str(SANDBOX_GID),
         "--hostname",
         "sandbox",
-        "--seccomp",
-        str(SECCOMP_FD),
+        # No --seccomp: init installs the filter on each run itself (init.py), so a job
+        # runs under exactly one copy of it, as a job in a fresh bwrap did.
         "--clearenv",
     ]
     # Parents first; a path already shown through its parent's bind (the same host path:

@@ -1,11 +1,14 @@
 """The init of a sandbox made ahead of time: PID 1 of its pid namespace, inside bubblewrap.
 
-It runs as `python3 -I -S init.py` under bwrap (`--as-pid-1`), with the seccomp filter
-bwrap installs, as the sandbox's unprivileged uid, and imports only the standard library
-(it reads nothing a job could have written). Every step of a job runs here: init keeps one
-forked child waiting (the zygote); the service moves the zygote into the slot's run cgroup
-while nothing runs, and a step is that zygote applying the step's rlimits, nice,
-environment and seccomp filter and exec'ing the program. A run costs a fork and an exec.
+It runs as `python3 -I -S init.py` under bwrap (`--as-pid-1`), as the sandbox's
+unprivileged uid with no capability, and imports only the standard library (it reads
+nothing a job could have written). The seccomp filter is not on init: each run's zygote
+installs it just before exec, so a job runs under exactly one copy of it.
+
+Every step of a job runs here: init keeps one forked child waiting (the zygote); the
+service moves the zygote into the slot's run cgroup while nothing runs, and a step is that
+zygote applying the step's rlimits, nice, environment and seccomp filter and exec'ing the
+program. A run costs a fork and an exec.
 
 Why a job cannot reach init: init is PID 1 of the namespace and installs no signal handler,
 so the kernel drops every signal a process of the namespace sends it (SIGKILL and SIGSTOP
@@ -14,7 +17,7 @@ root and ptrace needs a capability nobody in the sandbox has (the filter refuses
 too); its control socket is closed in the zygote before anything runs; it lives in a cgroup
 apart from the run's, so the sweep that kills a run never touches it.
 
-Protocol (SOCK_SEQPACKET on fd 4, one JSON object per message):
+Protocol (SOCK_SEQPACKET on fd 3, one JSON object per message):
   service -> init  {"op": "init", "seccomp": <base64 BPF>}
                    {"op": "prepare", "uid": U, "fresh": [paths]}  reap, clear SysV IPC,
                        check /work and /tmp are the service's tmpfs (owned by U) and the
@@ -24,7 +27,7 @@ Protocol (SOCK_SEQPACKET on fd 4, one JSON object per message):
   init -> service  {"ev": "hello"}  {"ev": "ready", "zygote": NSPID}
                    {"ev": "started"}  {"ev": "exited", "code": C, "status": S}
                    {"ev": "error", "detail": "..."}
-`code` is what bwrap's status fd says of a program: its exit code, or 128+N for signal N.
+`code` is a program's exit code, or 128+N when signal N killed it (as bwrap reports one).
 """
 
 from __future__ import annotations
@@ -40,7 +43,7 @@ import socket
 import sys
 import time
 
-CONTROL_FD = 4  # after stdin, stdout, stderr and the seccomp program bwrap reads
+CONTROL_FD = 3  # after stdin, stdout and stderr (runner.py puts it there)
 MAX_MESSAGE = 1 << 20
 WORK_DIR = "/work"
 TMP_DIR = "/tmp"

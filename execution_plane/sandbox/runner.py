@@ -10,21 +10,19 @@ It is started as `python -I -S runner.py SOCK_FD UID GID BWRAP` and imports only
 standard library, so it starts in milliseconds and nothing of the service leaks into it.
 
 Protocol (SOCK_SEQPACKET, one JSON object per message):
-  service -> runner  {"op": "init", "seccomp": <base64 BPF>}
-                     {"op": "run", "argv": [...], "rlimits": [[res, soft, hard], ...],
+  service -> runner  {"op": "run", "argv": [...], "rlimits": [[res, soft, hard], ...],
                       "nice": N}  with SCM_RIGHTS fds [stdin, stdout, stderr, control]
                      {"op": "kill"}     SIGKILL the current run's bwrap, if not yet reaped
   runner -> service  {"ev": "started", "pid": N}
                      {"ev": "exited", "pid": N, "status": S, "cpu_ns": C, "maxrss": B}
                      {"ev": "error", "detail": "..."}
-In the child the fds are 0, 1, 2, the seccomp program is fd 3 (`bwrap --seccomp 3`) and
-the fds after the first three follow from 4 on (the sandbox init's control socket).
+In the child the fds are 0, 1, 2 and the ones after follow from 3 on (the sandbox init's
+control socket).
 The run it starts is a slot's sandbox (warm.py), which lives for many job steps.
 """
 
 from __future__ import annotations
 
-import base64
 import contextlib
 import ctypes
 import errno
@@ -39,7 +37,6 @@ import sys
 
 PR_SET_PDEATHSIG = 1
 PR_SET_CHILD_SUBREAPER = 36
-SECCOMP_FD = 3
 JOB_NICE = 19  # the lowest CPU priority short of SCHED_IDLE
 MAX_MESSAGE = 1 << 20
 
@@ -58,7 +55,6 @@ class Runner:
         self.uid = uid
         self.gid = gid
         self.bwrap = bwrap
-        self.seccomp = b""
         self.current: int | None = None  # pid of the running bwrap, until reaped
         self.wake_r, wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
         os.set_blocking(wake_w, False)
@@ -92,9 +88,7 @@ class Runner:
 
     def handle(self, message: dict[str, object], fds: list[int]) -> None:
         op = message.get("op")
-        if op == "init":
-            self.seccomp = base64.b64decode(str(message["seccomp"]))
-        elif op == "run":
+        if op == "run":
             self.start(message, fds)
         elif op == "kill":
             if self.current is not None:
@@ -205,11 +199,8 @@ class Runner:
         adj = os.open("/proc/self/oom_score_adj", os.O_WRONLY | os.O_CLOEXEC)
         os.write(adj, b"1000")
         os.close(adj)
-        seccomp_fd = os.memfd_create("sluice-seccomp", 0)
-        os.write(seccomp_fd, self.seccomp)
-        os.lseek(seccomp_fd, 0, os.SEEK_SET)
         # Move everything above the target numbers first so dup2 cannot clobber a source.
-        ordered = [*fds[:3], seccomp_fd, *fds[3:]]
+        ordered = list(fds)
         moved = [fcntl.fcntl(fd, fcntl.F_DUPFD_CLOEXEC, 128) for fd in ordered]
         for target, fd in enumerate(moved):
             os.dup2(fd, target, inheritable=True)

@@ -9,7 +9,6 @@ the runner starts the slot's sandbox (warm.py), whose init runs each step.
 from __future__ import annotations
 
 import asyncio
-import base64
 import contextlib
 import json
 import os
@@ -108,7 +107,6 @@ class Slot:
         self.cgroup.attach_home(self.process.pid)
         self.events = asyncio.Queue()
         self.reader = asyncio.create_task(self._read_events())
-        self._send({"op": "init", "seccomp": base64.b64encode(self.seccomp_bpf).decode()})
 
     async def start_sandbox(self, argv: list[str], workdir_bytes: int) -> None:
         """A fresh sandbox, with fresh /work and /tmp, its first zygote ready."""

@@ -5,8 +5,9 @@ QEMU guest (tests/support/cgroup_v2_vm.py) boots with one unified hierarchy and 
 pids and cpu controllers delegated, and runs the verdict tests, the v2 slot's tests and
 every attack test inside it: the memory bombs must end as MEMORY_LIMIT_EXCEEDED through
 memory.max and memory.events, a slot must refuse tasks past pids.max, the fork and thread
-bombs must be contained, CPU must be counted from cpu.stat, and nothing a job starts may
-outlive it, all on v2.
+bombs must be contained, CPU must be counted from cpu.stat, nothing a job starts may
+outlive it, and a slot's sandbox made ahead of time must be reset clean between jobs, all
+on v2.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from tests.support.cgroup_v2_vm import CgroupV2Guest, GuestRun, GuestUnavailable
 
 # The sandbox's attack tests; tests/security/platform needs a broker the guest does not have.
 SUITES = ("tests/sandbox/test_verdicts.py", "tests/sandbox/test_cgroup_v2.py",
+          "tests/sandbox/test_pooled_reset.py",
           "tests/security", "--ignore=tests/security/platform")
 LAYOUT_PROBE = (
     "import json; from execution_plane.sandbox.cgroups import locate_bases; "
