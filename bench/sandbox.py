@@ -1,13 +1,19 @@
-"""What the sandbox costs: a trivial python job run plainly, in the sandbox, and through Sluice.
+"""What the sandbox costs: a trivial program run plainly, in a fresh sandbox, in a slot's
+sandbox made ahead of time (pooled), and a trivial python job through the whole of Sluice.
 
     .venv/bin/python bench/sandbox.py [--jobs 200] [--slots 2] [--rounds 5] [--no-platform]
 
 Prints, in one run:
+  per run of /bin/true (median, one at a time): plain, in a fresh bwrap (the sandbox made
+    for the run, as every step was before the pool), in the slot's pooled sandbox (the step
+    alone, and with the reset that readies the next one); target: pooled <= plain + 2 ms;
   per job (median, one at a time): plain, sandboxed, whole platform, with the ratios and the
     sandbox's overhead in ms (target: under 10 ms);
   throughput (jobs/s, all slots busy): raw sandboxed runs with N slots beside the whole
     platform with an N-slot worker (target: the platform keeps at least 0.8 of raw).
-    The platform's throughput is measured with two callers: one that watches every job's
+    Plain spawning of the same program on every core is measured in the same rounds, and
+    the platform is set against it too (target: >= 0.4 of plain with every core given to
+    slots). The platform's throughput is measured with two callers: one that watches every job's
     stream to its result (WatchJob per job, as an interactive caller does), and a batch
     caller that submits the jobs and collects their results with ListJobs. On one machine
     the caller's CPU competes with the sandbox too, so the two differ by what watching
@@ -59,6 +65,7 @@ if TYPE_CHECKING:
 
 TRIVIAL = b"pass\n"
 PLAIN_PYTHON = "/usr/bin/python3"  # what the sandbox's python language runs
+TRUE = "/usr/bin/true"  # in the bash language's sandbox, which shows /usr/bin
 LIMITS = ResourceLimits(
     wall_time_ms=10_000,
     cpu_time_ms=5_000,
@@ -110,6 +117,72 @@ async def plain_per_job(jobs: int) -> tuple[float, float]:
         await process.communicate()
 
     return await _latencies(one, jobs)
+
+
+async def _spawn(argv: list[str], cwd: str = "/", **kwargs: object) -> None:
+    process = await asyncio.create_subprocess_exec(
+        *argv,
+        cwd=cwd,
+        stdin=asyncio.subprocess.DEVNULL,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+        **kwargs,  # type: ignore[arg-type]
+    )
+    await process.communicate()
+
+
+async def plain_throughput(jobs: int, slots: int) -> float:
+    """Jobs/s of the trivial python job spawned plainly, `slots` at a time: what the
+    machine does with no sandbox and no platform, the physical limit."""
+    directory = _program_dir()
+    start = time.perf_counter()
+    remaining = iter(range(jobs))
+
+    async def spawner() -> None:
+        for _ in remaining:
+            await _spawn([PLAIN_PYTHON, "main.py"], cwd=directory)
+
+    await asyncio.gather(*(spawner() for _ in range(slots)))
+    return jobs / (time.perf_counter() - start)
+
+
+async def true_per_run(jobs: int) -> dict[str, tuple[float, float]]:
+    """(median, p90) ms of /bin/true: plainly, in a fresh bwrap, in the pooled sandbox."""
+    from execution_plane.sandbox.bwrap import INIT_PATH
+    from execution_plane.sandbox.output import CollectingSink
+
+    figures = {"plain": await _latencies(lambda: _spawn([TRUE]), jobs)}
+    async with sandbox_pool(1) as pool:
+        slot = pool.slots[0]
+        bash = pool.available["bash"]
+        # The same sandbox as the pool's, made anew for the one run, as the slot's uid.
+        argv = pool._sandbox_argv(slot, bash)
+        argv = [*argv[: argv.index("--")], "--", TRUE]
+        assert INIT_PATH not in argv[-1]
+        figures["fresh bwrap"] = await _latencies(
+            lambda: _spawn(argv, user=slot.uid, group=slot.uid, extra_groups=[]), jobs
+        )
+
+        async def step() -> None:
+            outcome = await pool._step(
+                slot, bash, [TRUE], LIMITS, b"", CollectingSink(), asyncio.Event()
+            )
+            if outcome.verdict is not Verdict.OK:
+                raise RuntimeError(f"pooled /bin/true failed: {outcome}")
+
+        steps: list[float] = []
+        resets: list[float] = []
+        for i in range(jobs + WARMUP):
+            started = time.perf_counter()
+            await step()
+            ran = time.perf_counter()
+            await slot.recycle(LIMITS.workdir_bytes)  # what the slot does before the next job
+            if i >= WARMUP:
+                steps.append(ran - started)
+                resets.append(time.perf_counter() - started)
+        figures["pooled, the step"] = _median_p90(steps)
+        figures["pooled, step + reset"] = _median_p90(resets)
+    return figures
 
 
 # -- sandbox ---------------------------------------------------------------------------
@@ -273,6 +346,7 @@ class Round:
     raw_after: float
     watched_idle: float  # share of CPU time idle during the watched phase
     raw_after_idle: float
+    plain: float  # plain spawning on every slot's core, just after raw_after
 
     @property
     def raw(self) -> float:
@@ -284,7 +358,7 @@ class Round:
 
 
 async def throughput_rounds(pool: SandboxPool, platform: PlatformUnderTest, jobs: int,
-                            rounds: int) -> list[Round]:
+                            rounds: int, slots: int) -> list[Round]:
     measured: list[Round] = []
     raw = await raw_throughput(pool, jobs)
     for _ in range(rounds):
@@ -292,7 +366,8 @@ async def throughput_rounds(pool: SandboxPool, platform: PlatformUnderTest, jobs
         # (No idle figure for the batch phase: it ends waiting for the next ListJobs poll.)
         batch = await platform.batch_throughput(jobs)
         after, after_idle = await idle_share(raw_throughput(pool, jobs))
-        measured.append(Round(raw, watched, batch, after, watched_idle, after_idle))
+        plain = await plain_throughput(jobs, slots)
+        measured.append(Round(raw, watched, batch, after, watched_idle, after_idle, plain))
         raw = after
     return measured
 
@@ -319,6 +394,11 @@ def print_rounds(measured: list[Round], slots: int) -> None:
           "   (a WatchJob stream per job)")
     print(f"  whole platform, batch:   {_spread(batch)} of raw; target >= 0.80"
           "   (submitted, then collected by ListJobs)")
+    print(f"  plain spawning, {slots} at a time: {_spread([r.plain for r in measured])} jobs/s;"
+          f" raw sandboxed runs keep {_spread([r.raw_after / r.plain for r in measured])}")
+    print(f"  whole platform against plain spawning: watched"
+          f" {_spread([r.watched / r.plain for r in measured])},"
+          f" batch {_spread([r.batch / r.plain for r in measured])}; target >= 0.40")
     steady = [r for r in measured if r.drift <= 0.1]
     if steady and len(steady) < len(measured):
         print(f"  the {len(steady)} rounds whose raw figures agree within 10%: watched"
@@ -332,6 +412,7 @@ async def print_raw_only(pool: SandboxPool, jobs: int, slots: int, why_no_platfo
     print()
     print(f"throughput, all {slots} slots busy")
     print(f"  raw sandboxed runs        {await raw_throughput(pool, jobs):7.1f} jobs/s")
+    print(f"  plain spawning            {await plain_throughput(jobs, slots):7.1f} jobs/s")
 
 
 async def main() -> None:
@@ -343,8 +424,16 @@ async def main() -> None:
     options = parser.parse_args()
     jobs, slots = options.jobs, options.slots
 
+    trues = await true_per_run(jobs)
     plain_median, plain_p90 = await plain_per_job(jobs)
     sandbox_median, sandbox_p90 = await sandbox_per_job(jobs)
+
+    print(f"{TRUE}, {jobs} runs per figure, one at a time    median     p90   over plain")
+    for label, (median, p90) in trues.items():
+        print(f"  {label:40s} {median:7.2f} ms {p90:6.2f} ms"
+              f" {median - trues['plain'][0]:+7.2f} ms")
+    print("  target: pooled (the step) <= plain + 2 ms")
+    print()
 
     print(f"trivial python job ({PLAIN_PYTHON} main.py), {jobs} jobs per figure, {slots} slots")
     print()
@@ -369,8 +458,9 @@ async def main() -> None:
                     " sandbox)"
                 )
                 print()
-                print_rounds(await throughput_rounds(pool, platform, jobs, options.rounds),
-                             slots)
+                print_rounds(
+                    await throughput_rounds(pool, platform, jobs, options.rounds, slots), slots
+                )
         except PlatformUnavailable as exc:
             await print_raw_only(pool, jobs, slots, str(exc))
 

@@ -24,7 +24,7 @@ from typing import Any
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from execution_plane.sandbox import cgroups, pool, slot  # noqa: E402 - repo on sys.path first
+from execution_plane.sandbox import cgroups, pool, slot, warm  # noqa: E402 - repo on sys.path first
 from execution_plane.sandbox.output import CollectingSink  # noqa: E402
 
 sys.path.insert(0, str(REPO / "bench"))
@@ -69,11 +69,14 @@ def _instrument() -> None:
     _timed(pool.workdir, "write_files", "  write the files (in a thread)")
     _timed(pool, "run_step", "  one step")
     _timed(group, "prepare", "    cgroup limits and counters")
-    _timed(slot.Slot, "launch", "    runner forks, bwrap exec'd")
-    _timed(slot.Slot, "wait_exit", "    bwrap + program, to the exit")
+    _timed(warm.WarmSandbox, "launch", "    the zygote exec's the program")
+    _timed(warm.WarmSandbox, "wait_exit", "    the program, to its exit")
     _timed(group, "kill_all", "    cgroup sweep (freeze/kill/thaw)")
     _timed(group, "wait_empty", "    cgroup empty")
-    _timed(pool.SandboxPool, "_release", "  wipe the work dir, slot back")
+    _timed(pool.SandboxPool, "_release", "  reset the slot (after the outcome)")
+    _timed(slot.Slot, "reset_workdir", "    fresh /work tmpfs")
+    _timed(slot.Slot, "reset_tmp", "    fresh /tmp tmpfs")
+    _timed(warm.WarmSandbox, "prepare", "    init checks, forks; zygote joins")
 
 
 async def main() -> None:
@@ -103,9 +106,11 @@ async def main() -> None:
     try:
         for _ in range(WARMUP):
             await one()
+        await sandbox.wait_released()
         timings.clear()
         for _ in range(options.jobs):
             await one()
+            await sandbox.wait_released()  # the reset, timed apart from the job
     finally:
         await sandbox.close()
     what = "a program that does nothing" if options.null else "the trivial python job"

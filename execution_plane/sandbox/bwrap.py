@@ -28,15 +28,16 @@ def find_bwrap() -> str | None:
 
 
 def bwrap_problem(bwrap: str) -> str:
-    """Why this bwrap cannot run the sandbox, or "" (it must report on a channel of its own)."""
+    """Why this bwrap cannot run the sandbox, or "" (it must have every option we use)."""
     try:
         shown = subprocess.run(
             [bwrap, "--help"], capture_output=True, text=True, timeout=10, check=False
         )
     except (OSError, subprocess.SubprocessError) as exc:
         return f"{bwrap} --help failed: {exc}"
-    if "--json-status-fd" not in shown.stdout + shown.stderr:
-        return f"{bwrap} has no --json-status-fd (bubblewrap 0.5 or newer is needed)"
+    for option in ("--as-pid-1", "--disable-userns"):
+        if option not in shown.stdout + shown.stderr:
+            return f"{bwrap} has no {option} (bubblewrap 0.8 or newer is needed)"
     return ""
 
 
