@@ -5,10 +5,11 @@ unprivileged uid with no capability, and imports only the standard library (it r
 nothing a job could have written). The seccomp filter is not on init: each run's zygote
 installs it just before exec, so a job runs under exactly one copy of it.
 
-Every step of a job runs here: init keeps one forked child waiting (the zygote); the
-service moves the zygote into the slot's run cgroup while nothing runs, and a step is that
-zygote applying the step's rlimits, nice, environment and seccomp filter and exec'ing the
-program. A run costs a fork and an exec.
+Every step of a job runs here: init keeps one forked child waiting (the zygote), made for
+the next run alone, with the seccomp filter already installed on it; the service moves it
+into the slot's run cgroup while nothing runs, and a step is that zygote applying the
+step's rlimits, nice and environment and exec'ing the program. A run costs a fork and an
+exec.
 
 Why a job cannot reach init: init is PID 1 of the namespace and installs no signal handler,
 so the kernel drops every signal a process of the namespace sends it (SIGKILL and SIGSTOP
@@ -54,6 +55,7 @@ PR_SET_SECCOMP = 22
 PR_SET_DUMPABLE = 4
 SECCOMP_MODE_FILTER = 2
 IPC_RMID = 0
+ZYGOTE_READY = b"r"
 SYSV_IPC = {"shm": "shmctl", "msg": "msgctl", "sem": "semctl"}
 
 _libc = ctypes.CDLL(None, use_errno=True)
@@ -205,6 +207,9 @@ class Init:
         theirs.close()
         self.zygote = pid
         self.zygote_sock = ours
+        # Ready means filtered: a zygote that could not install the filter never runs.
+        if ours.recv(len(ZYGOTE_READY)) != ZYGOTE_READY:
+            raise RuntimeError("the zygote could not install the seccomp filter")
 
     # -- a run ---------------------------------------------------------------------------
 
@@ -234,12 +239,17 @@ class Init:
 
 
 def _zygote(sock: socket.socket, seccomp: bytes) -> None:
-    """The next run's process: waits for its step, sets it up, becomes the program."""
+    """The next run's process: installs its filter, waits for its step, sets it up, becomes
+    the program."""
     for number in range(1, signal.NSIG):
         try:
             signal.signal(number, signal.SIG_DFL)
         except (OSError, ValueError):
             continue
+    # The filter is this run's own, installed afresh in a process made for this run alone,
+    # before it waits: off the run's path. Nothing below needs a call it refuses.
+    _install_seccomp(seccomp)
+    sock.send(ZYGOTE_READY)
     data, fds, _, _ = socket.recv_fds(sock, MAX_MESSAGE, 4)
     if len(fds) != 4:
         os._exit(127)
@@ -262,7 +272,6 @@ def _zygote(sock: socket.socket, seccomp: bytes) -> None:
         # oom_score_adj is 1000 already (the runner set it for bwrap, and it is inherited);
         # an OOM of the run cgroup picks among the run's tasks only, never init.
         signal.pthread_sigmask(signal.SIG_SETMASK, set())
-        _install_seccomp(seccomp)
         argv = [str(a) for a in message["argv"]]
         # execvpe as bwrap's execvp: a command without a slash is looked up on the PATH.
         os.execvpe(argv[0], argv, {str(k): str(v) for k, v in message["env"].items()})
