@@ -34,6 +34,18 @@ _JOB_COLUMNS = (
     "id, tenant_id, state, language, attempt, spec, idempotency_key, ordering_key, labels,"
     " created_at, started_at, ended_at, result, state_reason"
 )
+# A job's output is stored once, as its output events. The Result row and the result event
+# are stored without stdout/stderr (their truncation flags stay); reads put them back from
+# the output events of the final attempt: those after the event that started it
+# (jobs.attempt_seq) and before the result event. A job with a result has ended, and ended
+# with two events, the result and then its terminal state change: its result event's seq
+# is its last_seq - 1.
+_OUTPUT_OF_ENDED_JOBS = (
+    "SELECT e.job_id, e.event FROM job_events e JOIN jobs j ON j.id = e.job_id"
+    " WHERE e.job_id IN ({ids}) AND j.result IS NOT NULL"
+    " AND e.seq > j.attempt_seq AND e.seq < j.last_seq - 1 ORDER BY e.job_id, e.seq"
+)
+_CHUNK = 500  # ids per IN list: under SQLite's parameter limit
 
 
 def new_job_id() -> str:
@@ -66,7 +78,8 @@ def state_for_verdict(verdict: int) -> int:
     return pb.JOB_STATE_FAILED
 
 
-def _job_from_row(row: tuple) -> pb.Job:
+def _job_from_row(row: tuple, output: tuple[bytes, bytes] = (b"", b"")) -> pb.Job:
+    """A row of _JOB_COLUMNS as a Job; `output`: its final attempt's (stdout, stderr)."""
     spec = api.SubmitJobRequest.FromString(row[5])
     job = pb.Job(
         id=row[0], state=row[2], language=row[3], attempt=row[4], idempotency_key=row[6],
@@ -76,7 +89,57 @@ def _job_from_row(row: tuple) -> pb.Job:
     )
     if row[12] is not None:
         job.result.ParseFromString(row[12])
+        job.result.stdout, job.result.stderr = output
     return job
+
+
+def _collect_output(blobs: list[bytes]) -> tuple[bytes, bytes]:
+    """(stdout, stderr) of a run of stored events: their output chunks, in order."""
+    stdout, stderr = bytearray(), bytearray()
+    for blob in blobs:
+        event = pb.JobEvent.FromString(blob)
+        if event.HasField("output"):
+            target = stdout if event.output.stream == pb.OUTPUT_STREAM_STDOUT else stderr
+            target += event.output.data
+    return bytes(stdout), bytes(stderr)
+
+
+def jobs_from_rows(conn: Tx, rows: list[tuple]) -> list[pb.Job]:
+    """Rows of _JOB_COLUMNS as Jobs, the output of those with a result read back in one
+    query per 500 of them (a page of ListJobs is one), not one per job."""
+    ended = [row[0] for row in rows if row[12] is not None]
+    blobs: dict[str, list[bytes]] = {}
+    for start in range(0, len(ended), _CHUNK):
+        chunk = ended[start:start + _CHUNK]
+        for job_id, blob in conn.execute(
+                _OUTPUT_OF_ENDED_JOBS.format(ids=", ".join("?" * len(chunk))), chunk):
+            blobs.setdefault(job_id, []).append(blob)
+    return [_job_from_row(row, _collect_output(blobs.get(row[0], []))) for row in rows]
+
+
+def _without_output(result: pb.Result) -> pb.Result:
+    stored = pb.Result()
+    stored.CopyFrom(result)
+    stored.ClearField("stdout")
+    stored.ClearField("stderr")
+    return stored
+
+
+def events_with_output(conn: Tx, job_id: str, blobs: list[bytes]) -> list[pb.JobEvent]:
+    """Stored events of one job as WatchJob streams them: a result event with its
+    stdout/stderr put back (from the output events before it, which an after_seq may
+    have left out of this read)."""
+    events = [pb.JobEvent.FromString(blob) for blob in blobs]
+    for event in events:
+        if event.HasField("result"):
+            output = conn.execute(
+                "SELECT event FROM job_events WHERE job_id = ? AND seq < ?"
+                " AND seq > (SELECT attempt_seq FROM jobs WHERE id = ?) ORDER BY seq",
+                (job_id, event.seq, job_id),
+            ).fetchall()
+            event.result.stdout, event.result.stderr = _collect_output(
+                [row[0] for row in output])
+    return events
 
 
 @dataclass
@@ -190,7 +253,7 @@ class JobStore:
                 "SELECT event FROM job_events WHERE job_id = ? AND seq > ? ORDER BY seq LIMIT ?",
                 (job_id, after_seq, limit),
             )
-            return [pb.JobEvent.FromString(row[0]) for row in rows]
+            return events_with_output(conn, job_id, [row[0] for row in rows])
 
         return await self._db.run(tx)
 
@@ -210,7 +273,8 @@ class JobStore:
                 "SELECT event FROM job_events WHERE job_id = ? AND seq > ? ORDER BY seq LIMIT ?",
                 (job_id, after_seq, limit),
             )
-            return [pb.JobEvent.FromString(r[0]) for r in rows], row[1] in TERMINAL_STATES
+            return (events_with_output(conn, job_id, [r[0] for r in rows]),
+                    row[1] in TERMINAL_STATES)
 
         return await self._db.run(tx)
 
@@ -252,7 +316,7 @@ class JobStore:
                     (tenant_id, spec.idempotency_key),
                 ).fetchone()
                 if row:
-                    return _job_from_row(row), False
+                    return jobs_from_rows(conn, [row])[0], False
             if check is not None:
                 # may lower spec.limits to the tenant's ceilings
                 check(conn, tenant_id, job_id, now)
@@ -301,7 +365,7 @@ class JobStore:
             ).fetchone()
             if row is None or (tenant_id is not None and row[1] != tenant_id):
                 return None
-            return _job_from_row(row)
+            return jobs_from_rows(conn, [row])[0]
 
         return await self._db.run(tx)
 
@@ -342,7 +406,7 @@ class JobStore:
         params.append(limit)
 
         def tx(conn: Tx) -> list[pb.Job]:
-            return [_job_from_row(row) for row in conn.execute(sql, params)]
+            return jobs_from_rows(conn, conn.execute(sql, params).fetchall())
 
         return await self._db.run(tx)
 
@@ -500,27 +564,23 @@ class JobStore:
                 return None
             stored = pb.Result()
             stored.CopyFrom(result)
-            stdout, stderr = bytearray(), bytearray()
-            for (blob,) in conn.execute(
+            stored.stdout, stored.stderr = _collect_output([row[0] for row in conn.execute(
                 "SELECT event FROM job_events WHERE job_id = ? AND seq > ? ORDER BY seq",
                 (job_id, attempt_seq),
-            ):
-                event = pb.JobEvent.FromString(blob)
-                if event.HasField("output"):
-                    target = stdout if event.output.stream == pb.OUTPUT_STREAM_STDOUT else stderr
-                    target += event.output.data
-            stored.stdout, stored.stderr = bytes(stdout), bytes(stderr)
+            )])
             if cancel_requested and stored.verdict != pb.VERDICT_OK:
                 stored.verdict = pb.VERDICT_CANCELLED
             new_state = state_for_verdict(stored.verdict)
-            # Two events (the result, then the state change): both seqs taken by the
-            # statement that ends the job.
+            # Output is stored once, as the output events: the row and the result event
+            # leave it out. Two events (the result, then the state change): both seqs taken
+            # by the statement that ends the job.
+            without_output = _without_output(stored)
             ended = conn.execute(
                 "UPDATE jobs SET state = ?, ended_at = ?, result = ?, lease_owner = NULL,"
                 " lease_expires_at = NULL, last_seq = last_seq + 2 WHERE id = ?"
                 " AND attempt = ? AND state = ? AND lease_owner = ?"
                 " RETURNING last_seq, started_at",
-                (new_state, now, stored.SerializeToString(), job_id, attempt,
+                (new_state, now, without_output.SerializeToString(), job_id, attempt,
                  pb.JOB_STATE_RUNNING, owner),
             ).fetchone()
             if ended is None:
@@ -528,11 +588,16 @@ class JobStore:
             seq, started_at = ended
             actor = f"worker:{owner}"
             audit.record(conn, tenant_id=tenant_id, actor=actor, action="output_finished",
-                         job_id=job_id, now=now, stdout_bytes=len(stdout),
-                         stderr_bytes=len(stderr))
+                         job_id=job_id, now=now, stdout_bytes=len(stored.stdout),
+                         stderr_bytes=len(stored.stderr))
             quotas.record_cpu(conn, tenant_id, now, stored.usage.cpu_time_ms)
+            # Watchers of this process get the result event as a read would give it.
+            result_event = self._append_event(conn, job_id, now, seq=seq - 1,
+                                              result=without_output)
+            result_event.result.stdout, result_event.result.stderr = (stored.stdout,
+                                                                      stored.stderr)
             events = [
-                self._append_event(conn, job_id, now, seq=seq - 1, result=stored),
+                result_event,
                 self._change_state(conn, job_id, now, new_state, attempt,
                                    action=_ACTIONS[new_state], actor=actor,
                                    tenant_id=tenant_id, seq=seq),
@@ -776,9 +841,11 @@ class JobStore:
             if state == pb.JOB_STATE_QUEUED:
                 result = pb.Result(verdict=pb.VERDICT_CANCELLED,
                                    detail="cancelled before it started")
+                # attempt_seq moves to the last event: the output of an attempt lost before
+                # is not this result's (it has none).
                 conn.execute(
-                    "UPDATE jobs SET state = ?, ended_at = ?, result = ?, cancel_requested = 1"
-                    " WHERE id = ?",
+                    "UPDATE jobs SET state = ?, ended_at = ?, result = ?, cancel_requested = 1,"
+                    " attempt_seq = last_seq WHERE id = ?",
                     (pb.JOB_STATE_CANCELLED, now, result.SerializeToString(), job_id),
                 )
                 events.append(self._append_event(conn, job_id, now, result=result))
@@ -791,6 +858,6 @@ class JobStore:
                              job_id=job_id, now=now, attempt=attempt)
             job_row = conn.execute(
                 f"SELECT {_JOB_COLUMNS} FROM jobs WHERE id = ?", (job_id,)).fetchone()
-            return _job_from_row(job_row), events
+            return jobs_from_rows(conn, [job_row])[0], events
 
         return await self._db.run(tx)

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 
 from control_plane.store.audit import AuditRecord
 from control_plane.store.backend import Backend, Tx
-from control_plane.store.jobs import _JOB_COLUMNS, PURGED, _job_from_row
+from control_plane.store.jobs import _JOB_COLUMNS, PURGED, events_with_output, jobs_from_rows
 from sluice.v1 import archive_pb2 as arc
 from sluice.v1 import execution_service_pb2 as api
 from sluice.v1 import job_pb2 as pb
@@ -89,11 +89,11 @@ class RetentionStore:
             if row is None or (row[2], row[-4], row[-3]) != (
                     expired.state, expired.last_seq, expired.parked):
                 return None
-            events = [pb.JobEvent.FromString(blob) for (blob,) in conn.execute(
+            events = events_with_output(conn, expired.job_id, [blob for (blob,) in conn.execute(
                 "SELECT event FROM job_events WHERE job_id = ? ORDER BY seq",
-                (expired.job_id,))]
+                (expired.job_id,))])
             return arc.ArchivedJob(
-                tenant_id=row[1], job=_job_from_row(row), events=events,
+                tenant_id=row[1], job=jobs_from_rows(conn, [row])[0], events=events,
                 spec=api.SubmitJobRequest.FromString(row[-1]), replays=row[-2])
 
         return await self._db.run(tx)
