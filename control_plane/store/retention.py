@@ -16,13 +16,14 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 
-from control_plane.store.audit import AuditRecord
+from control_plane.store.audit import AuditRecord, settled_seq
 from control_plane.store.backend import Backend, Tx
 from control_plane.store.jobs import _JOB_COLUMNS, PURGED, events_with_output, jobs_from_rows
 from sluice.v1 import archive_pb2 as arc
 from sluice.v1 import execution_service_pb2 as api
 from sluice.v1 import job_pb2 as pb
 
+MAX_SEQ = 2**63 - 1  # above every seq: no watermark (SQLite)
 # Terminal states that stay so. A dead-lettered job may still be replayed (by the recovery
 # service, or an operator from the parking lot): it leaves the store only once purged.
 _FINAL_STATES = (pb.JOB_STATE_SUCCEEDED, pb.JOB_STATE_FAILED, pb.JOB_STATE_CANCELLED)
@@ -140,10 +141,14 @@ class RetentionStore:
         as short as the batch whatever the trail's length."""
 
         def tx(conn: Tx) -> list[AuditRecord]:
+            # Only settled records: the delete that follows takes a range of seqs, which a
+            # record committed later must not fall into unread.
+            watermark = settled_seq(conn)
             records = []
             for row in conn.execute(
                 "SELECT seq, time, tenant_id, actor, action, job_id, detail FROM audit_events"
-                " ORDER BY seq LIMIT ?", (limit,)):
+                " WHERE seq <= ? ORDER BY seq LIMIT ?",
+                (MAX_SEQ if watermark is None else watermark, limit)):
                 if row[1] >= before:
                     break
                 records.append(AuditRecord(*row[:6], json.loads(row[6])))
