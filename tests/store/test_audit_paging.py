@@ -10,6 +10,7 @@ from collections.abc import AsyncIterator
 
 import pytest
 
+from control_plane.job_messages import CODEC
 from control_plane.store import audit
 from control_plane.store.audit import AuditLog
 from control_plane.store.backend import Backend, Tx, backend_for
@@ -75,7 +76,7 @@ async def test_a_seq_committed_late_is_not_paged_past(pg: Backend,
     # the fast record without the slow one before it.
     monkeypatch.setattr(audit, "SETTLE_WAIT_S", 0.2)
     assert await actions(log) == []
-    assert await RetentionStore(pg).expired_audit(before=time.time() + 60, limit=10) == []
+    assert await RetentionStore(pg, CODEC).expired_audit(before=time.time() + 60, limit=10) == []
     monkeypatch.undo()
 
     # A reader that waits gets both, in seq order, once the slow one commits; writers

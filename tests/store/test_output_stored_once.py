@@ -7,8 +7,10 @@ from __future__ import annotations
 
 import os
 
+from control_plane.job_messages import CODEC
 from control_plane.store.backend import Backend, Tx
 from control_plane.store.jobs import ExpiredLease, JobStore
+from control_plane.store.records import JobRecord, OutputStream, ResultRecord, Usage, Verdict
 from control_plane.store.retention import ExpiredJob, RetentionStore
 from sluice.v1 import job_pb2 as pb
 from tests.store.conftest import OpenBackend
@@ -42,17 +44,17 @@ async def run_job(jobs: JobStore, tenant_id: str, stdout: list[bytes], stderr: l
     job = await submit(jobs, tenant_id, idempotency_key=marker().decode(), **fields)
     assert (await claim(jobs, job.id)).assignment is not None
     for out, err in zip(stdout, stderr, strict=True):
-        assert await jobs.append_output(job.id, 1, "w1", pb.OUTPUT_STREAM_STDOUT, out)
-        assert await jobs.append_output(job.id, 1, "w1", pb.OUTPUT_STREAM_STDERR, err)
-    stored = await jobs.finish(job.id, 1, "w1", pb.Result(
-        verdict=pb.VERDICT_RUNTIME_ERROR, exit_code=3, stdout_truncated=True,
-        usage=pb.Usage(cpu_time_ms=7)))
+        assert await jobs.append_output(job.id, 1, "w1", OutputStream.STDOUT, out)
+        assert await jobs.append_output(job.id, 1, "w1", OutputStream.STDERR, err)
+    stored = await jobs.finish(job.id, 1, "w1", ResultRecord(
+        verdict=Verdict.RUNTIME_ERROR, exit_code=3, stdout_truncated=True,
+        usage=Usage(cpu_time_ms=7)))
     assert stored is not None and stored.events[0].result.stdout == b"".join(stdout)
     return job.id
 
 
 async def every_read(db: Backend, jobs: JobStore, tenant_id: str, job_id: str
-                     ) -> list[pb.Job]:
+                     ) -> list[JobRecord]:
     """The job as each read path gives it."""
     got = await jobs.get(job_id, tenant_id)
     assert got is not None and got.idempotency_key
@@ -63,7 +65,7 @@ async def every_read(db: Backend, jobs: JobStore, tenant_id: str, job_id: str
     assert not created
     cancelled = await jobs.cancel(job_id, tenant_id, actor="key:test")
     assert cancelled is not None and cancelled[1] == []  # ended already: nothing changes
-    snapshot = await RetentionStore(db).snapshot(await expired(db, job_id))
+    snapshot = await RetentionStore(db, CODEC).snapshot(await expired(db, job_id))
     assert snapshot is not None
     return [got, *[job for job in listed if job.id == job_id], resubmitted, cancelled[0],
             snapshot.job]
@@ -76,7 +78,7 @@ async def expired(db: Backend, job_id: str) -> ExpiredJob:
     return ExpiredJob(*row)
 
 
-async def result_events(jobs: JobStore, tenant_id: str, job_id: str) -> list[pb.Result]:
+async def result_events(jobs: JobStore, tenant_id: str, job_id: str) -> list[ResultRecord]:
     """The result event as WatchJob replays it from every after_seq before it, and as the
     archive's snapshot holds it."""
     events = await jobs.events_after(job_id, 0)
@@ -84,7 +86,7 @@ async def result_events(jobs: JobStore, tenant_id: str, job_id: str) -> list[pb.
     for after in range(events[-1].seq - 1):
         watched = await jobs.watch_read(job_id, tenant_id, after)
         assert watched is not None and watched[1]
-        results += [e.result for e in watched[0] if e.HasField("result")]
+        results += [e.result for e in watched[0] if e.result is not None]
     assert len(results) == events[-1].seq - 1
     return results
 
@@ -111,7 +113,7 @@ async def test_output_is_stored_once_and_read_back_everywhere(db: Backend) -> No
         assert job.result.usage.cpu_time_ms == 7
     for result in await result_events(jobs, tenant_id, job_id):
         assert (result.stdout, result.stderr) == (b"".join(stdout), b"".join(stderr))
-    snapshot = await RetentionStore(db).snapshot(await expired(db, job_id))
+    snapshot = await RetentionStore(db, CODEC).snapshot(await expired(db, job_id))
     assert snapshot is not None
     assert list(snapshot.events) == await jobs.events_after(job_id, 0)
 
@@ -121,12 +123,12 @@ async def test_a_retried_job_reads_only_its_final_attempts_output(db: Backend) -
     tenant_id = await new_tenant(db)
     job = await submit(jobs, tenant_id, idempotency_key=marker().decode())
     assert (await claim(jobs, job.id, lease_s=-1)).assignment is not None
-    assert await jobs.append_output(job.id, 1, "w1", pb.OUTPUT_STREAM_STDOUT, b"lost ")
+    assert await jobs.append_output(job.id, 1, "w1", OutputStream.STDOUT, b"lost ")
     assert await jobs.release_lost_attempt(ExpiredLease(job.id, tenant_id, 1, "w1"),
                                            dead_reason=None)
     assert (await claim(jobs, job.id, "w2")).assignment is not None
-    assert await jobs.append_output(job.id, 2, "w2", pb.OUTPUT_STREAM_STDOUT, b"kept")
-    assert await jobs.finish(job.id, 2, "w2", pb.Result(verdict=pb.VERDICT_OK))
+    assert await jobs.append_output(job.id, 2, "w2", OutputStream.STDOUT, b"kept")
+    assert await jobs.finish(job.id, 2, "w2", ResultRecord(verdict=Verdict.OK))
     for read in await every_read(db, jobs, tenant_id, job.id):
         assert read.result.stdout == b"kept"
     assert {r.stdout for r in await result_events(jobs, tenant_id, job.id)} == {b"kept"}
@@ -134,13 +136,13 @@ async def test_a_retried_job_reads_only_its_final_attempts_output(db: Backend) -
     # Cancelled while queued after a lost attempt: the lost output is not its result's.
     queued = await submit(jobs, tenant_id, idempotency_key=marker().decode())
     assert (await claim(jobs, queued.id, lease_s=-1)).assignment is not None
-    assert await jobs.append_output(queued.id, 1, "w1", pb.OUTPUT_STREAM_STDOUT, b"lost")
+    assert await jobs.append_output(queued.id, 1, "w1", OutputStream.STDOUT, b"lost")
     assert await jobs.release_lost_attempt(ExpiredLease(queued.id, tenant_id, 1, "w1"),
                                            dead_reason=None)
     cancelled = await jobs.cancel(queued.id, tenant_id, actor="key:test")
-    assert cancelled is not None and cancelled[0].result.verdict == pb.VERDICT_CANCELLED
+    assert cancelled is not None and cancelled[0].result.verdict == Verdict.CANCELLED
     for read in await every_read(db, jobs, tenant_id, queued.id):
-        assert read.result.stdout == b"" and read.result.verdict == pb.VERDICT_CANCELLED
+        assert read.result.stdout == b"" and read.result.verdict == Verdict.CANCELLED
     assert {r.stdout for r in await result_events(jobs, tenant_id, queued.id)} == {b""}
 
 
@@ -179,7 +181,7 @@ async def test_a_store_with_output_stored_three_times_is_migrated(
     ran = await run_job(jobs, tenant_id, stdout, stderr)
     lost = await submit(jobs, tenant_id, idempotency_key=marker().decode())
     started = await claim(jobs, lost.id, lease_s=-1)
-    assert await jobs.append_output(lost.id, 1, "w1", pb.OUTPUT_STREAM_STDOUT, out + b"lost")
+    assert await jobs.append_output(lost.id, 1, "w1", OutputStream.STDOUT, out + b"lost")
     assert await jobs.release_lost_attempt(ExpiredLease(lost.id, tenant_id, 1, "w1"),
                                            dead_reason=None)
     assert await jobs.cancel(lost.id, tenant_id, actor="key:test")
