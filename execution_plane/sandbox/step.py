@@ -89,12 +89,15 @@ async def run_step(
     command: list[str],
     env: dict[str, str],
     limits: ResourceLimits,
-    stdin: bytes,
+    stdin: bytes | int,
     sink: OutputSink,
     cancelled: asyncio.Event,
     runtime_tasks: int = 0,
 ) -> JobOutcome:
-    """Run one sandboxed process tree to its end and say how it ended."""
+    """Run one sandboxed process tree to its end and say how it ended.
+
+    `stdin` is the whole input, or an fd (a pipe's read end the caller feeds while the
+    program runs): the program gets a copy of it, the caller keeps and closes its own."""
     sandbox = slot.sandbox
     if sandbox is None or not sandbox.ready:
         return JobOutcome(Verdict.INTERNAL_ERROR, detail="sandbox: no sandbox ready")
@@ -108,7 +111,7 @@ async def run_step(
     cap = OutputCap(limits.max_output_bytes, sink)
     out_r, out_w = os.pipe2(os.O_CLOEXEC)
     err_r, err_w = os.pipe2(os.O_CLOEXEC)
-    stdin_fd = _stdin_memfd(stdin)
+    stdin_fd = _stdin_memfd(stdin) if isinstance(stdin, bytes) else os.dup(stdin)
     pumps = [
         asyncio.create_task(_pump(out_r, OutputStream.STDOUT, cap)),
         asyncio.create_task(_pump(err_r, OutputStream.STDERR, cap)),
