@@ -350,16 +350,19 @@ class SandboxPool:
             [INIT_INTERPRETER, "-I", "-S"],
         )
 
-    async def _ready(self, slot: Slot, language: Language, workdir_bytes: int) -> None:
+    async def _ready(
+        self, slot: Slot, language: Language, workdir_bytes: int, job_start: bool
+    ) -> None:
         """The slot's sandbox for `language` with a zygote waiting: made now if the slot
-        has none, or one of another language (each sees only its own toolchain)."""
+        has none, or one of another language (each sees only its own toolchain). At a
+        job's start /work is a fresh one; between its steps it stays."""
         sandbox = slot.sandbox
         if sandbox is None or not sandbox.alive or sandbox.language != language.id:
             await slot.start_sandbox(self._sandbox_argv(slot, language), workdir_bytes)
             assert slot.sandbox is not None
             slot.sandbox.language = language.id
         elif not sandbox.ready:
-            await slot.recycle(None)  # the next step of the same job: /work stays
+            await slot.recycle(workdir_bytes if job_start else None)
 
     async def _run_on(
         self,
@@ -370,7 +373,7 @@ class SandboxPool:
         cancelled: asyncio.Event,
     ) -> JobOutcome:
         assert self.registry is not None
-        await self._ready(slot, language, spec.limits.workdir_bytes)
+        await self._ready(slot, language, spec.limits.workdir_bytes, job_start=True)
         if slot.workdir_bytes != spec.limits.workdir_bytes:
             await asyncio.to_thread(slot.reset_workdir, spec.limits.workdir_bytes)
         await asyncio.to_thread(workdir.write_files, slot.work_dir, spec.files, slot.uid, slot.gid)
@@ -428,7 +431,8 @@ class SandboxPool:
         cancelled: asyncio.Event,
     ) -> JobOutcome:
         assert self.registry is not None
-        await self._ready(slot, language, slot.workdir_bytes or PROBE_LIMITS.workdir_bytes)
+        size = slot.workdir_bytes or PROBE_LIMITS.workdir_bytes
+        await self._ready(slot, language, size, job_start=False)
         return await run_step(
             slot,
             command,
