@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import re
 from collections.abc import AsyncIterator
 
@@ -17,7 +18,9 @@ from control_plane.job_publisher import BrokerUnavailable, JobPublisher
 from control_plane.job_watch import JobWatch
 from control_plane.open_streams import OpenStreams
 from control_plane.quotas import QuotaExceeded, SubmitAdmission
+from control_plane.stdin_hub import StdinHub
 from control_plane.store.backend import Tx
+from control_plane.store.job_stdin import JobStdinStore, StdinRefusal
 from control_plane.store.jobs import JobStore
 from control_plane.store.quotas import TenantQuota
 from control_plane.submit_validation import (
@@ -95,8 +98,11 @@ async def list_jobs_page(jobs: JobStore, tenant_id: str, request: api.ListJobsRe
 class ExecutionService(api_grpc.ExecutionServiceServicer):
     def __init__(self, settings: Settings, auth: Authenticator, jobs: JobStore,
                  publisher: JobPublisher, hub: WatchHub, gateway: WorkerGateway,
-                 streams: OpenStreams, archive: JobArchive | None = None) -> None:
+                 streams: OpenStreams, archive: JobArchive | None = None, *,
+                 stdin: JobStdinStore, stdin_hub: StdinHub) -> None:
         self._settings = settings
+        self._stdin = stdin
+        self._stdin_hub = stdin_hub
         self._auth = auth
         self._jobs = jobs
         self._publisher = publisher
@@ -211,6 +217,85 @@ class ExecutionService(api_grpc.ExecutionServiceServicer):
         async for event in self._watch.stream(request.job_id, request.after_seq, key.tenant,
                                               context, key=key):
             yield event
+
+    async def AttachJob(self, request_iterator: AsyncIterator[api.AttachJobRequest],
+                        context: grpc.aio.ServicerContext) -> AsyncIterator[pb.JobEvent]:
+        first = await context.read()
+        if first is grpc.aio.EOF or not first.job_id:
+            await self._auth.principal(context)  # an unknown key hears UNAUTHENTICATED first
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT,
+                                "the first AttachJobRequest must set job_id")
+        if first.stdin or first.close_stdin:
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT,
+                                "the first AttachJobRequest names the job (job_id, after_seq);"
+                                " stdin and close_stdin come in the messages after it")
+        key = KeyCheck(await self._auth.secret(context))
+        events = self._watch.stream(first.job_id, first.after_seq, key.tenant, context, key=key)
+        feeding: asyncio.Task[None] | None = None
+        try:
+            async for event in events:
+                if feeding is None:
+                    # The first read checked the key and that the job is the tenant's.
+                    assert key.principal is not None
+                    feeding = asyncio.create_task(
+                        self._take_stdin(first.job_id, key.principal.tenant_id, context))
+                yield event
+            if feeding is None:
+                assert key.principal is not None  # a finished job, replayed to its end
+        finally:
+            if feeding is not None and not feeding.done():
+                feeding.cancel()
+
+    async def _take_stdin(self, job_id: str, tenant_id: str,
+                          context: grpc.aio.ServicerContext) -> None:
+        """Stores each piece of stdin the caller sends, in order; a refusal ends the call
+        with a status naming the field (and the cap), nothing of that piece stored."""
+        cap = self._settings.max_stdin_bytes
+        while True:
+            request = await context.read()
+            if request is grpc.aio.EOF:
+                return
+            if request.job_id and request.job_id != job_id:
+                await self._refuse(context, grpc.StatusCode.INVALID_ARGUMENT,
+                                   f"job_id {request.job_id!r} differs from the attached "
+                                   f"job {job_id!r}; attach once per job")
+                return
+            if not request.stdin and not request.close_stdin:
+                continue
+            appended = await self._stdin.append(job_id, tenant_id, request.stdin,
+                                                close=request.close_stdin, max_bytes=cap)
+            refusal = appended.refusal
+            if refusal is None:
+                if not appended.ended:
+                    self._stdin_hub.notify(job_id)
+                continue
+            if refusal is StdinRefusal.OVER_CAP:
+                await self._refuse(
+                    context, grpc.StatusCode.RESOURCE_EXHAUSTED,
+                    f"stdin: {appended.total_bytes + len(request.stdin)} bytes for job "
+                    f"{job_id} in all, over the cap of {cap} bytes (SLUICE_MAX_STDIN_BYTES);"
+                    f" this piece of {len(request.stdin)} bytes was not taken")
+            elif refusal is StdinRefusal.NOT_INTERACTIVE:
+                await self._refuse(
+                    context, grpc.StatusCode.FAILED_PRECONDITION,
+                    f"stdin: job {job_id} is not interactive (submit it with interactive: "
+                    "true to feed its stdin live)")
+            elif refusal is StdinRefusal.CLOSED:
+                await self._refuse(
+                    context, grpc.StatusCode.FAILED_PRECONDITION,
+                    f"stdin: job {job_id}'s stdin was closed (close_stdin); nothing more "
+                    "is taken")
+            else:
+                await self._refuse(context, grpc.StatusCode.NOT_FOUND,
+                                   f"job {job_id!r} not found")
+            return
+
+    @staticmethod
+    async def _refuse(context: grpc.aio.ServicerContext, code: grpc.StatusCode,
+                      message: str) -> None:
+        """Ends the AttachJob call from the stdin side (its events stop with it)."""
+        with contextlib.suppress(Exception):
+            await context.abort(code, message)
 
     async def _from_archive(self, job_id: str, tenant_id: str,
                             context: grpc.aio.ServicerContext) -> arc.ArchivedJob | None:

@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from control_plane.store import migrations
-from control_plane.store.backend import JobEventCallback, Params
+from control_plane.store.backend import JobEventCallback, JobStdinCallback, Params
 from control_plane.store.dialect import SQLITE, Dialect
 from control_plane.store.wal_checkpointer import (
     CHECKPOINT_EVERY_S,
@@ -153,8 +153,10 @@ class Database:
         """Runs fn(tx) atomically on the database thread; returns once committed."""
         return await self._submit(fn, transaction=True)
 
-    async def listen_job_events(self, on_event: JobEventCallback) -> None:
-        """SQLite cannot tell: watchers poll (control_plane/watch_hub.py)."""
+    async def listen_job_events(self, on_event: JobEventCallback,
+                                on_stdin: JobStdinCallback | None = None) -> None:
+        """SQLite cannot tell: watchers and stdin feeds poll (control_plane/watch_hub.py,
+        control_plane/stdin_hub.py)."""
 
     async def _submit(self, fn: Callable[[Any], T], *, transaction: bool) -> T:
         if self._thread is None:

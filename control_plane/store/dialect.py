@@ -21,6 +21,10 @@ MIGRATION_LOCK = 0x51C2  # PostgreSQL: held while migrations run, by one process
 # NOTIFY channel of new job events (payload "<job id>:<seq>"), sent by a trigger on
 # job_events so that it fires on commit and no code path can forget it.
 JOB_EVENTS_CHANNEL = "sluice_job_events"
+# NOTIFY channel of an interactive job's stdin stored (payload "<job id>"), sent by a
+# trigger on job_stdin: the gateway stream of that job's worker, on whichever control
+# plane, sends it down.
+JOB_STDIN_CHANNEL = "sluice_job_stdin"
 
 
 @dataclass(frozen=True)

@@ -108,7 +108,10 @@ class ResumedAttempt:
     finished: bool = False
     stdout_bytes: int = 0
     stderr_bytes: int = 0
+    test_case_results: int = 0
     limits: pb.Limits = field(default_factory=pb.Limits)
+    interactive: bool = False
+    runs: int = 1  # sandboxed runs of the program (its test cases, or the one)
 
 
 @dataclass
@@ -139,7 +142,7 @@ SubmitCheck = Callable[[Tx, str, str, float], None]
 Reader = str | Callable[[Tx], str]
 
 
-def _reader_tenant(conn: Tx, reader: Reader) -> str:
+def reader_tenant(conn: Tx, reader: Reader) -> str:
     return reader if isinstance(reader, str) else reader(conn)
 
 
@@ -201,7 +204,7 @@ class JobStore:
         trip to the store."""
 
         def tx(conn: Tx) -> tuple[list[pb.JobEvent], bool] | None:
-            tenant_id = _reader_tenant(conn, reader)
+            tenant_id = reader_tenant(conn, reader)
             row = conn.execute("SELECT tenant_id, state FROM jobs WHERE id = ?",
                                (job_id,)).fetchone()
             if row is None or row[0] != tenant_id:
@@ -264,11 +267,12 @@ class JobStore:
                          limits=spec.limits, create_time=created)
             conn.execute(
                 "INSERT INTO jobs (id, tenant_id, state, language, spec, idempotency_key,"
-                " ordering_key, labels, created_at, last_seq, seq)"
-                f" VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, 1, {conn.dialect.next_job_seq})",
+                " ordering_key, labels, created_at, last_seq, seq, interactive)"
+                f" VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, 1, {conn.dialect.next_job_seq}, ?)",
                 (job_id, tenant_id, pb.JOB_STATE_QUEUED, spec.language,
                  spec.SerializeToString(), spec.idempotency_key, spec.ordering_key,
-                 json.dumps(dict(spec.labels), sort_keys=True), now),
+                 json.dumps(dict(spec.labels), sort_keys=True), now,
+                 1 if spec.interactive else 0),
             )
             event = pb.JobEvent(job_id=job_id, seq=1, time=created,
                                 state_change=pb.StateChange(state=pb.JOB_STATE_QUEUED))
@@ -295,7 +299,7 @@ class JobStore:
         """reader None reads any tenant's job (the platform's own calls)."""
 
         def tx(conn: Tx) -> pb.Job | None:
-            tenant_id = None if reader is None else _reader_tenant(conn, reader)
+            tenant_id = None if reader is None else reader_tenant(conn, reader)
             row = conn.execute(
                 f"SELECT {_JOB_COLUMNS} FROM jobs WHERE id = ?", (job_id,)
             ).fetchone()
@@ -431,7 +435,8 @@ class JobStore:
             assignment = gw.Assignment(
                 job_id=job_id, attempt=attempt, language=spec.language, files=spec.files,
                 stdin=spec.stdin, args=spec.args, limits=spec.limits,
-                heartbeat_interval_ms=heartbeat_interval_ms,
+                heartbeat_interval_ms=heartbeat_interval_ms, interactive=spec.interactive,
+                test_cases=spec.test_cases, comparison=spec.comparison,
             )
             return ClaimOutcome(assignment=assignment, tenant_id=tenant_id, events=events,
                                 since_created_s=now - created_at)
@@ -477,6 +482,24 @@ class JobStore:
 
         return await self._db.run(tx)
 
+    async def append_test_case(self, job_id: str, attempt: int, owner: str,
+                               case: pb.TestCaseResult) -> pb.JobEvent | None:
+        """A test case's result as an event of its own; None as for append_output."""
+        now = time.time()
+
+        def tx(conn: Tx) -> pb.JobEvent | None:
+            current = conn.execute(
+                "UPDATE jobs SET last_seq = last_seq + 1 WHERE id = ? AND attempt = ?"
+                " AND state = ? AND lease_owner = ? RETURNING last_seq",
+                (job_id, attempt, pb.JOB_STATE_RUNNING, owner),
+            ).fetchone()
+            if current is None:
+                return None
+            return self._append_event(conn, job_id, now, seq=current[0],
+                                      test_case_result=case)
+
+        return await self._db.run(tx)
+
     async def finish(self, job_id: str, attempt: int, owner: str, result: pb.Result
                      ) -> StoredResult | None:
         """Stores the attempt's result; None when the attempt is not current or not the
@@ -501,6 +524,7 @@ class JobStore:
             stored = pb.Result()
             stored.CopyFrom(result)
             stdout, stderr = bytearray(), bytearray()
+            cases: list[pb.TestCaseResult] = []
             for (blob,) in conn.execute(
                 "SELECT event FROM job_events WHERE job_id = ? AND seq > ? ORDER BY seq",
                 (job_id, attempt_seq),
@@ -509,7 +533,13 @@ class JobStore:
                 if event.HasField("output"):
                     target = stdout if event.output.stream == pb.OUTPUT_STREAM_STDOUT else stderr
                     target += event.output.data
+                elif event.HasField("test_case_result"):
+                    cases.append(event.test_case_result)
             stored.stdout, stored.stderr = bytes(stdout), bytes(stderr)
+            # The cases as the gateway stored them (checked against the job's output limit),
+            # not as the worker's result may list them.
+            del stored.test_results[:]
+            stored.test_results.extend(cases)
             if cancel_requested and stored.verdict != pb.VERDICT_OK:
                 stored.verdict = pb.VERDICT_CANCELLED
             new_state = state_for_verdict(stored.verdict)
@@ -592,6 +622,7 @@ class JobStore:
                 return ResumedAttempt(tenant_id=ended[0] if ended else "", finished=finished)
             tenant_id, attempt_seq, spec = row
             stored = {pb.OUTPUT_STREAM_STDOUT: 0, pb.OUTPUT_STREAM_STDERR: 0}
+            cases = 0
             for (blob,) in conn.execute(
                 "SELECT event FROM job_events WHERE job_id = ? AND seq > ? ORDER BY seq",
                 (job_id, attempt_seq),
@@ -600,10 +631,15 @@ class JobStore:
                 if event.HasField("output"):
                     stored[event.output.stream] = (stored.get(event.output.stream, 0)
                                                    + len(event.output.data))
+                elif event.HasField("test_case_result"):
+                    cases += 1
+            request = api.SubmitJobRequest.FromString(spec)
             return ResumedAttempt(tenant_id=tenant_id, going_on=True,
                                   stdout_bytes=stored[pb.OUTPUT_STREAM_STDOUT],
                                   stderr_bytes=stored[pb.OUTPUT_STREAM_STDERR],
-                                  limits=api.SubmitJobRequest.FromString(spec).limits)
+                                  test_case_results=cases, limits=request.limits,
+                                  interactive=request.interactive,
+                                  runs=max(1, len(request.test_cases)))
 
         return await self._db.run(tx)
 
