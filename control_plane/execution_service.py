@@ -230,18 +230,21 @@ class ExecutionService(api_grpc.ExecutionServiceServicer):
                                 "the first AttachJobRequest names the job (job_id, after_seq);"
                                 " stdin and close_stdin come in the messages after it")
         key = KeyCheck(await self._auth.secret(context))
-        events = self._watch.stream(first.job_id, first.after_seq, key.tenant, context, key=key)
-        feeding: asyncio.Task[None] | None = None
         try:
-            async for event in events:
-                if feeding is None:
-                    # The first read checked the key and that the job is the tenant's.
-                    assert key.principal is not None
-                    feeding = asyncio.create_task(
-                        self._take_stdin(first.job_id, key.principal.tenant_id, context))
+            # The key and the job's tenant are checked before any stdin is read.
+            job = await self._jobs.get(first.job_id, key.tenant)
+        except Unauthenticated as exc:
+            await context.abort(grpc.StatusCode.UNAUTHENTICATED, str(exc))
+        feeding: asyncio.Task[None] | None = None
+        if job is not None:
+            assert key.principal is not None
+            feeding = asyncio.create_task(
+                self._take_stdin(first.job_id, key.principal.tenant_id, context))
+        # Not in the store: the watch says NOT_FOUND, or replays the job from the archive.
+        try:
+            async for event in self._watch.stream(first.job_id, first.after_seq, key.tenant,
+                                                  context, key=key):
                 yield event
-            if feeding is None:
-                assert key.principal is not None  # a finished job, replayed to its end
         finally:
             if feeding is not None and not feeding.done():
                 feeding.cancel()
