@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from pathlib import Path
 
 import grpc
 import pytest
@@ -11,6 +12,7 @@ from sluice.client import SluiceClient
 from sluice.v1 import execution_service_pb2 as api
 from sluice.v1 import job_pb2 as pb
 from tests.conftest import python_job
+from tests.support.platform import Platform
 
 # Reads n, prints n*n; 7 crashes (abort), 8 spins forever, 9 prints the wrong answer.
 SQUARE_C = b"""
@@ -148,3 +150,23 @@ async def test_conflicting_or_oversized_fields_are_refused(
         await client.submit(python_job("print(1)", **fields))
     assert refused.value.code() == grpc.StatusCode.INVALID_ARGUMENT
     assert named in (refused.value.details() or "")
+
+
+def test_sluice_run_cases_prints_a_table_of_verdicts(platform: Platform, tenant_key: str,
+                                                     tmp_path: Path) -> None:
+    (tmp_path / "square.c").write_bytes(SQUARE_C)
+    cases = tmp_path / "cases"
+    cases.mkdir()
+    for n in (2, 3, 7, 9):
+        (cases / f"n{n}.in").write_text(f"{n}\n")
+        (cases / f"n{n}.out").write_text(f"{n * n}  \n\n")  # trailing whitespace is ignored
+    (cases / "unchecked.in").write_text("5\n")  # no .out: any output of a clean run is OK
+    ran = platform.cli("run", "square.c", "--cases", str(cases), "--target",
+                       platform.api_target, admin=False,
+                       env={"SLUICE_API_KEY": tenant_key}, cwd=tmp_path)
+    rows = {line.split()[0]: line.split()[1] for line in ran.stdout.splitlines()[1:]}
+    assert rows == {"n2": "OK", "n3": "OK", "n7": "SIGNALED", "n9": "WRONG_ANSWER",
+                    "unchecked": "OK"}, ran.stdout + ran.stderr
+    assert ran.stdout.splitlines()[0].split() == ["case", "verdict", "wall", "ms", "cpu", "ms"]
+    assert "3/5 passed" in ran.stderr
+    assert ran.returncode != 0
