@@ -270,7 +270,7 @@ class ExecutionService(api_grpc.ExecutionServiceServicer):
             refusal = appended.refusal
             if refusal is None:
                 if not appended.ended:
-                    self._stdin_hub.notify(job_id)
+                    self._stdin_hub.notify(job_id, appended.piece)
                 continue
             if refusal is StdinRefusal.OVER_CAP:
                 await self._refuse(

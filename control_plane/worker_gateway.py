@@ -264,10 +264,13 @@ class WorkerGateway(gw_grpc.WorkerGatewayServicer):
         """Sends an interactive job's stdin down the worker's stream as it is stored (held
         pieces first, in order), from `position`, the byte the worker needs next, to EOF."""
         after_seq = 0
-        with self._stdin_hub.subscribe(job_id) as woken:
+        with self._stdin_hub.subscribe(job_id) as subscription:
             while True:
-                woken.clear()
-                for piece in await self._stdin.after(job_id, after_seq):
+                subscription.woken.clear()
+                # What this process just stored, if it follows without a gap; else the store.
+                pieces = (subscription.take_following(after_seq)
+                          or await self._stdin.after(job_id, after_seq))
+                for piece in pieces:
                     after_seq = piece.seq
                     skip = max(0, position - piece.offset)
                     if skip >= len(piece.data) and not piece.eof:
@@ -281,7 +284,7 @@ class WorkerGateway(gw_grpc.WorkerGatewayServicer):
                         return
                 with contextlib.suppress(TimeoutError):
                     async with asyncio.timeout(STDIN_POLL_S):
-                        await woken.wait()
+                        await subscription.woken.wait()
 
     async def _follow_attempt(self, job_id: str, attempt: int, shape: _AttemptShape,
                               live: _LiveAttempt, context: grpc.aio.ServicerContext) -> bool:

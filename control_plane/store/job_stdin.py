@@ -25,19 +25,20 @@ class StdinRefusal(enum.Enum):
 
 
 @dataclass(frozen=True)
-class StdinAppended:
-    """refusal None: stored (or dropped because the job has ended: nobody reads it)."""
-    refusal: StdinRefusal | None = None
-    total_bytes: int = 0  # the job's stdin so far, with this piece if it was stored
-    ended: bool = False
-
-
-@dataclass(frozen=True)
 class StdinPiece:
     seq: int
     offset: int
     data: bytes
     eof: bool
+
+
+@dataclass(frozen=True)
+class StdinAppended:
+    """refusal None: stored (or dropped because the job has ended: nobody reads it)."""
+    refusal: StdinRefusal | None = None
+    total_bytes: int = 0  # the job's stdin so far, with this piece if it was stored
+    ended: bool = False
+    piece: StdinPiece | None = None  # as stored
 
 
 class JobStdinStore:
@@ -69,7 +70,8 @@ class JobStdinStore:
                 "INSERT INTO job_stdin (job_id, seq, offset_bytes, data, eof)"
                 " VALUES (?, ?, ?, ?, ?)",
                 (job_id, seq + 1, total, data, 1 if close else 0))
-            return StdinAppended(total_bytes=total + len(data))
+            return StdinAppended(total_bytes=total + len(data),
+                                 piece=StdinPiece(seq + 1, total, data, close))
 
         return await self._db.run(tx)
 
