@@ -7,6 +7,7 @@ import base64
 import contextlib
 import re
 from collections.abc import AsyncIterator
+from dataclasses import dataclass
 
 import grpc
 
@@ -93,6 +94,14 @@ async def list_jobs_page(jobs: JobStore, tenant_id: str, request: api.ListJobsRe
         page = page[:fits]
         token = base64.urlsafe_b64encode(page[-1].id.encode()).decode()
     return api.ListJobsResponse(jobs=page, next_page_token=token)
+
+
+@dataclass(frozen=True)
+class _StdinRefused:
+    """Why AttachJob ends: a piece of stdin it would not take."""
+    tenant_id: str
+    code: grpc.StatusCode
+    message: str
 
 
 class ExecutionService(api_grpc.ExecutionServiceServicer):
@@ -235,34 +244,57 @@ class ExecutionService(api_grpc.ExecutionServiceServicer):
             job = await self._jobs.get(first.job_id, key.tenant)
         except Unauthenticated as exc:
             await context.abort(grpc.StatusCode.UNAUTHENTICATED, str(exc))
-        feeding: asyncio.Task[None] | None = None
+        feeding: asyncio.Task[_StdinRefused | None] | None = None
         if job is not None:
             assert key.principal is not None
             feeding = asyncio.create_task(
                 self._take_stdin(first.job_id, key.principal.tenant_id, context))
         # Not in the store: the watch says NOT_FOUND, or replays the job from the archive.
+        events = self._watch.stream(first.job_id, first.after_seq, key.tenant, context, key=key)
+        step: asyncio.Future[pb.JobEvent] | None = None
         try:
-            async for event in self._watch.stream(first.job_id, first.after_seq, key.tenant,
-                                                  context, key=key):
+            while True:
+                step = asyncio.ensure_future(anext(events))
+                if feeding is not None and not feeding.done():
+                    await asyncio.wait({step, feeding}, return_when=asyncio.FIRST_COMPLETED)
+                refused = feeding.result() if feeding is not None and feeding.done() else None
+                if refused is not None:
+                    # Ended here, by the handler, never from the stdin task: one writer of
+                    # the call's status.
+                    step.cancel()
+                    with contextlib.suppress(BaseException):
+                        await step
+                    log.info("stdin_refused", job_id=first.job_id, tenant=refused.tenant_id,
+                             code=refused.code.name, detail=refused.message)
+                    await context.abort(refused.code, refused.message)
+                try:
+                    event = await step
+                except StopAsyncIteration:
+                    return
                 yield event
         finally:
             if feeding is not None and not feeding.done():
                 feeding.cancel()
+            if step is not None and not step.done():  # the caller went away meanwhile
+                step.cancel()
+                with contextlib.suppress(BaseException):
+                    await step
+            await events.aclose()
 
     async def _take_stdin(self, job_id: str, tenant_id: str,
-                          context: grpc.aio.ServicerContext) -> None:
-        """Stores each piece of stdin the caller sends, in order; a refusal ends the call
-        with a status naming the field (and the cap), nothing of that piece stored."""
+                          context: grpc.aio.ServicerContext) -> _StdinRefused | None:
+        """Stores each piece of stdin the caller sends, in order, until the caller
+        half-closes (None) or a piece is refused (nothing of it stored): then the refusal,
+        naming the field and the cap, for the handler to end the call with."""
         cap = self._settings.max_stdin_bytes
         while True:
             request = await context.read()
             if request is grpc.aio.EOF:
-                return
+                return None
             if request.job_id and request.job_id != job_id:
-                await self._refuse(context, grpc.StatusCode.INVALID_ARGUMENT,
-                                   f"job_id {request.job_id!r} differs from the attached "
-                                   f"job {job_id!r}; attach once per job")
-                return
+                return _StdinRefused(tenant_id, grpc.StatusCode.INVALID_ARGUMENT,
+                                     f"job_id {request.job_id!r} differs from the attached "
+                                     f"job {job_id!r}; attach once per job")
             if not request.stdin and not request.close_stdin:
                 continue
             appended = await self._stdin.append(job_id, tenant_id, request.stdin,
@@ -271,34 +303,28 @@ class ExecutionService(api_grpc.ExecutionServiceServicer):
             if refusal is None:
                 if not appended.ended:
                     self._stdin_hub.notify(job_id, appended.piece)
+                if request.close_stdin:
+                    log.info("stdin_closed", job_id=job_id, tenant=tenant_id,
+                             stdin_bytes=appended.total_bytes)
                 continue
             if refusal is StdinRefusal.OVER_CAP:
-                await self._refuse(
-                    context, grpc.StatusCode.RESOURCE_EXHAUSTED,
+                return _StdinRefused(
+                    tenant_id, grpc.StatusCode.RESOURCE_EXHAUSTED,
                     f"stdin: {appended.total_bytes + len(request.stdin)} bytes for job "
                     f"{job_id} in all, over the cap of {cap} bytes (SLUICE_MAX_STDIN_BYTES);"
                     f" this piece of {len(request.stdin)} bytes was not taken")
-            elif refusal is StdinRefusal.NOT_INTERACTIVE:
-                await self._refuse(
-                    context, grpc.StatusCode.FAILED_PRECONDITION,
+            if refusal is StdinRefusal.NOT_INTERACTIVE:
+                return _StdinRefused(
+                    tenant_id, grpc.StatusCode.FAILED_PRECONDITION,
                     f"stdin: job {job_id} is not interactive (submit it with interactive: "
                     "true to feed its stdin live)")
-            elif refusal is StdinRefusal.CLOSED:
-                await self._refuse(
-                    context, grpc.StatusCode.FAILED_PRECONDITION,
+            if refusal is StdinRefusal.CLOSED:
+                return _StdinRefused(
+                    tenant_id, grpc.StatusCode.FAILED_PRECONDITION,
                     f"stdin: job {job_id}'s stdin was closed (close_stdin); nothing more "
                     "is taken")
-            else:
-                await self._refuse(context, grpc.StatusCode.NOT_FOUND,
-                                   f"job {job_id!r} not found")
-            return
-
-    @staticmethod
-    async def _refuse(context: grpc.aio.ServicerContext, code: grpc.StatusCode,
-                      message: str) -> None:
-        """Ends the AttachJob call from the stdin side (its events stop with it)."""
-        with contextlib.suppress(Exception):
-            await context.abort(code, message)
+            return _StdinRefused(tenant_id, grpc.StatusCode.NOT_FOUND,
+                                 f"job {job_id!r} not found")
 
     async def _from_archive(self, job_id: str, tenant_id: str,
                             context: grpc.aio.ServicerContext) -> arc.ArchivedJob | None:

@@ -289,6 +289,7 @@ class JobStore:
 
         def tx(conn: Tx) -> None:
             conn.execute("DELETE FROM job_events WHERE job_id = ?", (job_id,))
+            conn.execute("DELETE FROM job_stdin WHERE job_id = ?", (job_id,))
             conn.execute("DELETE FROM audit_events WHERE job_id = ?", (job_id,))
             conn.execute("DELETE FROM jobs WHERE id = ? AND state = ?",
                          (job_id, pb.JOB_STATE_QUEUED))

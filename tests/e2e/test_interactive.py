@@ -167,3 +167,33 @@ def client_cap() -> int:
     from sluice.settings import get_settings
 
     return get_settings().max_stdin_bytes
+
+
+@pytest.mark.parametrize(("first", "code", "named"), [
+    (api.AttachJobRequest(), grpc.StatusCode.INVALID_ARGUMENT, "job_id"),
+    (api.AttachJobRequest(job_id="x", stdin=b"early"), grpc.StatusCode.INVALID_ARGUMENT,
+     "stdin"),
+    (api.AttachJobRequest(job_id="0" * 28), grpc.StatusCode.NOT_FOUND, "not found"),
+])
+async def test_a_bad_first_message_is_refused_naming_the_field(
+        client: SluiceClient, first: api.AttachJobRequest, code: grpc.StatusCode,
+        named: str) -> None:
+    call = client.stub.AttachJob(metadata=client.metadata)
+    await call.write(first)
+    with pytest.raises(grpc.aio.AioRpcError) as refused:
+        await call.read()
+    assert refused.value.code() == code
+    assert named in (refused.value.details() or "")
+
+
+async def test_another_tenants_job_cannot_be_attached(client: SluiceClient,
+                                                      other_client: SluiceClient) -> None:
+    job = await client.submit(python_job(ECHO_UPPER, interactive=True,
+                                         limits=pb.Limits(wall_time_ms=2000)))
+    intruder = await other_client.attach(job.id)
+    await intruder.send(b"rm -rf /\n")
+    with pytest.raises(grpc.aio.AioRpcError) as refused:
+        await rest_of(intruder)
+    assert refused.value.code() == grpc.StatusCode.NOT_FOUND
+    done = await client.wait(job.id)
+    assert done.result.stdout == b""  # nothing of the intruder's reached the program
