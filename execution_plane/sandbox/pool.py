@@ -353,13 +353,8 @@ class SandboxPool:
                     detail=f"compile step: {why}" if why else "",
                 )
         if spec.test_cases:
-
-            async def run_case(args: list[str], stdin: bytes, sink: OutputSink) -> JobOutcome:
-                return await self._step(
-                    slot, language, language.run_argv(entry, args, spec.limits.memory_bytes),
-                    spec.limits, stdin, sink, cancelled)
-
-            outcome = await run_cases(spec, run_case, on_case or _ignore_case, cancelled)
+            outcome = await self._run_cases(slot, language, spec, entry, cancelled,
+                                            on_case or _ignore_case)
         else:
             outcome = await self._step(
                 slot,
@@ -374,6 +369,32 @@ class SandboxPool:
         if compiled is not None:
             outcome.usage = budget.total_usage(compiled.usage, outcome.usage)
         return outcome
+
+    async def _run_cases(self, slot: Slot, language: Language, spec: JobSpec, entry: str,
+                         cancelled: asyncio.Event, on_case: TestCaseSink) -> JobOutcome:
+        """Each case from the work dir as the compile left it: the first case finds it so,
+        each later one in a fresh tmpfs filled from a copy taken after the compile, so no
+        case sees what another wrote."""
+        snapshot = os.path.join(self.work_root, f"cases-{slot.index}")
+        await asyncio.to_thread(shutil.rmtree, snapshot, True)
+        await asyncio.to_thread(workdir.snapshot, slot.work_dir, snapshot)
+        runs = 0
+
+        async def run_case(args: list[str], stdin: bytes, sink: OutputSink) -> JobOutcome:
+            nonlocal runs
+            if runs:
+                await asyncio.to_thread(slot.reset_workdir, spec.limits.workdir_bytes)
+                await asyncio.to_thread(workdir.restore, snapshot, slot.work_dir, slot.uid,
+                                        slot.gid)
+            runs += 1
+            return await self._step(
+                slot, language, language.run_argv(entry, args, spec.limits.memory_bytes),
+                spec.limits, stdin, sink, cancelled)
+
+        try:
+            return await run_cases(spec, run_case, on_case, cancelled)
+        finally:
+            await asyncio.to_thread(shutil.rmtree, snapshot, True)
 
     async def _step(
         self,

@@ -3,9 +3,8 @@ the same slot, each a fresh sandboxed run with the job's limits.
 
 Each case's outcome goes to the caller as it ends. The job's verdict is the first case's
 that is not OK (else OK), its usage every case's together (the compile's is added by the
-caller), and a cancel stops the case that runs and starts no other. The work directory is
-the compile's, shared by the cases: a case sees what an earlier one left there (each run
-has its own /tmp).
+caller), and a cancel stops the case that runs and starts no other. Each case starts from
+the work directory as the compile left it (the caller restores it between cases).
 """
 
 from __future__ import annotations

@@ -77,3 +77,22 @@ async def test_cases_run_after_one_compile(pool: SandboxPool, language: str) -> 
     assert seen[2].stdout == b"yes\n"
     assert outcome.verdict is Verdict.WRONG_ANSWER
     assert outcome.usage.cpu_time_ms >= sum(c.outcome.usage.cpu_time_ms for c in seen)
+
+
+async def test_each_case_starts_from_the_work_dir_the_compile_left(pool: SandboxPool) -> None:
+    source = ("import os\nprint(sorted(os.listdir('.')))\n"
+              "open('left-behind', 'w').write('x')\nos.remove('main.py')\n")
+    cases = [CaseSpec(f"case-{i}", b"", [], b"['main.py']\n") for i in range(3)]
+    seen: list[CaseOutcome] = []
+
+    async def on_case(case: CaseOutcome) -> None:
+        seen.append(case)
+
+    async def no_output(stream: OutputStream, data: bytes) -> None:
+        raise AssertionError("a case's output goes to its result")
+
+    spec = JobSpec(language="python", files=[SourceFile("main.py", source.encode())],
+                   stdin=b"", args=[], limits=DEFAULT_LIMITS, test_cases=cases)
+    outcome = await pool.run_job(spec, no_output, asyncio.Event(), on_case=on_case)
+    assert [c.outcome.verdict for c in seen] == [Verdict.OK] * 3, [c.stdout for c in seen]
+    assert outcome.verdict is Verdict.OK
