@@ -269,6 +269,7 @@ class ExecutionService(api_grpc.ExecutionServiceServicer):
                     step.cancel()
                     with contextlib.suppress(BaseException):
                         await step
+                    metrics.STDIN_REFUSALS.labels(refused.code.name).inc()
                     log.info("stdin_refused", job_id=first.job_id, tenant=refused.tenant_id,
                              code=refused.code.name, detail=refused.message)
                     await context.abort(refused.code, refused.message)
@@ -307,6 +308,7 @@ class ExecutionService(api_grpc.ExecutionServiceServicer):
             refusal = appended.refusal
             if refusal is None:
                 if not appended.ended:
+                    metrics.STDIN_BYTES.inc(len(request.stdin))
                     self._stdin_hub.notify(job_id, appended.piece)
                 if request.close_stdin:
                     log.info("stdin_closed", job_id=job_id, tenant=tenant_id,

@@ -204,6 +204,7 @@ class _Attempt:
         self.refusal = gw.Refusal()
         self._started = time.monotonic()
         self._attempt = 0
+        self._language = ""
         self._tasks: list[asyncio.Task[None]] = []
         self._resuming: asyncio.Task[None] | None = None
         # Everything sent of each output stream (the sandbox bounds it by the job's output
@@ -232,6 +233,7 @@ class _Attempt:
     async def run(self, sandbox: SandboxPool, assignment: gw.Assignment) -> JobOutcome:
         self._started = time.monotonic()
         self._attempt = assignment.attempt
+        self._language = assignment.language
         interval = max(assignment.heartbeat_interval_ms, 100) / 1000
         self._tasks = [
             asyncio.create_task(self._read_commands(self._call)),
@@ -301,6 +303,7 @@ class _Attempt:
             )
 
     async def _send_case(self, case: TestCaseOutcome) -> None:
+        metrics.TEST_CASES.labels(self._language, case.outcome.verdict.value).inc()
         with contextlib.suppress(GatewayLost):
             await self._send(gw.RunJobRequest(test_case_result=test_case_message(case)))
 
