@@ -40,8 +40,9 @@ RESULT_ACK_TIMEOUT_S = 30.0
 # (SLUICE_LEASE_TIMEOUT_MS, 10 s by default) that the last heartbeat renewed.
 RESUME_DELAYS_S = (0.1, 0.25, 0.5, 1.0, 1.0, 2.0, 2.0)
 RESEND_CHUNK_BYTES = 64 * 1024
-# An interactive program's answer goes out at once: a person (or a judge) waits for it.
-INTERACTIVE_OUTPUT_DELAY_S = 0.0
+# An interactive program's answer to new input, or after a quiet spell, goes out at once (a
+# person, or a judge, waits for it); a flood costs at most one message per this window.
+INTERACTIVE_OUTPUT_WINDOW_S = 0.02
 # How a stream breaks when its gateway goes away (killed, cut off, shut down), as against
 # a gateway that ended the attempt on purpose.
 RESUMABLE_CODES = frozenset({grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.CANCELLED,
@@ -240,7 +241,9 @@ class _Attempt:
             asyncio.create_task(self._heartbeat(interval)),
         ]
         if assignment.interactive:
-            batcher = OutputBatcher(self._send_output, delay_s=INTERACTIVE_OUTPUT_DELAY_S)
+            batcher = OutputBatcher(self._send_output, delay_s=INTERACTIVE_OUTPUT_WINDOW_S,
+                                    quiet_at_once=True)
+            self.stdin.on_input = batcher.expect_answer
         else:
             batcher = OutputBatcher(self._send_output)
         outcome = await sandbox.run_job(job_spec(assignment, self.stdin.chunks()), batcher.add,

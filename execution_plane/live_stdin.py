@@ -8,7 +8,7 @@ dropped here, so the program reads every byte once whichever gateway sent it.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 
 from sluice.observability import get_logger
 from sluice.v1 import worker_gateway_pb2 as gw
@@ -22,6 +22,8 @@ class LiveStdin:
         self._chunks: asyncio.Queue[bytes | None] = asyncio.Queue()
         self.received = 0  # bytes of the job's stdin taken so far
         self.closed = False
+        # Called as each piece goes to the program (its answer is awaited).
+        self.on_input: Callable[[], None] = lambda: None
 
     def offer(self, message: gw.Stdin) -> None:
         if self.closed:
@@ -43,4 +45,5 @@ class LiveStdin:
     async def chunks(self) -> AsyncIterator[bytes]:
         """The program's stdin; ends at EOF (close_stdin)."""
         while (chunk := await self._chunks.get()) is not None:
+            self.on_input()
             yield chunk
