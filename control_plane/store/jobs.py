@@ -78,13 +78,25 @@ def state_for_verdict(verdict: Verdict) -> JobState:
     return JobState.FAILED
 
 
-def _job_from_row(codec: RecordCodec, row: tuple, output: tuple[bytes, bytes] = (b"", b"")
+@dataclass(frozen=True)
+class AttemptOutput:
+    """What the final attempt's events hold of its Result: its output, and its test cases'
+    results (each an event of its own)."""
+    stdout: bytes = b""
+    stderr: bytes = b""
+    test_results: tuple[TestCaseResult, ...] = ()
+
+    def into(self, result: ResultRecord) -> ResultRecord:
+        return dataclasses.replace(result, stdout=self.stdout, stderr=self.stderr,
+                                   test_results=self.test_results)
+
+
+def _job_from_row(codec: RecordCodec, row: tuple, output: AttemptOutput = AttemptOutput()
                   ) -> JobRecord:
-    """A row of _JOB_COLUMNS as a job; `output`: its final attempt's (stdout, stderr)."""
+    """A row of _JOB_COLUMNS as a job; `output`: what its final attempt's events hold."""
     result = None
     if row[12] is not None:
-        result = dataclasses.replace(codec.decode_result(row[12]), stdout=output[0],
-                                     stderr=output[1])
+        result = output.into(codec.decode_result(row[12]))
     return JobRecord(
         id=row[0], tenant_id=row[1], state=JobState(row[2]), language=row[3],
         attempt=row[4], idempotency_key=row[6], ordering_key=row[7],
@@ -94,15 +106,18 @@ def _job_from_row(codec: RecordCodec, row: tuple, output: tuple[bytes, bytes] = 
     )
 
 
-def _collect_output(codec: RecordCodec, blobs: list[bytes]) -> tuple[bytes, bytes]:
-    """(stdout, stderr) of a run of stored events: their output chunks, in order."""
+def _collect_output(codec: RecordCodec, blobs: list[bytes]) -> AttemptOutput:
+    """A run of stored events' output chunks and test case results, in order."""
     stdout, stderr = bytearray(), bytearray()
+    cases: list[TestCaseResult] = []
     for blob in blobs:
-        output = codec.decode_event(blob).output
-        if output is not None:
-            target = stdout if output.stream == OutputStream.STDOUT else stderr
-            target += output.data
-    return bytes(stdout), bytes(stderr)
+        event = codec.decode_event(blob)
+        if event.output is not None:
+            target = stdout if event.output.stream == OutputStream.STDOUT else stderr
+            target += event.output.data
+        elif event.test_case_result is not None:
+            cases.append(event.test_case_result)
+    return AttemptOutput(bytes(stdout), bytes(stderr), tuple(cases))
 
 
 def jobs_from_rows(conn: Tx, codec: RecordCodec, rows: list[tuple]) -> list[JobRecord]:
@@ -122,8 +137,8 @@ def jobs_from_rows(conn: Tx, codec: RecordCodec, rows: list[tuple]) -> list[JobR
 def events_with_output(conn: Tx, codec: RecordCodec, job_id: str, blobs: list[bytes]
                        ) -> list[EventRecord]:
     """Stored events of one job as WatchJob streams them: a result event with its
-    stdout/stderr put back (from the output events before it, which an after_seq may
-    have left out of this read)."""
+    stdout/stderr and test results put back (from the events before it, which an after_seq
+    may have left out of this read)."""
     events = [codec.decode_event(blob) for blob in blobs]
     for i, event in enumerate(events):
         if event.result is not None:
@@ -132,9 +147,8 @@ def events_with_output(conn: Tx, codec: RecordCodec, job_id: str, blobs: list[by
                 " AND seq > (SELECT attempt_seq FROM jobs WHERE id = ?) ORDER BY seq",
                 (job_id, event.seq, job_id),
             ).fetchall()
-            stdout, stderr = _collect_output(codec, [row[0] for row in output])
-            events[i] = dataclasses.replace(event, result=dataclasses.replace(
-                event.result, stdout=stdout, stderr=stderr))
+            collected = _collect_output(codec, [row[0] for row in output])
+            events[i] = dataclasses.replace(event, result=collected.into(event.result))
     return events
 
 
@@ -584,20 +598,16 @@ class JobStore:
                 "SELECT event FROM job_events WHERE job_id = ? AND seq > ? ORDER BY seq",
                 (job_id, attempt_seq),
             )]
-            stdout, stderr = _collect_output(self._codec, blobs)
-            # The cases as the gateway stored them (checked against the job's output limit),
-            # whatever the worker's result lists.
-            cases = tuple(event.test_case_result for event in map(self._codec.decode_event, blobs)
-                          if event.test_case_result is not None)
-            stored = dataclasses.replace(result, stdout=stdout, stderr=stderr,
-                                         test_results=cases)
+            # Output and test cases as the gateway stored them (checked against the job's
+            # output limit), whatever the worker's result says.
+            stored = _collect_output(self._codec, blobs).into(result)
             if cancel_requested and stored.verdict != Verdict.OK:
                 stored = dataclasses.replace(stored, verdict=Verdict.CANCELLED)
             new_state = state_for_verdict(stored.verdict)
-            # Output is stored once, as the output events: the row and the result event
-            # leave it out. Two events (the result, then the state change): both seqs taken
-            # by the statement that ends the job.
-            without_output = dataclasses.replace(stored, stdout=b"", stderr=b"")
+            # Output and test case results are stored once, as their events: the row and
+            # the result event leave them out. Two events (the result, then the state
+            # change): both seqs taken by the statement that ends the job.
+            without_output = AttemptOutput().into(stored)
             ended = conn.execute(
                 "UPDATE jobs SET state = ?, ended_at = ?, result = ?, lease_owner = NULL,"
                 " lease_expires_at = NULL, last_seq = last_seq + 2 WHERE id = ?"
@@ -679,13 +689,11 @@ class JobStore:
                 "SELECT event FROM job_events WHERE job_id = ? AND seq > ? ORDER BY seq",
                 (job_id, attempt_seq),
             ).fetchall()]
-            stdout, stderr = _collect_output(self._codec, blobs)
-            cases = sum(self._codec.decode_event(blob).test_case_result is not None
-                        for blob in blobs)
+            held = _collect_output(self._codec, blobs)
             spec = self._codec.decode_spec(spec_blob)
             return ResumedAttempt(tenant_id=tenant_id, going_on=True,
-                                  stdout_bytes=len(stdout), stderr_bytes=len(stderr),
-                                  test_case_results=cases, limits=spec.limits,
+                                  stdout_bytes=len(held.stdout), stderr_bytes=len(held.stderr),
+                                  test_case_results=len(held.test_results), limits=spec.limits,
                                   interactive=spec.interactive,
                                   runs=max(1, len(spec.test_cases)))
 

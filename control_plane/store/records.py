@@ -112,7 +112,8 @@ class ResultRecord:
     compile_output: str = ""
     usage: Usage = field(default_factory=Usage)
     detail: str = ""
-    # A job with test cases: each case's, in order (kept here as the events hold them).
+    # A job with test cases: each case's, in order. Stored once, as the cases' events
+    # (control_plane/store/jobs.py puts them back here on reads, as it does the output).
     test_results: tuple[TestCaseResult, ...] = ()
 
 
