@@ -49,7 +49,8 @@ def make_anchor(path: str) -> None:
     """`path`, made an empty directory of root's, bound on itself and shared: a sandbox
     that binds it sees every tmpfs mounted over it later, and their unmounts (propagation).
     """
-    os.mkdir(path, 0o755)
+    os.makedirs(path, 0o755, exist_ok=True)
+    unmount_all_under(path)  # a slot restarted after a failure: nothing of before stays
     _check(_libc.mount(path.encode(), path.encode(), None, MS_BIND, None), f"bind {path}")
     _check(_libc.mount(None, path.encode(), None, MS_SHARED, None), f"make {path} shared")
 
