@@ -390,7 +390,8 @@ class AdminService(adm_grpc.AdminServiceServicer):
                      context: grpc.aio.ServicerContext) -> pb.Job:
         await self._auth.admin(context)
         tenant_id = await self._job_tenant(request.job_id, context)
-        job = await self._jobs.get(request.job_id, tenant_id)
+        job = await self._jobs.get(request.job_id, tenant_id,
+                                   include_files=request.include_files)
         if job is None:
             await context.abort(grpc.StatusCode.NOT_FOUND, f"job {request.job_id!r} not found")
         assert job is not None

@@ -291,7 +291,8 @@ class JobStore:
 
         await self._db.run(tx)
 
-    async def get(self, job_id: str, reader: Reader | None) -> pb.Job | None:
+    async def get(self, job_id: str, reader: Reader | None, *,
+                  include_files: bool = False) -> pb.Job | None:
         """reader None reads any tenant's job (the platform's own calls)."""
 
         def tx(conn: Tx) -> pb.Job | None:
@@ -301,7 +302,11 @@ class JobStore:
             ).fetchone()
             if row is None or (tenant_id is not None and row[1] != tenant_id):
                 return None
-            return _job_from_row(row)
+            job = _job_from_row(row)
+            if include_files:
+                spec = conn.execute("SELECT spec FROM jobs WHERE id = ?", (job_id,)).fetchone()
+                job.files.extend(api.SubmitJobRequest.FromString(spec[0]).files)
+            return job
 
         return await self._db.run(tx)
 
