@@ -22,10 +22,10 @@ def _texts(message: Message, out: dict[str, Any]) -> dict[str, Any]:
     for descriptor, value in message.ListFields():
         name = descriptor.name
         if descriptor.type == descriptor.TYPE_BYTES and name in out:
-            repeated = descriptor.label == descriptor.LABEL_REPEATED
+            repeated = descriptor.is_repeated
             out[name] = [text(v) for v in value] if repeated else text(value)
         elif descriptor.type == descriptor.TYPE_MESSAGE and name in out:
-            if descriptor.label == descriptor.LABEL_REPEATED:
+            if descriptor.is_repeated:
                 if not descriptor.message_type.GetOptions().map_entry:
                     out[name] = [_texts(item, d) for item, d in zip(value, out[name],
                                                                     strict=True)]
