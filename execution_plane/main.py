@@ -42,9 +42,9 @@ async def keep_registered(
     while True:
         try:
             answer = await stub.RegisterWorker(controls.report(languages), timeout=5)
-            await controls.apply(answer)
+            changed = await controls.apply(answer)
             registered.set()
-            delay = every_s
+            delay = 0 if changed else every_s
         except grpc.aio.AioRpcError as exc:
             if token.check(exc):
                 return

@@ -56,15 +56,17 @@ class WorkerControls:
             running_jobs=self._runner.running_count if self._runner is not None else 0,
             draining=self._draining)
 
-    async def apply(self, controls: gw.RegisterWorkerResponse) -> None:
+    async def apply(self, controls: gw.RegisterWorkerResponse) -> bool:
+        """True when something changed (the worker then reports again at once, so that
+        the operator sees it in effect)."""
         async with self._lock:
-            await self._apply(controls)
+            return await self._apply(controls)
 
-    async def _apply(self, controls: gw.RegisterWorkerResponse) -> None:
+    async def _apply(self, controls: gw.RegisterWorkerResponse) -> bool:
         slots = controls.slots if controls.HasField("slots") else self._slots
         slots = max(0, min(slots, self._slots))
         if slots == self._admission.slots and controls.drain == self._draining:
-            return
+            return False
         was_slots, was_draining = self._admission.slots, self._draining
         self._draining = controls.drain
         self._admission.set_slots(slots)
@@ -82,3 +84,4 @@ class WorkerControls:
         log.info("worker_controls_applied", worker_id=self._worker_id, slots=slots,
                  was_slots=was_slots, draining=self._draining, was_draining=was_draining,
                  returned_to_queue=returned)
+        return True
