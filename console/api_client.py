@@ -11,6 +11,7 @@ import grpc
 from sluice.client import bearer
 from sluice.grpc_channels import open_channel
 from sluice.settings import Settings
+from sluice.v1 import admin_service_pb2 as adm
 from sluice.v1 import admin_service_pb2_grpc as adm_grpc
 from sluice.v1 import execution_service_pb2 as api
 from sluice.v1 import execution_service_pb2_grpc as api_grpc
@@ -19,7 +20,7 @@ from sluice.v1 import job_pb2 as pb
 CALL_TIMEOUT_S = 15
 
 
-class Platform:
+class SluiceApi:
     """One channel for every session; each call carries its session's key."""
 
     def __init__(self, settings: Settings) -> None:
@@ -45,8 +46,6 @@ class Platform:
 
     async def kind_of_key(self, key: str) -> bool | None:
         """True for an admin key, False for a tenant's, None for a key the API refuses."""
-        from sluice.v1 import admin_service_pb2 as adm
-
         try:
             await self.call(self.admin.ListTenants, adm.ListTenantsRequest(), key)
             return True

@@ -10,10 +10,10 @@ from pathlib import Path
 from aiohttp import web
 
 from console import events  # noqa: F401  (its routes join views.routes)
-from console.api_client import Platform
+from console.api_client import SluiceApi
 from console.security import SESSIONS, Handler, headers, signed_in
 from console.sessions import COOKIE, Session, Sessions
-from console.views import PLATFORM, routes
+from console.views import API, routes
 from sluice.observability import get_logger
 from sluice.settings import Settings
 
@@ -48,7 +48,7 @@ async def signin(request: web.Request) -> web.Response:
     key = str(form.get("key", "")).strip()
     if not key or len(key) > MAX_KEY_CHARS:
         raise web.HTTPSeeOther("/signin?error=empty")
-    admin = await request.app[PLATFORM].kind_of_key(key)
+    admin = await request.app[API].kind_of_key(key)
     if admin is None:
         log.info("console_signin_refused")
         raise web.HTTPSeeOther("/signin?error=refused")
@@ -82,7 +82,7 @@ def make_app(settings: Settings) -> web.Application:
     app = web.Application(middlewares=[access_log, headers, signed_in],
                           client_max_size=64 * 1024)
     app[SESSIONS] = Sessions(settings.console_session_idle_s)
-    app[PLATFORM] = Platform(settings)
+    app[API] = SluiceApi(settings)
     app.router.add_get("/signin", signin_page)
     app.router.add_post("/signin", signin)
     app.router.add_post("/signout", signout)
@@ -92,7 +92,7 @@ def make_app(settings: Settings) -> web.Application:
     app.add_routes(routes)
 
     async def close_platform(app: web.Application) -> None:
-        await app[PLATFORM].close()
+        await app[API].close()
 
     app.on_cleanup.append(close_platform)
     return app

@@ -15,7 +15,7 @@ from aiohttp import web
 
 from console.json_forms import as_json
 from console.security import session_of
-from console.views import PLATFORM, routes
+from console.views import API, routes
 from sluice.observability import get_logger
 
 log = get_logger(__name__)
@@ -43,7 +43,7 @@ async def job_events(request: web.Request) -> web.StreamResponse:
     await response.write(b"retry: 1000\n\n")
     sent = 0
     try:
-        async for event in request.app[PLATFORM].watch(job_id, after_seq, session.key,
+        async for event in request.app[API].watch(job_id, after_seq, session.key,
                                                        admin=session.admin):
             kind = event.WhichOneof("event") or "event"
             payload = json.dumps(as_json(event), separators=(",", ":"))

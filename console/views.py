@@ -9,13 +9,13 @@ from typing import Any
 import grpc
 from aiohttp import web
 
-from console.api_client import Platform
+from console.api_client import SluiceApi
 from console.json_forms import as_json, labels_from, state_from, timestamp_from
 from console.security import session_of
 from sluice.v1 import admin_service_pb2 as adm
 from sluice.v1 import execution_service_pb2 as api
 
-PLATFORM: web.AppKey[Platform] = web.AppKey("platform", Platform)
+API: web.AppKey[SluiceApi] = web.AppKey("api", SluiceApi)
 routes = web.RouteTableDef()
 
 _HTTP_STATUS = {
@@ -38,7 +38,7 @@ def _error(status: int, message: str) -> web.HTTPException:
 
 async def call(request: web.Request, method_name: str, message: object, *,
                admin: bool = False) -> Any:
-    platform = request.app[PLATFORM]
+    platform = request.app[API]
     session = session_of(request)
     if admin and not session.admin:
         raise _error(403, "this page needs an operator's admin key")
