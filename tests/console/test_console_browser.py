@@ -271,3 +271,36 @@ async def _sse(response: object):  # type: ignore[no-untyped-def]
             continue
         field, _, value = line.partition(": ")
         event[field] = value
+
+
+async def test_posts_need_the_csrf_token_and_this_origin(console: Console) -> None:
+    """A signed-in browser's cookie alone changes nothing: a POST needs the session's CSRF
+    token in its header (a form on another site cannot set one) and this origin."""
+    import aiohttp
+
+    tenant_id, _, _ = await new_tenant(console, "guarded")
+    pause = f"{console.url}/api/tenants/{tenant_id}/pause"
+    async with aiohttp.ClientSession(cookie_jar=aiohttp.CookieJar(unsafe=True)) as http:
+        await http.post(f"{console.url}/signin", data={"key": console.platform.admin_key})
+        async with http.get(f"{console.url}/api/session") as reply:
+            csrf = (await reply.json())["csrf"]
+        async with http.post(pause) as no_token:
+            assert no_token.status == 403
+        async with http.post(pause, headers={"X-CSRF-Token": "forged"}) as wrong:
+            assert wrong.status == 403
+        async with http.post(pause, headers={"X-CSRF-Token": csrf,
+                                             "Origin": "http://evil.example"}) as foreign:
+            assert foreign.status == 403
+        tenants = await console.admin.stub.ListTenants(adm.ListTenantsRequest(),
+                                                       metadata=console.admin.metadata)
+        assert not next(t for t in tenants.tenants if t.id == tenant_id).paused
+        async with http.post(pause, headers={"X-CSRF-Token": csrf}) as allowed:
+            assert allowed.status == 200 and (await allowed.json())["tenant"]["paused"]
+        async with http.post(f"{console.url}/api/tenants/{tenant_id}/resume",
+                             headers={"X-CSRF-Token": csrf}) as resumed:
+            assert resumed.status == 200
+        # A tenant's key opens no operator page.
+        _, _, key = await new_tenant(console, "plain")
+        await http.post(f"{console.url}/signin", data={"key": key})
+        async with http.get(f"{console.url}/api/tenants") as refused:
+            assert refused.status == 403
