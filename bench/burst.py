@@ -3,7 +3,7 @@
     .venv/bin/python bench/burst.py [--rate 250] [--burst-s 20] [--idle-rate 20]
                                     [--idle-s 20] [--slots 2] [--heavy-cpu-s 1.0]
                                     [--soak MINUTES] [--log-level info]
-                                    [--store sqlite|postgresql|postgresql://...]
+                                    [--store sqlite|postgresql|both|postgresql://...]
 
 Prints, in one run:
   idle: SubmitJob p50/p99 at --idle-rate submissions/s with no worker running (the
@@ -27,7 +27,9 @@ shares the machine's cores with the platform). Every job submitted is CPU-bound 
 for --heavy-cpu-s), so the backlog keeps the slots busy for the whole burst.
 --store picks the control plane's store: sqlite (a file of the run's own, the default),
 postgresql (a database of the run's own on the local server, dropped after) or a
-postgresql://USER@HOST/DB URL, used as it is (migrated first).
+postgresql://USER@HOST/DB URL, used as it is (migrated first); both runs the whole
+benchmark on SQLite and then on PostgreSQL, back to back in one run, and ends with the two
+stores' figures side by side (compare them with each other, not with another run's).
 Needs root for the sandbox and RabbitMQ (deploy/local/bootstrap.sh). A benchmark, not a
 test: it asserts nothing, it prints figures.
 """
@@ -316,7 +318,27 @@ def report_phase(phase: Phase) -> None:
           + f"; control plane {phase.cp_ms_per_call:.2f} ms CPU per SubmitJob")
 
 
+@dataclass(frozen=True)
+class StoreFigures:
+    store: str
+    idle: tuple[float, float]  # SubmitJob p50, p99 (seconds)
+    burst: tuple[float, float]
+    passed: bool
+
+
 async def run(options: argparse.Namespace) -> int:
+    stores = ["sqlite", "postgresql"] if options.store == "both" else [options.store]
+    figures = [await run_store(options, store) for store in stores]
+    if len(figures) > 1:
+        print(f"stores side by side (one run, back to back): SubmitJob p50/p99 at "
+              f"{options.idle_rate:g}/s idle and {options.rate:g}/s burst")
+        for f in figures:
+            print(f"  {f.store:10}  idle p50 {ms(f.idle[0])} p99 {ms(f.idle[1])}  "
+                  f"burst p50 {ms(f.burst[0])} p99 {ms(f.burst[1])}")
+    return 0 if all(f.passed for f in figures) else 1
+
+
+async def run_store(options: argparse.Namespace, store: str) -> StoreFigures:
     soak_s = options.soak * 60 if options.soak else 0.0
     burst_s = soak_s or options.burst_s
     idle = Phase("idle", options.idle_rate, options.idle_s)
@@ -327,7 +349,7 @@ async def run(options: argparse.Namespace) -> int:
     stack = Platform(workdir, vhost.amqp_url(), prefix=f"burst-{uuid.uuid4().hex[:6]}",
                      extra_env={"SLUICE_WORKER_SLOTS": str(options.slots),
                                 "SLUICE_LOG_LEVEL": options.log_level},
-                     store=options.store)
+                     store=store)
     soak: Soak | None = None
     floors: dict[str, list[float]] = {}
     loads: dict[str, str] = {"start": load_avg()}
@@ -397,7 +419,9 @@ async def run(options: argparse.Namespace) -> int:
     passed = ratio_ok and p99_ok
     if soak is not None and soak_s:
         passed = report_soak(soak) and passed
-    return 0 if passed else 1
+    idle_ok, burst_ok = idle.ok_latencies(), burst.ok_latencies()
+    return StoreFigures(stack.store, (quantile(idle_ok, 0.5), idle_p99),
+                        (quantile(burst_ok, 0.5), burst_p99), passed)
 
 
 def report_soak(soak: Soak) -> bool:
@@ -448,8 +472,8 @@ def main() -> None:
     parser.add_argument("--log-level", default="info",
                         help="the services' SLUICE_LOG_LEVEL (default info, as deployed)")
     parser.add_argument("--store", default="sqlite",
-                        help="sqlite (default), postgresql (a database of the run's own) or "
-                             "a postgresql://... URL")
+                        help="sqlite (default), postgresql (a database of the run's own), "
+                             "both (one after the other, in one run) or a postgresql://... URL")
     sys.exit(asyncio.run(run(parser.parse_args())))
 
 

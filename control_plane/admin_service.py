@@ -14,6 +14,7 @@ from control_plane.auth import Authenticator
 from control_plane.dead_letter_admin import DeadLetterAdmin, NotDeadLettered, UnknownJob
 from control_plane.execution_service import list_jobs_page
 from control_plane.job_cancel import cancel_job
+from control_plane.job_messages import job_message
 from control_plane.job_publisher import BrokerUnavailable
 from control_plane.job_watch import JobWatch
 from control_plane.open_streams import OpenStreams
@@ -395,7 +396,7 @@ class AdminService(adm_grpc.AdminServiceServicer):
         if job is None:
             await context.abort(grpc.StatusCode.NOT_FOUND, f"job {request.job_id!r} not found")
         assert job is not None
-        return job
+        return job_message(job)
 
     async def WatchJob(self, request: api.WatchJobRequest,
                        context: grpc.aio.ServicerContext) -> AsyncIterator[pb.JobEvent]:

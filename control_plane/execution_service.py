@@ -13,6 +13,7 @@ from control_plane import metrics
 from control_plane.archive import ArchiveUnavailable, JobArchive
 from control_plane.auth import Authenticator, KeyCheck, Unauthenticated
 from control_plane.job_cancel import cancel_job
+from control_plane.job_messages import job_message, spec_record
 from control_plane.job_publisher import BrokerUnavailable, JobPublisher
 from control_plane.job_watch import JobWatch
 from control_plane.open_streams import OpenStreams
@@ -66,7 +67,7 @@ async def list_jobs_page(jobs: JobStore, tenant_id: str, request: api.ListJobsRe
         if not _JOB_ID.fullmatch(before_id):
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT,
                                 "page_token is not one ListJobs returned")
-    page = await jobs.list_for_tenant(
+    records = await jobs.list_for_tenant(
         tenant_id,
         states=list(request.states),
         labels=dict(request.labels),
@@ -77,6 +78,7 @@ async def list_jobs_page(jobs: JobStore, tenant_id: str, request: api.ListJobsRe
         before_id=before_id,
         limit=size + 1,
     )
+    page = [job_message(job) for job in records]
     # A page ends early rather than outgrow the largest response a client receives
     # (each job may carry a whole result); the token goes on from there.
     budget, fits = response_max_bytes(settings) - PAGE_SLACK_BYTES, 0
@@ -155,8 +157,10 @@ class ExecutionService(api_grpc.ExecutionServiceServicer):
             return principal.tenant_id, f"key:{principal.key_id}"
 
         # Quotas are checked in the same transaction too.
-        admission = SubmitAdmission(self._quota_defaults, request, spec)
-        job, created = await self._jobs.create(submitter, spec, check=admission)
+        record = spec_record(spec)
+        admission = SubmitAdmission(self._quota_defaults, request, record)
+        stored, created = await self._jobs.create(submitter, record, check=admission)
+        job = job_message(stored)
         if not created:
             return job  # the idempotency key's job, as it is
         assert key.principal is not None
@@ -188,10 +192,11 @@ class ExecutionService(api_grpc.ExecutionServiceServicer):
         # The key is checked in the transaction that reads the job: one trip to the store.
         key = KeyCheck(await self._auth.secret(context))
         try:
-            job = await self._jobs.get(request.job_id, key.tenant,
-                                       include_files=request.include_files)
+            stored = await self._jobs.get(request.job_id, key.tenant,
+                                          include_files=request.include_files)
         except Unauthenticated as exc:
             await context.abort(grpc.StatusCode.UNAUTHENTICATED, str(exc))
+        job = None if stored is None else job_message(stored)
         if job is None and key.principal is not None:
             archived = await self._from_archive(request.job_id, key.principal.tenant_id,
                                                 context)

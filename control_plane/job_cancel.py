@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from control_plane import metrics
+from control_plane.job_messages import event_message, job_message
 from control_plane.store.jobs import JobStore
 from control_plane.watch_hub import WatchHub
 from control_plane.worker_gateway import WorkerGateway
@@ -19,9 +20,10 @@ async def cancel_job(jobs: JobStore, hub: WatchHub, gateway: WorkerGateway, job_
     outcome = await jobs.cancel(job_id, tenant_id, actor=actor)
     if outcome is None:
         return None
-    job, events = outcome
+    stored, events = outcome
+    job = job_message(stored)
     if events:
-        hub.notify(job.id, events)
+        hub.notify(job.id, [event_message(e) for e in events])
         metrics.JOBS_FINISHED.labels(pb.JobState.Name(job.state)).inc()
     if job.state == pb.JOB_STATE_RUNNING:
         await gateway.cancel_running(job.id)

@@ -10,6 +10,7 @@ import grpc
 
 from control_plane import metrics
 from control_plane.auth import UNKNOWN_KEY, KeyCheck, Unauthenticated
+from control_plane.job_messages import event_message
 from control_plane.open_streams import OpenStreams, StreamTicket, TooManyStreams
 from control_plane.store.jobs import TERMINAL_STATES, JobStore, Reader
 from control_plane.watch_hub import WatchHub
@@ -105,7 +106,8 @@ class JobWatch:
                             except TooManyStreams as exc:
                                 await context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED,
                                                     str(exc))
-                        events, ended = read
+                        stored, ended = read
+                        events = [event_message(e) for e in stored]
                         more = len(events) == WATCH_BATCH
                     first = False
                     for event in events:

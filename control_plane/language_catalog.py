@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import time
 
+from control_plane.job_messages import language_message, language_record
 from control_plane.store.worker_languages import WorkerLanguageStore
 from sluice.v1 import job_pb2 as pb
 
@@ -25,11 +26,12 @@ class LanguageCatalog:
         self._read_at = 0.0
 
     async def record(self, worker: str, languages: list[pb.Language]) -> None:
-        await self._store.record(worker, languages)
+        await self._store.record(worker, [language_record(lang) for lang in languages])
         await self._refresh()
 
     async def _refresh(self) -> None:
-        self._languages = await self._store.live(self._window_s)
+        self._languages = [language_message(lang)
+                           for lang in await self._store.live(self._window_s)]
         self._ids = {language.id for language in self._languages}
         self._read_at = time.monotonic()
 

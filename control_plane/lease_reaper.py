@@ -13,6 +13,7 @@ only one records it; the other's extra message is refused at the claim like any 
 from __future__ import annotations
 
 from control_plane import metrics
+from control_plane.job_messages import event_message
 from control_plane.job_publisher import BrokerUnavailable, JobPublisher
 from control_plane.periodic_sweep import sweep_forever
 from control_plane.store.jobs import JobStore
@@ -56,7 +57,7 @@ class LeaseReaper:
             events = await self._jobs.release_lost_attempt(
                 lost, dead_reason=reason if dead else None)
             if events:
-                self._hub.notify(lost.job_id, events)
+                self._hub.notify(lost.job_id, [event_message(e) for e in events])
                 handled += 1
                 if dead:
                     metrics.JOBS_FINISHED.labels("JOB_STATE_DEAD_LETTERED").inc()

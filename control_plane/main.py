@@ -15,6 +15,7 @@ from control_plane.auth import Authenticator
 from control_plane.dead_letter_admin import DeadLetterAdmin
 from control_plane.execution_service import ExecutionService
 from control_plane.hold_releaser import HoldReleaser
+from control_plane.job_messages import CODEC
 from control_plane.job_publisher import JobPublisher
 from control_plane.language_catalog import LanguageCatalog
 from control_plane.lease_reaper import LeaseReaper
@@ -73,14 +74,14 @@ async def serve(settings: Settings, stop: asyncio.Event) -> None:
                if settings.archive_url else None)
     db = await open_store(settings)  # migrated first, under a lock, if it is behind
     quota_defaults = TenantQuota.defaults(settings)
-    jobs = JobStore(db, claim_gate=ClaimGate(quota_defaults))
+    jobs = JobStore(db, CODEC, claim_gate=ClaimGate(quota_defaults))
     tenants, hub = TenantStore(db), WatchHub()
     topology = Topology(settings.queue_prefix, delivery_limit=settings.queue_delivery_limit)
     publisher = JobPublisher(settings.amqp_url, topology)
     await publisher.start()
     auth = Authenticator(tenants)
     worker_tokens = WorkerTokenStore(db)
-    catalog = LanguageCatalog(WorkerLanguageStore(db),
+    catalog = LanguageCatalog(WorkerLanguageStore(db, CODEC),
                               register_interval_s=settings.worker_register_interval_s)
     workers = WorkerStore(db)
     gateway = WorkerGateway(settings, WorkerAuthenticator(worker_tokens), jobs, hub, catalog,
@@ -123,7 +124,7 @@ async def serve(settings: Settings, stop: asyncio.Event) -> None:
         HoldReleaser(HoldStore(db, quota_defaults), publisher).run_forever())
     watch_poll = asyncio.create_task(hub.poll_forever(jobs.last_seqs))
     retention = asyncio.create_task(RetentionSweeper(
-        RetentionStore(db), archive, retention_s=settings.retention_s,
+        RetentionStore(db, CODEC), archive, retention_s=settings.retention_s,
         audit_retention_s=settings.audit_retention_s,
         interval_s=settings.retention_sweep_s).run_forever())
     key_check = asyncio.create_task(streams.check_revoked_forever(tenants.revoked_among))

@@ -11,6 +11,7 @@ QUEUED, until one of the tenant's jobs ends (the claim holds it; see store/holds
 
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import grpc
@@ -22,6 +23,7 @@ from control_plane.store import holds
 from control_plane.store import quotas as store
 from control_plane.store.backend import Tx
 from control_plane.store.quotas import LIMIT_CEILINGS, TenantQuota
+from control_plane.store.records import JobSpec
 from control_plane.submit_validation import InvalidRequest
 from sluice.v1 import execution_service_pb2 as api
 
@@ -60,14 +62,15 @@ class SubmitAdmission:
     idempotency lookup (a repeated key returns its job without using any quota)."""
 
     def __init__(self, defaults: TenantQuota, request: api.SubmitJobRequest,
-                 spec: api.SubmitJobRequest) -> None:
+                 spec: JobSpec) -> None:
         self._defaults = defaults
         self._request = request
         self._spec = spec
         self.held = False  # stored QUEUED but not published: it waits for its ordering key
 
     def __call__(self, conn: Tx, tenant_id: str, job_id: str, now: float
-                 ) -> None:
+                 ) -> JobSpec:
+        """Returns the spec to store: its limits lowered to the tenant's ceilings."""
         state = store.submit_state(conn, tenant_id, self._defaults, now)
         quota = state.quota
         self._apply_ceilings(quota)
@@ -101,6 +104,7 @@ class SubmitAdmission:
         store.store_tokens(conn, tenant_id, tokens - 1, now)
 
         self.held = holds.hold_at_submit(conn, job_id, tenant_id, self._spec.ordering_key, now)
+        return self._spec
 
     def _apply_ceilings(self, quota: TenantQuota) -> None:
         """The request was checked against the platform's caps already; the tenant's own may
@@ -116,7 +120,8 @@ class SubmitAdmission:
                 raise InvalidRequest(f"limits.{field} is {asked}, over the tenant's cap of "
                                      f"{ceiling} (quota {ceiling_name})")
             if not asked and getattr(self._spec.limits, field) > ceiling:
-                setattr(self._spec.limits, field, ceiling)
+                self._spec = dataclasses.replace(self._spec, limits=dataclasses.replace(
+                    self._spec.limits, **{field: ceiling}))
 
 
 def _cpu_frees_in(minutes: list[tuple[int, int]], excess_ms: int, now: float) -> float:

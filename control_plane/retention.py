@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from control_plane import metrics
 from control_plane.admin_service import audit_message
 from control_plane.archive import ArchiveUnavailable, JobArchive
+from control_plane.job_messages import archived_job
 from control_plane.periodic_sweep import sweep_forever
 from control_plane.store.retention import ExpiredJob, RetentionStore
 from sluice.observability import get_logger
@@ -105,11 +106,11 @@ class RetentionSweeper:
             async with slots:
                 if down.is_set():
                     return
-                archived = await self._store.snapshot(job)
-                if archived is None:
+                snapshot = await self._store.snapshot(job)
+                if snapshot is None:
                     return  # deleted by another replica, or changed: not this sweep's
                 try:
-                    await archive.put_job(archived)
+                    await archive.put_job(archived_job(snapshot))
                 except ArchiveUnavailable as exc:
                     failed += 1
                     metrics.ARCHIVE_FAILURES.labels("put").inc()

@@ -15,10 +15,17 @@ import asyncio
 import grpc
 
 from control_plane import metrics
+from control_plane.job_messages import (
+    assignment_message,
+    event_message,
+    limits_message,
+    result_record,
+)
 from control_plane.job_publisher import BrokerUnavailable, JobPublisher
 from control_plane.language_catalog import LanguageCatalog
 from control_plane.report_checks import OutputAllowance, clamp_usage
 from control_plane.store.jobs import JobStore
+from control_plane.store.records import OutputStream
 from control_plane.store.worker_tokens import WorkerIdentity
 from control_plane.store.workers import WorkerReport, WorkerStore
 from control_plane.watch_hub import WatchHub
@@ -31,6 +38,7 @@ from sluice.v1 import worker_gateway_pb2 as gw
 from sluice.v1 import worker_gateway_pb2_grpc as gw_grpc
 
 log = get_logger(__name__)
+_OUTPUT_STREAMS = frozenset({OutputStream.STDOUT, OutputStream.STDERR})
 # Languages one registration may carry, and the length of an id.
 MAX_LANGUAGES = 256
 MAX_LANGUAGE_ID = 64
@@ -170,7 +178,7 @@ class WorkerGateway(gw_grpc.WorkerGatewayServicer):
             heartbeat_interval_ms=self._settings.heartbeat_interval_ms,
         )
         if outcome.events:
-            self._hub.notify(claim.job_id, outcome.events)
+            self._hub.notify(claim.job_id, [event_message(e) for e in outcome.events])
         if outcome.assignment is None:
             log.info("claim_refused", job_id=claim.job_id, tenant=outcome.tenant_id,
                      identity=worker.name, worker_id=claim.worker_id,
@@ -181,7 +189,7 @@ class WorkerGateway(gw_grpc.WorkerGatewayServicer):
             await context.write(gw.RunJobResponse(
                 refusal=gw.Refusal(reason=outcome.refusal, detail=outcome.detail)))
             return
-        assignment = outcome.assignment
+        assignment = assignment_message(outcome.assignment)
         metrics.JOB_WAIT_SECONDS.observe(outcome.since_created_s)
         live = _LiveAttempt(context, worker, assignment.limits.max_output_bytes)
         await self._serve_attempt(claim, assignment.attempt, outcome.tenant_id,
@@ -210,7 +218,7 @@ class WorkerGateway(gw_grpc.WorkerGatewayServicer):
         live = _LiveAttempt(context, worker, resumed.limits.max_output_bytes
                             - resumed.stdout_bytes - resumed.stderr_bytes)
         await self._serve_attempt(
-            claim, attempt, resumed.tenant_id, resumed.limits, live,
+            claim, attempt, resumed.tenant_id, limits_message(resumed.limits), live,
             gw.RunJobResponse(resumed=gw.Resumed(stdout_bytes=resumed.stdout_bytes,
                                                  stderr_bytes=resumed.stderr_bytes)))
 
@@ -266,15 +274,20 @@ class WorkerGateway(gw_grpc.WorkerGatewayServicer):
                 raise GatewayError(grpc.StatusCode.UNAUTHENTICATED, TOKEN_REVOKED)
             kind = report.WhichOneof("report")
             if kind == "output":
+                if report.output.stream not in _OUTPUT_STREAMS:
+                    raise GatewayError(
+                        grpc.StatusCode.INVALID_ARGUMENT,
+                        f"output.stream is {report.output.stream}; it must be"
+                        " OUTPUT_STREAM_STDOUT or OUTPUT_STREAM_STDERR")
                 data = live.output.take(report.output.stream, report.output.data)
                 if not data:
                     continue  # over the job's max_output_bytes: not stored
-                event = await self._jobs.append_output(job_id, attempt, owner,
-                                                       report.output.stream, data)
+                event = await self._jobs.append_output(
+                    job_id, attempt, owner, OutputStream(report.output.stream), data)
                 if event is None:
                     await self._refuse_stale(job_id, attempt, owner, context)
                     return True
-                self._hub.notify(job_id, [event])
+                self._hub.notify(job_id, [event_message(event)])
             elif kind == "heartbeat":
                 lease = await self._jobs.heartbeat(job_id, attempt, owner, self._lease_s)
                 if not lease.valid:
@@ -299,7 +312,13 @@ class WorkerGateway(gw_grpc.WorkerGatewayServicer):
                     log.warning("worker_report_corrected", job_id=job_id, tenant=tenant_id,
                                 identity=owner, attempt=attempt, usage_over=over,
                                 output_cut=live.output.cut)
-                stored = await self._jobs.finish(job_id, attempt, owner, result)
+                try:
+                    reported = result_record(result)
+                except ValueError as exc:
+                    raise GatewayError(grpc.StatusCode.INVALID_ARGUMENT,
+                                       f"result.verdict is {result.verdict}: not a Verdict"
+                                       ) from exc
+                stored = await self._jobs.finish(job_id, attempt, owner, reported)
                 # Stored: the worker cancels the stream once it sees the acceptance, which
                 # may interrupt the write below; the lease must not be dropped for that.
                 live.settled = True
@@ -307,7 +326,7 @@ class WorkerGateway(gw_grpc.WorkerGatewayServicer):
                     await self._refuse_stale(job_id, attempt, owner, context)
                     return True
                 if stored.events:
-                    self._hub.notify(job_id, stored.events)
+                    self._hub.notify(job_id, [event_message(e) for e in stored.events])
                     state = pb.JobState.Name(stored.state)
                     metrics.JOBS_FINISHED.labels(state).inc()
                     metrics.JOB_RUN_SECONDS.labels(state).observe(stored.run_s)
@@ -345,7 +364,7 @@ class WorkerGateway(gw_grpc.WorkerGatewayServicer):
             request.job_id, replays=request.replays, reason=request.reason,
             parked=request.parked, actor=worker.name)
         if events:
-            self._hub.notify(request.job_id, events)
+            self._hub.notify(request.job_id, [event_message(e) for e in events])
             metrics.JOBS_FINISHED.labels("JOB_STATE_DEAD_LETTERED").inc()
         return gw.ReportDeadLetterResponse(current=current, state=state)
 

@@ -2,6 +2,15 @@
 
 Written in the same transaction as the change it records, so the trail and the state
 never disagree; each record is also one structured log line.
+
+Readers page the trail by seq. On PostgreSQL a seq is drawn when a record is written but
+seen by others only when its transaction commits, so seq 10 may commit after seq 11: a
+reader that had paged past 11 would never see 10. So a read goes only up to a watermark
+every seq at or below which has settled (committed or rolled back): the highest seq drawn
+when the read starts, once every transaction that was writing audit records then has
+ended. Writers are never held up: each holds a shared lock while it writes, which only
+marks it in pg_locks; a reader waits for those of them that could hold a seq under its
+watermark (a few milliseconds: they are short).
 """
 
 from __future__ import annotations
@@ -30,13 +39,35 @@ class AuditRecord:
 def record(conn: Tx, *, tenant_id: str, actor: str, action: str,
            job_id: str = "", now: float | None = None, **detail: object) -> None:
     now = time.time() if now is None else now
-    conn.execute(
-        "INSERT INTO audit_events (time, tenant_id, actor, action, job_id, detail)"
-        " VALUES (?, ?, ?, ?, ?, ?)",
-        (now, tenant_id, actor, action, job_id, json.dumps(detail, sort_keys=True)),
-    )
+    conn.execute(conn.dialect.audit_insert,
+                 (now, tenant_id, actor, action, job_id, json.dumps(detail, sort_keys=True)))
     log.info(f"audit_{action}", tenant=tenant_id, actor=actor, job_id=job_id or None,
              **detail)
+
+
+# How long a reader waits for the audit writers in flight before it gives up on this page
+# (it then returns nothing new: no gap, and the caller's token finds the records later).
+SETTLE_WAIT_S = 10.0
+_SETTLE_POLL_S = 0.002
+
+
+def settled_seq(conn: Tx) -> int | None:
+    """The watermark: no audit record with a seq at or below it commits later. None: every
+    seq committed is settled (SQLite). Waits (in the store's thread) for writers in flight."""
+    dialect = conn.dialect
+    if dialect.audit_last_taken is None or dialect.audit_writers is None:
+        return None
+    # The seq first, then the writers: a seq drawn before the first read was drawn under
+    # the writer's lock, so that writer is in the second read if it has not ended.
+    last = conn.execute(dialect.audit_last_taken).fetchone()[0] or 0
+    writers = [row[0] for row in conn.execute(dialect.audit_writers, (None, None))]
+    deadline = time.monotonic() + SETTLE_WAIT_S
+    while writers:
+        if time.monotonic() > deadline:
+            return 0
+        time.sleep(_SETTLE_POLL_S)
+        writers = [row[0] for row in conn.execute(dialect.audit_writers, (writers, writers))]
+    return last
 
 
 class AuditLog:
@@ -51,11 +82,14 @@ class AuditLog:
             if value:
                 clauses.append(f"{column} = ?")
                 params.append(value)
-        sql = (f"SELECT seq, time, tenant_id, actor, action, job_id, detail FROM audit_events"
-               f" WHERE {' AND '.join(clauses)} ORDER BY seq LIMIT ?")
-        params.append(limit)
 
         def tx(conn: Tx) -> list[AuditRecord]:
-            return [AuditRecord(*row[:6], json.loads(row[6])) for row in conn.execute(sql, params)]
+            watermark = settled_seq(conn)
+            settled = [] if watermark is None else ["seq <= ?"]
+            sql = (f"SELECT seq, time, tenant_id, actor, action, job_id, detail"
+                   f" FROM audit_events WHERE {' AND '.join(clauses + settled)}"
+                   " ORDER BY seq LIMIT ?")
+            return [AuditRecord(*row[:6], json.loads(row[6])) for row in conn.execute(
+                sql, [*params, *([] if watermark is None else [watermark]), limit])]
 
         return await self._db.run(tx)

@@ -18,6 +18,10 @@ if TYPE_CHECKING:
 # pg_advisory_xact_lock(namespace, key): the first number keeps Sluice's locks apart.
 _TENANT_LOCK = 0x51C1
 MIGRATION_LOCK = 0x51C2  # PostgreSQL: held while migrations run, by one process at a time
+# PostgreSQL: held shared by every transaction writing audit records, from before it takes
+# a seq until it ends (control_plane/store/audit.py: how readers page without a gap).
+_AUDIT_WRITERS_LOCK = 0x51C3
+_AUDIT_COLUMNS = "time, tenant_id, actor, action, job_id, detail"
 # NOTIFY channel of new job events (payload "<job id>:<seq>"), sent by a trigger on
 # job_events so that it fires on commit and no code path can forget it.
 JOB_EVENTS_CHANNEL = "sluice_job_events"
@@ -37,6 +41,14 @@ class Dialect:
     tenant_lock: str | None
     # One row, one column: how many tables have the name given (0 or 1).
     table_exists: str
+    # Inserts one audit record (its seq taken by the database), given its columns.
+    audit_insert: str
+    # None: audit seqs commit in the order they are taken (SQLite: one writer at a time).
+    # Otherwise one row: the highest audit seq taken so far (NULL: none) ...
+    audit_last_taken: str | None = None
+    # ... and, given a list of transactions, those of them still writing audit records
+    # (one row each); with NULL, every transaction writing audit records now.
+    audit_writers: str | None = None
 
     def lock_tenant(self, tx: Tx, tenant_id: str) -> None:
         if self.tenant_lock is not None:
@@ -58,6 +70,7 @@ SQLITE = Dialect(
     next_job_seq="(SELECT coalesce(max(seq), 0) + 1 FROM jobs)",
     tenant_lock=None,
     table_exists="SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name = ?",
+    audit_insert=f"INSERT INTO audit_events ({_AUDIT_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?)",
 )
 POSTGRESQL = Dialect(
     name="postgresql", for_update=" FOR UPDATE",
@@ -65,6 +78,19 @@ POSTGRESQL = Dialect(
     tenant_lock=f"SELECT pg_advisory_xact_lock({_TENANT_LOCK}, hashtext(?))",
     table_exists="SELECT count(*) FROM information_schema.tables"
                  " WHERE table_schema = current_schema() AND table_name = ?",
+    # The lock is taken (a materialized CTE runs first) before the seq's default is drawn.
+    audit_insert=(
+        f"WITH writer AS MATERIALIZED (SELECT pg_advisory_xact_lock_shared("
+        f"{_AUDIT_WRITERS_LOCK}, 0)) INSERT INTO audit_events ({_AUDIT_COLUMNS})"
+        " SELECT ?, ?, ?, ?, ?, ? FROM writer"),
+    audit_last_taken="SELECT pg_sequence_last_value("
+                     "pg_get_serial_sequence('audit_events', 'seq')::regclass)",
+    # An advisory lock of two int4 keys: classid, objid, objsubid 2 (advisory locks are
+    # never fast-path locks, so pg_locks lists every holder).
+    audit_writers=(
+        "SELECT virtualtransaction FROM pg_locks WHERE locktype = 'advisory'"
+        f" AND classid = {_AUDIT_WRITERS_LOCK} AND objid = 0 AND objsubid = 2 AND granted"
+        " AND (?::text[] IS NULL OR virtualtransaction = ANY(?::text[]))"),
 )
 
 _DDL_TYPES = (

@@ -26,9 +26,8 @@ from dataclasses import dataclass
 
 from control_plane.store.backend import Backend, Tx
 from control_plane.store.quotas import TenantQuota, cpu_ms_last_day, quota_of, running_count
+from control_plane.store.records import JobState, Refusal
 from control_plane.store.tenant_pauses import pause_of, paused_reason
-from sluice.v1 import job_pb2 as pb
-from sluice.v1 import worker_gateway_pb2 as gw
 
 ORDERING = "ordering"
 RUNNING_QUOTA = "running_quota"
@@ -40,7 +39,7 @@ _EXPLAINED = (CPU_QUOTA, PAUSED)
 # was lost; a duplicate is harmless (the claim refuses it).
 REPUBLISH_AFTER_S = 300.0
 
-_UNENDED = (pb.JOB_STATE_QUEUED, pb.JOB_STATE_RUNNING)
+_UNENDED = (JobState.QUEUED, JobState.RUNNING)
 
 
 def has_unended_with_key(conn: Tx, tenant_id: str, ordering_key: str,
@@ -81,7 +80,7 @@ def hold_explained(conn: Tx, job_id: str, tenant_id: str, reason: str, why: str,
     hold(conn, job_id, tenant_id, reason, now)
     # The claim that starts it clears the reason.
     conn.execute("UPDATE jobs SET state_reason = ? WHERE id = ? AND state = ?",
-                 (why, job_id, pb.JOB_STATE_QUEUED))
+                 (why, job_id, JobState.QUEUED))
 
 
 def hold_at_submit(conn: Tx, job_id: str, tenant_id: str, ordering_key: str,
@@ -95,7 +94,7 @@ def hold_at_submit(conn: Tx, job_id: str, tenant_id: str, ordering_key: str,
 
 @dataclass(frozen=True)
 class ClaimHeld:
-    refusal: int
+    refusal: Refusal
     detail: str
 
 
@@ -114,23 +113,23 @@ class ClaimGate:
         if ordering_key and has_unended_with_key(conn, tenant_id, ordering_key,
                                                  before_seq=seq):
             hold(conn, job_id, tenant_id, ORDERING, now)
-            return ClaimHeld(gw.REFUSAL_REASON_ORDERED,
+            return ClaimHeld(Refusal.ORDERED,
                              f"an earlier job with ordering key {ordering_key!r} has not ended")
         pause = pause_of(conn, tenant_id)
         if pause is not None:
             why = paused_reason(pause)
             hold_explained(conn, job_id, tenant_id, PAUSED, why, now)
-            return ClaimHeld(gw.REFUSAL_REASON_THROTTLED, why)
+            return ClaimHeld(Refusal.THROTTLED, why)
         quota = quota_of(conn, tenant_id, self._defaults)
         cap = quota.max_running_jobs
         if running_count(conn, tenant_id) >= cap:
             hold(conn, job_id, tenant_id, RUNNING_QUOTA, now)
-            return ClaimHeld(gw.REFUSAL_REASON_THROTTLED,
+            return ClaimHeld(Refusal.THROTTLED,
                              f"tenant runs {cap} jobs, its max_running_jobs quota")
         why = cpu_wait(conn, tenant_id, quota, now)
         if why is not None:
             hold_explained(conn, job_id, tenant_id, CPU_QUOTA, why, now)
-            return ClaimHeld(gw.REFUSAL_REASON_THROTTLED, why)
+            return ClaimHeld(Refusal.THROTTLED, why)
         conn.execute("DELETE FROM job_holds WHERE job_id = ?", (job_id,))
         return None
 
@@ -147,7 +146,7 @@ def releasable(conn: Tx, defaults: TenantQuota, now: float) -> list[Release]:
     conn.execute(
         "DELETE FROM job_holds WHERE NOT EXISTS"
         " (SELECT 1 FROM jobs WHERE jobs.id = job_holds.job_id AND jobs.state = ?)",
-        (pb.JOB_STATE_QUEUED,),
+        (JobState.QUEUED,),
     )
     rows = conn.execute(
         "SELECT h.job_id, h.tenant_id, h.released_at, j.ordering_key, j.seq, h.held_at,"
@@ -199,7 +198,7 @@ def mark_released(conn: Tx, released: list[Release], now: float) -> None:
     conn.executemany(
         "UPDATE jobs SET state_reason = '' WHERE id = ? AND state = ? AND EXISTS"
         " (SELECT 1 FROM job_holds WHERE job_id = ? AND reason IN (?, ?) AND held_at = ?)",
-        [(release.job_id, pb.JOB_STATE_QUEUED, release.job_id, *_EXPLAINED, release.held_at)
+        [(release.job_id, JobState.QUEUED, release.job_id, *_EXPLAINED, release.held_at)
          for release in released])
     conn.executemany(
         "UPDATE job_holds SET released_at = ? WHERE job_id = ? AND held_at = ?",

@@ -10,30 +10,49 @@ leased to a live worker is refused, so a redelivered message never runs a job tw
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from google.protobuf.timestamp_pb2 import Timestamp
-
 from control_plane.store import audit, quotas
 from control_plane.store.backend import Backend, Tx
 from control_plane.store.holds import ClaimHeld
-from sluice.v1 import execution_service_pb2 as api
-from sluice.v1 import job_pb2 as pb
-from sluice.v1 import worker_gateway_pb2 as gw
-
-TERMINAL_STATES = frozenset(
-    {pb.JOB_STATE_SUCCEEDED, pb.JOB_STATE_FAILED, pb.JOB_STATE_CANCELLED,
-     pb.JOB_STATE_DEAD_LETTERED}
+from control_plane.store.records import (
+    TERMINAL_STATES,
+    Assignment,
+    EventRecord,
+    JobRecord,
+    JobSpec,
+    JobState,
+    Limits,
+    OutputChunk,
+    OutputStream,
+    RecordCodec,
+    Refusal,
+    ResultRecord,
+    StateChange,
+    Verdict,
 )
 
 _JOB_COLUMNS = (
     "id, tenant_id, state, language, attempt, spec, idempotency_key, ordering_key, labels,"
     " created_at, started_at, ended_at, result, state_reason"
 )
+# A job's output is stored once, as its output events. The Result row and the result event
+# are stored without stdout/stderr (their truncation flags stay); reads put them back from
+# the output events of the final attempt: those after the event that started it
+# (jobs.attempt_seq) and before the result event. A job with a result has ended, and ended
+# with two events, the result and then its terminal state change: its result event's seq
+# is its last_seq - 1.
+_OUTPUT_OF_ENDED_JOBS = (
+    "SELECT e.job_id, e.event FROM job_events e JOIN jobs j ON j.id = e.job_id"
+    " WHERE e.job_id IN ({ids}) AND j.result IS NOT NULL"
+    " AND e.seq > j.attempt_seq AND e.seq < j.last_seq - 1 ORDER BY e.job_id, e.seq"
+)
+_CHUNK = 500  # ids per IN list: under SQLite's parameter limit
 
 
 def new_job_id() -> str:
@@ -41,51 +60,90 @@ def new_job_id() -> str:
     return f"{time.time_ns() // 1_000_000:012x}{os.urandom(8).hex()}"
 
 
-def _timestamp(seconds: float | None) -> Timestamp | None:
-    if seconds is None:
-        return None
-    ts = Timestamp()
-    ts.FromNanoseconds(int(seconds * 1e9))
-    return ts
-
-
 PURGED = 2  # jobs.parked: purged from the parking lot by an operator
 
 _ACTIONS = {
-    pb.JOB_STATE_SUCCEEDED: "succeeded",
-    pb.JOB_STATE_FAILED: "failed",
-    pb.JOB_STATE_CANCELLED: "cancelled",
+    JobState.SUCCEEDED: "succeeded",
+    JobState.FAILED: "failed",
+    JobState.CANCELLED: "cancelled",
 }
 
 
-def state_for_verdict(verdict: int) -> int:
-    if verdict == pb.VERDICT_OK:
-        return pb.JOB_STATE_SUCCEEDED
-    if verdict == pb.VERDICT_CANCELLED:
-        return pb.JOB_STATE_CANCELLED
-    return pb.JOB_STATE_FAILED
+def state_for_verdict(verdict: Verdict) -> JobState:
+    if verdict == Verdict.OK:
+        return JobState.SUCCEEDED
+    if verdict == Verdict.CANCELLED:
+        return JobState.CANCELLED
+    return JobState.FAILED
 
 
-def _job_from_row(row: tuple) -> pb.Job:
-    spec = api.SubmitJobRequest.FromString(row[5])
-    job = pb.Job(
-        id=row[0], state=row[2], language=row[3], attempt=row[4], idempotency_key=row[6],
-        ordering_key=row[7], labels=json.loads(row[8]), limits=spec.limits,
-        create_time=_timestamp(row[9]), start_time=_timestamp(row[10]),
-        end_time=_timestamp(row[11]), state_reason=row[13],
-    )
+def _job_from_row(codec: RecordCodec, row: tuple, output: tuple[bytes, bytes] = (b"", b"")
+                  ) -> JobRecord:
+    """A row of _JOB_COLUMNS as a job; `output`: its final attempt's (stdout, stderr)."""
+    result = None
     if row[12] is not None:
-        job.result.ParseFromString(row[12])
-    return job
+        result = dataclasses.replace(codec.decode_result(row[12]), stdout=output[0],
+                                     stderr=output[1])
+    return JobRecord(
+        id=row[0], tenant_id=row[1], state=JobState(row[2]), language=row[3],
+        attempt=row[4], idempotency_key=row[6], ordering_key=row[7],
+        labels=json.loads(row[8]), limits=codec.decode_spec(row[5]).limits,
+        created_at=row[9], started_at=row[10], ended_at=row[11], result=result,
+        state_reason=row[13],
+    )
+
+
+def _collect_output(codec: RecordCodec, blobs: list[bytes]) -> tuple[bytes, bytes]:
+    """(stdout, stderr) of a run of stored events: their output chunks, in order."""
+    stdout, stderr = bytearray(), bytearray()
+    for blob in blobs:
+        output = codec.decode_event(blob).output
+        if output is not None:
+            target = stdout if output.stream == OutputStream.STDOUT else stderr
+            target += output.data
+    return bytes(stdout), bytes(stderr)
+
+
+def jobs_from_rows(conn: Tx, codec: RecordCodec, rows: list[tuple]) -> list[JobRecord]:
+    """Rows of _JOB_COLUMNS as jobs, the output of those with a result read back in one
+    query per 500 of them (a page of ListJobs is one), not one per job."""
+    ended = [row[0] for row in rows if row[12] is not None]
+    blobs: dict[str, list[bytes]] = {}
+    for start in range(0, len(ended), _CHUNK):
+        chunk = ended[start:start + _CHUNK]
+        for job_id, blob in conn.execute(
+                _OUTPUT_OF_ENDED_JOBS.format(ids=", ".join("?" * len(chunk))), chunk):
+            blobs.setdefault(job_id, []).append(blob)
+    return [_job_from_row(codec, row, _collect_output(codec, blobs.get(row[0], [])))
+            for row in rows]
+
+
+def events_with_output(conn: Tx, codec: RecordCodec, job_id: str, blobs: list[bytes]
+                       ) -> list[EventRecord]:
+    """Stored events of one job as WatchJob streams them: a result event with its
+    stdout/stderr put back (from the output events before it, which an after_seq may
+    have left out of this read)."""
+    events = [codec.decode_event(blob) for blob in blobs]
+    for i, event in enumerate(events):
+        if event.result is not None:
+            output = conn.execute(
+                "SELECT event FROM job_events WHERE job_id = ? AND seq < ?"
+                " AND seq > (SELECT attempt_seq FROM jobs WHERE id = ?) ORDER BY seq",
+                (job_id, event.seq, job_id),
+            ).fetchall()
+            stdout, stderr = _collect_output(codec, [row[0] for row in output])
+            events[i] = dataclasses.replace(event, result=dataclasses.replace(
+                event.result, stdout=stdout, stderr=stderr))
+    return events
 
 
 @dataclass
 class ClaimOutcome:
-    assignment: gw.Assignment | None = None
-    refusal: int = gw.REFUSAL_REASON_UNSPECIFIED
+    assignment: Assignment | None = None
+    refusal: Refusal = Refusal.UNSPECIFIED
     detail: str = ""
     tenant_id: str = ""
-    events: list[pb.JobEvent] = field(default_factory=list)
+    events: list[EventRecord] = field(default_factory=list)
     since_created_s: float = 0.0  # with an assignment: how long the job waited to start
 
 
@@ -93,10 +151,10 @@ class ClaimOutcome:
 class StoredResult:
     """What finish() stored: the job's terminal state; the verdict, run time and the events
     it wrote only when this call stored it (a repeated report finds it stored already)."""
-    state: int
-    verdict: int = pb.VERDICT_UNSPECIFIED
+    state: JobState
+    verdict: Verdict = Verdict.UNSPECIFIED
     run_s: float = 0.0
-    events: list[pb.JobEvent] = field(default_factory=list)
+    events: list[EventRecord] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -108,7 +166,7 @@ class ResumedAttempt:
     finished: bool = False
     stdout_bytes: int = 0
     stderr_bytes: int = 0
-    limits: pb.Limits = field(default_factory=pb.Limits)
+    limits: Limits = field(default_factory=Limits)
 
 
 @dataclass
@@ -132,8 +190,9 @@ ClaimGateCheck = Callable[[Tx, str, str, float], ClaimHeld | None]
 # (SubmitJob checks the caller's key there: one trip to the store, not two).
 Submitter = Callable[[Tx], tuple[str, str]]
 # Inside create's transaction, before the insert: quota checks, given (tenant_id, job_id,
-# now); raises to refuse the job.
-SubmitCheck = Callable[[Tx, str, str, float], None]
+# now); raises to refuse the job; returns the spec to store when it changed it (the
+# tenant's ceilings lower its limits), else None.
+SubmitCheck = Callable[[Tx, str, str, float], JobSpec | None]
 # Whose jobs a read may see: a tenant id, or a check run first inside the read's transaction
 # that returns it (GetJob and WatchJob check the caller's key there: one trip, not two).
 Reader = str | Callable[[Tx], str]
@@ -144,15 +203,16 @@ def _reader_tenant(conn: Tx, reader: Reader) -> str:
 
 
 class JobStore:
-    def __init__(self, db: Backend, *, claim_gate: ClaimGateCheck | None = None) -> None:
+    def __init__(self, db: Backend, codec: RecordCodec, *,
+                 claim_gate: ClaimGateCheck | None = None) -> None:
         self._db = db
+        self._codec = codec
         self._claim_gate = claim_gate
 
     # Events ------------------------------------------------------------------------------
 
-    @staticmethod
-    def _append_event(conn: Tx, job_id: str, now: float, *,
-                      seq: int | None = None, **event: object) -> pb.JobEvent:
+    def _append_event(self, conn: Tx, job_id: str, now: float, *,
+                      seq: int | None = None, **event: object) -> EventRecord:
         """seq: one the caller took already (raising last_seq in its own UPDATE of the job,
         which saves a statement); otherwise the next one is taken here."""
         if seq is None:
@@ -160,17 +220,17 @@ class JobStore:
                 "UPDATE jobs SET last_seq = last_seq + 1 WHERE id = ? RETURNING last_seq",
                 (job_id,),
             ).fetchone()[0]
-        message = pb.JobEvent(job_id=job_id, seq=seq, time=_timestamp(now), **event)
+        record = EventRecord(job_id=job_id, seq=seq, time_ns=int(now * 1e9),
+                             **event)  # type: ignore[arg-type]
         conn.execute(
             "INSERT INTO job_events (job_id, seq, event) VALUES (?, ?, ?)",
-            (job_id, seq, message.SerializeToString()),
+            (job_id, seq, self._codec.encode_event(record)),
         )
-        return message
+        return record
 
-    @classmethod
-    def _change_state(cls, conn: Tx, job_id: str, now: float, state: int,
+    def _change_state(self, conn: Tx, job_id: str, now: float, state: JobState,
                       attempt: int, reason: str = "", *, action: str, actor: str,
-                      tenant_id: str | None = None, seq: int | None = None) -> pb.JobEvent:
+                      tenant_id: str | None = None, seq: int | None = None) -> EventRecord:
         """Every state change is an event for watchers and a record in the audit trail.
         tenant_id and seq, when the caller has them, save a statement each."""
         if tenant_id is None:
@@ -178,29 +238,29 @@ class JobStore:
                                      (job_id,)).fetchone()[0]
         audit.record(conn, tenant_id=tenant_id, actor=actor, action=action, job_id=job_id,
                      now=now, attempt=attempt, **({"reason": reason} if reason else {}))
-        return cls._append_event(
+        return self._append_event(
             conn, job_id, now, seq=seq,
-            state_change=pb.StateChange(state=state, attempt=attempt, reason=reason),
+            state_change=StateChange(state=state, attempt=attempt, reason=reason),
         )
 
     async def events_after(self, job_id: str, after_seq: int, limit: int = 500
-                           ) -> list[pb.JobEvent]:
-        def tx(conn: Tx) -> list[pb.JobEvent]:
+                           ) -> list[EventRecord]:
+        def tx(conn: Tx) -> list[EventRecord]:
             rows = conn.execute(
                 "SELECT event FROM job_events WHERE job_id = ? AND seq > ? ORDER BY seq LIMIT ?",
                 (job_id, after_seq, limit),
             )
-            return [pb.JobEvent.FromString(row[0]) for row in rows]
+            return events_with_output(conn, self._codec, job_id, [row[0] for row in rows])
 
         return await self._db.run(tx)
 
     async def watch_read(self, job_id: str, reader: Reader, after_seq: int, limit: int = 500
-                         ) -> tuple[list[pb.JobEvent], bool] | None:
+                         ) -> tuple[list[EventRecord], bool] | None:
         """(events after after_seq, whether the job has ended), read in one transaction so
         the two agree; None when the tenant has no such job. A watcher's whole read is one
         trip to the store."""
 
-        def tx(conn: Tx) -> tuple[list[pb.JobEvent], bool] | None:
+        def tx(conn: Tx) -> tuple[list[EventRecord], bool] | None:
             tenant_id = _reader_tenant(conn, reader)
             row = conn.execute("SELECT tenant_id, state FROM jobs WHERE id = ?",
                                (job_id,)).fetchone()
@@ -210,7 +270,8 @@ class JobStore:
                 "SELECT event FROM job_events WHERE job_id = ? AND seq > ? ORDER BY seq LIMIT ?",
                 (job_id, after_seq, limit),
             )
-            return [pb.JobEvent.FromString(r[0]) for r in rows], row[1] in TERMINAL_STATES
+            return (events_with_output(conn, self._codec, job_id, [r[0] for r in rows]),
+                    row[1] in TERMINAL_STATES)
 
         return await self._db.run(tx)
 
@@ -231,17 +292,16 @@ class JobStore:
 
     # Submission and reads ----------------------------------------------------------------
 
-    async def create(self, submitter: Submitter, spec: api.SubmitJobRequest, *,
-                     check: SubmitCheck | None = None) -> tuple[pb.Job, bool]:
+    async def create(self, submitter: Submitter, spec: JobSpec, *,
+                     check: SubmitCheck | None = None) -> tuple[JobRecord, bool]:
         """Stores a QUEUED job. Returns (job, created); created is False when the tenant's
         idempotency key names an existing job, which comes back unchanged. `submitter`
         says whose job it is, `check` runs before the insert (quotas); both run in the
         same transaction and may raise to refuse."""
         now = time.time()
-        created = _timestamp(now)
         job_id = new_job_id()
 
-        def tx(conn: Tx) -> tuple[pb.Job, bool]:
+        def tx(conn: Tx) -> tuple[JobRecord, bool]:
             tenant_id, actor = submitter(conn)
             # One submission of a tenant at a time, across every control plane: its quota
             # counts, its idempotency keys and its ordering keys are read, then written.
@@ -252,28 +312,28 @@ class JobStore:
                     (tenant_id, spec.idempotency_key),
                 ).fetchone()
                 if row:
-                    return _job_from_row(row), False
+                    return jobs_from_rows(conn, self._codec, [row])[0], False
+            stored = spec
             if check is not None:
-                # may lower spec.limits to the tenant's ceilings
-                check(conn, tenant_id, job_id, now)
+                stored = check(conn, tenant_id, job_id, now) or spec
             # The row, its first event and the audit record, written directly rather than
             # through _change_state: a new job's state is known, nothing needs reading back.
-            job = pb.Job(id=job_id, state=pb.JOB_STATE_QUEUED, language=spec.language,
-                         idempotency_key=spec.idempotency_key,
-                         ordering_key=spec.ordering_key, labels=dict(spec.labels),
-                         limits=spec.limits, create_time=created)
+            job = JobRecord(id=job_id, tenant_id=tenant_id, state=JobState.QUEUED,
+                            language=stored.language, idempotency_key=stored.idempotency_key,
+                            ordering_key=stored.ordering_key, labels=dict(stored.labels),
+                            limits=stored.limits, created_at=now)
             conn.execute(
                 "INSERT INTO jobs (id, tenant_id, state, language, spec, idempotency_key,"
                 " ordering_key, labels, created_at, last_seq, seq)"
                 f" VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, 1, {conn.dialect.next_job_seq})",
-                (job_id, tenant_id, pb.JOB_STATE_QUEUED, spec.language,
-                 spec.SerializeToString(), spec.idempotency_key, spec.ordering_key,
-                 json.dumps(dict(spec.labels), sort_keys=True), now),
+                (job_id, tenant_id, JobState.QUEUED, stored.language,
+                 self._codec.encode_spec(stored), stored.idempotency_key, stored.ordering_key,
+                 json.dumps(dict(stored.labels), sort_keys=True), now),
             )
-            event = pb.JobEvent(job_id=job_id, seq=1, time=created,
-                                state_change=pb.StateChange(state=pb.JOB_STATE_QUEUED))
+            event = EventRecord(job_id=job_id, seq=1, time_ns=int(now * 1e9),
+                                state_change=StateChange(state=JobState.QUEUED))
             conn.execute("INSERT INTO job_events (job_id, seq, event) VALUES (?, 1, ?)",
-                         (job_id, event.SerializeToString()))
+                         (job_id, self._codec.encode_event(event)))
             audit.record(conn, tenant_id=tenant_id, actor=actor, action="submitted",
                          job_id=job_id, now=now, attempt=0)
             return job, True
@@ -287,25 +347,26 @@ class JobStore:
             conn.execute("DELETE FROM job_events WHERE job_id = ?", (job_id,))
             conn.execute("DELETE FROM audit_events WHERE job_id = ?", (job_id,))
             conn.execute("DELETE FROM jobs WHERE id = ? AND state = ?",
-                         (job_id, pb.JOB_STATE_QUEUED))
+                         (job_id, JobState.QUEUED))
 
         await self._db.run(tx)
 
     async def get(self, job_id: str, reader: Reader | None, *,
-                  include_files: bool = False) -> pb.Job | None:
+                  include_files: bool = False) -> JobRecord | None:
         """reader None reads any tenant's job (the platform's own calls)."""
 
-        def tx(conn: Tx) -> pb.Job | None:
+        def tx(conn: Tx) -> JobRecord | None:
             tenant_id = None if reader is None else _reader_tenant(conn, reader)
             row = conn.execute(
                 f"SELECT {_JOB_COLUMNS} FROM jobs WHERE id = ?", (job_id,)
             ).fetchone()
             if row is None or (tenant_id is not None and row[1] != tenant_id):
                 return None
-            job = _job_from_row(row)
+            job = jobs_from_rows(conn, self._codec, [row])[0]
             if include_files:
                 spec = conn.execute("SELECT spec FROM jobs WHERE id = ?", (job_id,)).fetchone()
-                job.files.extend(api.SubmitJobRequest.FromString(spec[0]).files)
+                job = dataclasses.replace(
+                    job, files=self._codec.decode_spec(bytes(spec[0])).files)
             return job
 
         return await self._db.run(tx)
@@ -322,7 +383,7 @@ class JobStore:
 
     async def list_for_tenant(self, tenant_id: str, *, states: list[int], labels: dict[str, str],
                    created_after: float | None, created_before: float | None,
-                   before_id: str | None, limit: int) -> list[pb.Job]:
+                   before_id: str | None, limit: int) -> list[JobRecord]:
         clauses = ["tenant_id = ?"]
         params: list[object] = [tenant_id]
         if states:
@@ -346,8 +407,8 @@ class JobStore:
                " ORDER BY seq DESC LIMIT ?")
         params.append(limit)
 
-        def tx(conn: Tx) -> list[pb.Job]:
-            return [_job_from_row(row) for row in conn.execute(sql, params)]
+        def tx(conn: Tx) -> list[JobRecord]:
+            return jobs_from_rows(conn, self._codec, conn.execute(sql, params).fetchall())
 
         return await self._db.run(tx)
 
@@ -367,55 +428,56 @@ class JobStore:
                 (job_id,),
             ).fetchone()
             if row is None:
-                return ClaimOutcome(refusal=gw.REFUSAL_REASON_NOT_FOUND,
+                return ClaimOutcome(refusal=Refusal.NOT_FOUND,
                                     detail=f"no job {job_id}")
             (tenant_id, state, attempt, job_replays, lease_expires_at, spec_bytes,
              lost_owner, created_at) = row
-            events: list[pb.JobEvent] = []
+            events: list[EventRecord] = []
             if replays < job_replays:
                 # A copy from before the job was replayed; the replay's own message runs it.
-                return ClaimOutcome(refusal=gw.REFUSAL_REASON_FINISHED, tenant_id=tenant_id,
+                return ClaimOutcome(refusal=Refusal.FINISHED, tenant_id=tenant_id,
                                     detail=f"stale message (replay {replays} < {job_replays})")
-            if state == pb.JOB_STATE_DEAD_LETTERED and replays > job_replays:
+            if state == JobState.DEAD_LETTERED and replays > job_replays:
                 # Replayed (by the recovery service or an operator): a fresh budget of
                 # attempts.
                 conn.execute(
                     "UPDATE jobs SET state = ?, attempt = 0, replays = ?, state_reason = '',"
                     " parked = 0, ended_at = NULL WHERE id = ?",
-                    (pb.JOB_STATE_QUEUED, replays, job_id),
+                    (JobState.QUEUED, replays, job_id),
                 )
                 events.append(self._change_state(
-                    conn, job_id, now, pb.JOB_STATE_QUEUED, 0,
+                    conn, job_id, now, JobState.QUEUED, 0,
                     f"replayed from the dead letters (replay {replays})",
                     action="replayed", actor=replayed_by))
-                state, attempt = pb.JOB_STATE_QUEUED, 0
+                state, attempt = JobState.QUEUED, 0
             if state in TERMINAL_STATES:
-                return ClaimOutcome(refusal=gw.REFUSAL_REASON_FINISHED, tenant_id=tenant_id,
-                                    detail=f"job is {pb.JobState.Name(state)}", events=events)
-            if state == pb.JOB_STATE_RUNNING and (lease_expires_at or 0) > now:
-                return ClaimOutcome(refusal=gw.REFUSAL_REASON_LEASED, tenant_id=tenant_id,
+                return ClaimOutcome(refusal=Refusal.FINISHED, tenant_id=tenant_id,
+                                    detail=f"job is JOB_STATE_{JobState(state).name}",
+                                    events=events)
+            if state == JobState.RUNNING and (lease_expires_at or 0) > now:
+                return ClaimOutcome(refusal=Refusal.LEASED, tenant_id=tenant_id,
                                     detail=f"attempt {attempt} holds a live lease")
-            if state == pb.JOB_STATE_RUNNING and attempt < max_attempts:
+            if state == JobState.RUNNING and attempt < max_attempts:
                 # The attempt's lease ran out (its worker went) and this redelivery came
                 # before the lease reaper: record the lost attempt as the reaper would, so
                 # the trail shows the retry whichever of the two got here first.
                 events.append(self._requeue_lost_attempt(conn, job_id, attempt, lost_owner,
                                                          now))
-                state = pb.JOB_STATE_QUEUED
+                state = JobState.QUEUED
             if attempt >= max_attempts:
                 reason = (f"the platform failed to run the job {attempt} times "
                           f"(limit {max_attempts}); dead-lettered")
                 conn.execute(
                     "UPDATE jobs SET state = ?, ended_at = ?, lease_owner = NULL,"
                     " lease_expires_at = NULL, state_reason = ? WHERE id = ?",
-                    (pb.JOB_STATE_DEAD_LETTERED, now, reason, job_id),
+                    (JobState.DEAD_LETTERED, now, reason, job_id),
                 )
                 events.append(self._change_state(
-                    conn, job_id, now, pb.JOB_STATE_DEAD_LETTERED, attempt, reason,
+                    conn, job_id, now, JobState.DEAD_LETTERED, attempt, reason,
                     action="dead_lettered", actor=f"worker:{owner}"))
-                return ClaimOutcome(refusal=gw.REFUSAL_REASON_EXHAUSTED, tenant_id=tenant_id,
+                return ClaimOutcome(refusal=Refusal.EXHAUSTED, tenant_id=tenant_id,
                                     detail=reason, events=events)
-            if state == pb.JOB_STATE_QUEUED and self._claim_gate is not None:
+            if state == JobState.QUEUED and self._claim_gate is not None:
                 held = self._claim_gate(conn, job_id, tenant_id, now)
                 if held is not None:
                     return ClaimOutcome(refusal=held.refusal, tenant_id=tenant_id,
@@ -427,17 +489,14 @@ class JobStore:
                 "UPDATE jobs SET state = ?, attempt = ?, started_at = ?, lease_owner = ?,"
                 " lease_expires_at = ?, state_reason = '', last_seq = last_seq + 1,"
                 " attempt_seq = last_seq + 1 WHERE id = ? RETURNING last_seq",
-                (pb.JOB_STATE_RUNNING, attempt, now, owner, now + lease_s, job_id),
+                (JobState.RUNNING, attempt, now, owner, now + lease_s, job_id),
             ).fetchone()[0]
             events.append(self._change_state(
-                conn, job_id, now, pb.JOB_STATE_RUNNING, attempt, action="started",
+                conn, job_id, now, JobState.RUNNING, attempt, action="started",
                 actor=f"worker:{owner}", tenant_id=tenant_id, seq=seq))
-            spec = api.SubmitJobRequest.FromString(spec_bytes)
-            assignment = gw.Assignment(
-                job_id=job_id, attempt=attempt, language=spec.language, files=spec.files,
-                stdin=spec.stdin, args=spec.args, limits=spec.limits,
-                heartbeat_interval_ms=heartbeat_interval_ms,
-            )
+            assignment = Assignment(job_id=job_id, attempt=attempt,
+                                    spec=self._codec.decode_spec(spec_bytes),
+                                    heartbeat_interval_ms=heartbeat_interval_ms)
             return ClaimOutcome(assignment=assignment, tenant_id=tenant_id, events=events,
                                 since_created_s=now - created_at)
 
@@ -454,7 +513,7 @@ class JobStore:
             row = conn.execute(
                 "UPDATE jobs SET lease_expires_at = ? WHERE id = ? AND attempt = ? AND state = ?"
                 " AND lease_owner = ? RETURNING cancel_requested",
-                (now + lease_s, job_id, attempt, pb.JOB_STATE_RUNNING, owner),
+                (now + lease_s, job_id, attempt, JobState.RUNNING, owner),
             ).fetchone()
             if row is None:
                 return LeaseState(valid=False, cancel_requested=False)
@@ -462,27 +521,27 @@ class JobStore:
 
         return await self._db.run(tx)
 
-    async def append_output(self, job_id: str, attempt: int, owner: str, stream: int,
-                            data: bytes) -> pb.JobEvent | None:
+    async def append_output(self, job_id: str, attempt: int, owner: str,
+                            stream: OutputStream, data: bytes) -> EventRecord | None:
         """None when the attempt is no longer current (a superseded worker's late report) or
         not the owner's."""
         now = time.time()
 
-        def tx(conn: Tx) -> pb.JobEvent | None:
+        def tx(conn: Tx) -> EventRecord | None:
             # The event's seq is taken by the statement that checks the attempt.
             current = conn.execute(
                 "UPDATE jobs SET last_seq = last_seq + 1 WHERE id = ? AND attempt = ?"
                 " AND state = ? AND lease_owner = ? RETURNING last_seq",
-                (job_id, attempt, pb.JOB_STATE_RUNNING, owner),
+                (job_id, attempt, JobState.RUNNING, owner),
             ).fetchone()
             if current is None:
                 return None
             return self._append_event(conn, job_id, now, seq=current[0],
-                                      output=pb.OutputChunk(stream=stream, data=data))
+                                      output=OutputChunk(stream=stream, data=data))
 
         return await self._db.run(tx)
 
-    async def finish(self, job_id: str, attempt: int, owner: str, result: pb.Result
+    async def finish(self, job_id: str, attempt: int, owner: str, result: ResultRecord
                      ) -> StoredResult | None:
         """Stores the attempt's result; None when the attempt is not current or not the
         owner's. Reporting the same attempt's result again is answered as stored, with no
@@ -499,45 +558,42 @@ class JobStore:
             if row is None or row[1] != attempt:
                 return None
             state, _, attempt_seq, cancel_requested, tenant_id, lease_owner = row
-            if state != pb.JOB_STATE_RUNNING:
-                return StoredResult(state) if state in TERMINAL_STATES else None
+            if state != JobState.RUNNING:
+                return StoredResult(JobState(state)) if state in TERMINAL_STATES else None
             if lease_owner != owner:
                 return None
-            stored = pb.Result()
-            stored.CopyFrom(result)
-            stdout, stderr = bytearray(), bytearray()
-            for (blob,) in conn.execute(
+            stdout, stderr = _collect_output(self._codec, [row[0] for row in conn.execute(
                 "SELECT event FROM job_events WHERE job_id = ? AND seq > ? ORDER BY seq",
                 (job_id, attempt_seq),
-            ):
-                event = pb.JobEvent.FromString(blob)
-                if event.HasField("output"):
-                    target = stdout if event.output.stream == pb.OUTPUT_STREAM_STDOUT else stderr
-                    target += event.output.data
-            stored.stdout, stored.stderr = bytes(stdout), bytes(stderr)
-            if cancel_requested and stored.verdict != pb.VERDICT_OK:
-                stored.verdict = pb.VERDICT_CANCELLED
+            )])
+            stored = dataclasses.replace(result, stdout=stdout, stderr=stderr)
+            if cancel_requested and stored.verdict != Verdict.OK:
+                stored = dataclasses.replace(stored, verdict=Verdict.CANCELLED)
             new_state = state_for_verdict(stored.verdict)
-            # Two events (the result, then the state change): both seqs taken by the
-            # statement that ends the job.
+            # Output is stored once, as the output events: the row and the result event
+            # leave it out. Two events (the result, then the state change): both seqs taken
+            # by the statement that ends the job.
+            without_output = dataclasses.replace(stored, stdout=b"", stderr=b"")
             ended = conn.execute(
                 "UPDATE jobs SET state = ?, ended_at = ?, result = ?, lease_owner = NULL,"
                 " lease_expires_at = NULL, last_seq = last_seq + 2 WHERE id = ?"
                 " AND attempt = ? AND state = ? AND lease_owner = ?"
                 " RETURNING last_seq, started_at",
-                (new_state, now, stored.SerializeToString(), job_id, attempt,
-                 pb.JOB_STATE_RUNNING, owner),
+                (new_state, now, self._codec.encode_result(without_output), job_id, attempt,
+                 JobState.RUNNING, owner),
             ).fetchone()
             if ended is None:
                 return None
             seq, started_at = ended
             actor = f"worker:{owner}"
             audit.record(conn, tenant_id=tenant_id, actor=actor, action="output_finished",
-                         job_id=job_id, now=now, stdout_bytes=len(stdout),
-                         stderr_bytes=len(stderr))
+                         job_id=job_id, now=now, stdout_bytes=len(stored.stdout),
+                         stderr_bytes=len(stored.stderr))
             quotas.record_cpu(conn, tenant_id, now, stored.usage.cpu_time_ms)
+            # Watchers of this process get the result event as a read would give it.
+            self._append_event(conn, job_id, now, seq=seq - 1, result=without_output)
             events = [
-                self._append_event(conn, job_id, now, seq=seq - 1, result=stored),
+                EventRecord(job_id=job_id, seq=seq - 1, time_ns=int(now * 1e9), result=stored),
                 self._change_state(conn, job_id, now, new_state, attempt,
                                    action=_ACTIONS[new_state], actor=actor,
                                    tenant_id=tenant_id, seq=seq),
@@ -546,19 +602,18 @@ class JobStore:
 
         return await self._db.run(tx)
 
-    @classmethod
-    def _requeue_lost_attempt(cls, conn: Tx, job_id: str, attempt: int,
-                              worker_id: str | None, now: float) -> pb.JobEvent:
+    def _requeue_lost_attempt(self, conn: Tx, job_id: str, attempt: int,
+                              worker_id: str | None, now: float) -> EventRecord:
         """A RUNNING attempt whose lease ran out goes back to QUEUED, as `retried`: the
         lease reaper and a redelivered claim, whichever notices first."""
         reason = f"attempt {attempt} lost (worker {worker_id} stopped reporting)"
         conn.execute(
             "UPDATE jobs SET state = ?, state_reason = ?, lease_owner = NULL,"
             " lease_expires_at = NULL WHERE id = ?",
-            (pb.JOB_STATE_QUEUED, reason, job_id),
+            (JobState.QUEUED, reason, job_id),
         )
-        return cls._change_state(conn, job_id, now, pb.JOB_STATE_QUEUED, attempt, reason,
-                                 action="retried", actor="platform")
+        return self._change_state(conn, job_id, now, JobState.QUEUED, attempt, reason,
+                                  action="retried", actor="platform")
 
     async def drop_lease(self, job_id: str, attempt: int, owner: str) -> None:
         """The worker's stream ended without a result: let the next delivery take over now
@@ -568,7 +623,7 @@ class JobStore:
             conn.execute(
                 "UPDATE jobs SET lease_expires_at = ? WHERE id = ? AND attempt = ? AND state = ?"
                 " AND lease_owner = ?",
-                (time.time(), job_id, attempt, pb.JOB_STATE_RUNNING, owner),
+                (time.time(), job_id, attempt, JobState.RUNNING, owner),
             )
 
         await self._db.run(tx)
@@ -584,7 +639,7 @@ class JobStore:
             row = conn.execute(
                 "UPDATE jobs SET lease_expires_at = ? WHERE id = ? AND attempt = ? AND state = ?"
                 " AND lease_owner = ? RETURNING tenant_id, attempt_seq, spec",
-                (now + lease_s, job_id, attempt, pb.JOB_STATE_RUNNING, worker_id),
+                (now + lease_s, job_id, attempt, JobState.RUNNING, worker_id),
             ).fetchone()
             if row is None:
                 ended = conn.execute(
@@ -596,19 +651,13 @@ class JobStore:
                 finished = ended is not None and ended[1] in TERMINAL_STATES
                 return ResumedAttempt(tenant_id=ended[0] if ended else "", finished=finished)
             tenant_id, attempt_seq, spec = row
-            stored = {pb.OUTPUT_STREAM_STDOUT: 0, pb.OUTPUT_STREAM_STDERR: 0}
-            for (blob,) in conn.execute(
+            stdout, stderr = _collect_output(self._codec, [row[0] for row in conn.execute(
                 "SELECT event FROM job_events WHERE job_id = ? AND seq > ? ORDER BY seq",
                 (job_id, attempt_seq),
-            ).fetchall():
-                event = pb.JobEvent.FromString(blob)
-                if event.HasField("output"):
-                    stored[event.output.stream] = (stored.get(event.output.stream, 0)
-                                                   + len(event.output.data))
+            ).fetchall()])
             return ResumedAttempt(tenant_id=tenant_id, going_on=True,
-                                  stdout_bytes=stored[pb.OUTPUT_STREAM_STDOUT],
-                                  stderr_bytes=stored[pb.OUTPUT_STREAM_STDERR],
-                                  limits=api.SubmitJobRequest.FromString(spec).limits)
+                                  stdout_bytes=len(stdout), stderr_bytes=len(stderr),
+                                  limits=self._codec.decode_spec(spec).limits)
 
         return await self._db.run(tx)
 
@@ -622,22 +671,22 @@ class JobStore:
             rows = conn.execute(
                 "SELECT id, tenant_id, attempt, lease_owner FROM jobs"
                 " WHERE state = ? AND lease_expires_at < ?",
-                (pb.JOB_STATE_RUNNING, now),
+                (JobState.RUNNING, now),
             )
             return [ExpiredLease(*row) for row in rows]
 
         return await self._db.run(tx)
 
     async def release_lost_attempt(self, lost: ExpiredLease, *, dead_reason: str | None
-                                   ) -> list[pb.JobEvent]:
+                                   ) -> list[EventRecord]:
         """Back to QUEUED, or DEAD_LETTERED with dead_reason; no-op if the attempt moved on."""
         now = time.time()
 
-        def tx(conn: Tx) -> list[pb.JobEvent]:
+        def tx(conn: Tx) -> list[EventRecord]:
             row = conn.execute(
                 "SELECT 1 FROM jobs WHERE id = ? AND attempt = ? AND state = ?"
                 f" AND lease_expires_at < ?{conn.dialect.for_update}",
-                (lost.job_id, lost.attempt, pb.JOB_STATE_RUNNING, now),
+                (lost.job_id, lost.attempt, JobState.RUNNING, now),
             ).fetchone()
             if row is None:
                 return []
@@ -645,9 +694,9 @@ class JobStore:
                 conn.execute(
                     "UPDATE jobs SET state = ?, ended_at = ?, state_reason = ?,"
                     " lease_owner = NULL, lease_expires_at = NULL WHERE id = ?",
-                    (pb.JOB_STATE_DEAD_LETTERED, now, dead_reason, lost.job_id),
+                    (JobState.DEAD_LETTERED, now, dead_reason, lost.job_id),
                 )
-                return [self._change_state(conn, lost.job_id, now, pb.JOB_STATE_DEAD_LETTERED,
+                return [self._change_state(conn, lost.job_id, now, JobState.DEAD_LETTERED,
                                            lost.attempt, dead_reason, action="dead_lettered",
                                            actor="platform")]
             return [self._requeue_lost_attempt(conn, lost.job_id, lost.attempt,
@@ -656,42 +705,43 @@ class JobStore:
         return await self._db.run(tx)
 
     async def record_dead_letter(self, job_id: str, *, replays: int, reason: str,
-                                 parked: bool, actor: str) -> tuple[int, bool, list[pb.JobEvent]]:
+                                 parked: bool, actor: str
+                                 ) -> tuple[JobState, bool, list[EventRecord]]:
         """The recovery service found this job's message among the dead letters (or parked
         it). Returns (state, current, events); current is False for a stale letter: the job
         finished, was replayed since, or runs under a live lease, and the letter is dropped."""
         now = time.time()
 
-        def tx(conn: Tx) -> tuple[int, bool, list[pb.JobEvent]]:
+        def tx(conn: Tx) -> tuple[JobState, bool, list[EventRecord]]:
             row = conn.execute(
                 "SELECT state, attempt, replays, lease_expires_at, parked FROM jobs WHERE id = ?"
                 + conn.dialect.for_update,
                 (job_id,),
             ).fetchone()
             if row is None:
-                return pb.JOB_STATE_UNSPECIFIED, False, []
+                return JobState.UNSPECIFIED, False, []
             state, attempt, job_replays, lease_expires_at, was_parked = row
-            live = state == pb.JOB_STATE_RUNNING and (lease_expires_at or 0) > now
-            finished = state in TERMINAL_STATES and state != pb.JOB_STATE_DEAD_LETTERED
+            live = state == JobState.RUNNING and (lease_expires_at or 0) > now
+            finished = state in TERMINAL_STATES and state != JobState.DEAD_LETTERED
             if replays != job_replays or live or finished:
-                return state, False, []
-            events: list[pb.JobEvent] = []
-            if state != pb.JOB_STATE_DEAD_LETTERED or bool(was_parked) != parked:
+                return JobState(state), False, []
+            events: list[EventRecord] = []
+            if state != JobState.DEAD_LETTERED or bool(was_parked) != parked:
                 # Guarded as read: never over a live lease (a worker's, whoever reports).
                 changed = conn.execute(
                     "UPDATE jobs SET state = ?, ended_at = ?, state_reason = ?, parked = ?,"
                     " lease_owner = NULL, lease_expires_at = NULL WHERE id = ? AND state = ?"
                     " AND replays = ? AND NOT (state = ? AND COALESCE(lease_expires_at, 0) > ?)"
                     " RETURNING id",
-                    (pb.JOB_STATE_DEAD_LETTERED, now, reason, int(parked), job_id, state,
-                     replays, pb.JOB_STATE_RUNNING, now),
+                    (JobState.DEAD_LETTERED, now, reason, int(parked), job_id, state,
+                     replays, JobState.RUNNING, now),
                 ).fetchone()
                 if changed is None:
-                    return state, False, []
+                    return JobState(state), False, []
                 events.append(self._change_state(
-                    conn, job_id, now, pb.JOB_STATE_DEAD_LETTERED, attempt, reason,
+                    conn, job_id, now, JobState.DEAD_LETTERED, attempt, reason,
                     action="parked" if parked else "dead_lettered", actor=actor))
-            return pb.JOB_STATE_DEAD_LETTERED, True, events
+            return JobState.DEAD_LETTERED, True, events
 
         return await self._db.run(tx)
 
@@ -700,7 +750,7 @@ class JobStore:
                             limit: int = 1000) -> list[tuple[str, str, int, str, bool]]:
         """(job id, tenant, replays, reason, parked) of dead-lettered jobs, oldest first
         (in submission order), those after `after_id` only when it is set."""
-        clauses, params = ["state = ?"], [pb.JOB_STATE_DEAD_LETTERED]
+        clauses, params = ["state = ?"], [JobState.DEAD_LETTERED]
         if after_id:
             clauses.append("seq > coalesce((SELECT seq FROM jobs WHERE id = ?), 0)")
             params.append(after_id)
@@ -732,7 +782,7 @@ class JobStore:
             rows = conn.execute(
                 f"UPDATE jobs SET parked = {PURGED} WHERE state = ? AND parked = 1"
                 " RETURNING id, tenant_id",
-                (pb.JOB_STATE_DEAD_LETTERED,),
+                (JobState.DEAD_LETTERED,),
             ).fetchall()
             for job_id, tenant_id in rows:
                 audit.record(conn, tenant_id=tenant_id, actor=actor, action="purged",
@@ -742,21 +792,21 @@ class JobStore:
         return await self._db.run(tx)
 
     async def requeue_failed_attempt(self, job_id: str, attempt: int, owner: str,
-                                     reason: str) -> list[pb.JobEvent]:
+                                     reason: str) -> list[EventRecord]:
         """The platform, not the program, failed this attempt (the worker reported
         INTERNAL_ERROR): back to QUEUED; the caller has already published the retry."""
         now = time.time()
 
-        def tx(conn: Tx) -> list[pb.JobEvent]:
+        def tx(conn: Tx) -> list[EventRecord]:
             updated = conn.execute(
                 "UPDATE jobs SET state = ?, state_reason = ?, lease_owner = NULL,"
                 " lease_expires_at = NULL WHERE id = ? AND attempt = ? AND state = ?"
                 " AND lease_owner = ? RETURNING id",
-                (pb.JOB_STATE_QUEUED, reason, job_id, attempt, pb.JOB_STATE_RUNNING, owner),
+                (JobState.QUEUED, reason, job_id, attempt, JobState.RUNNING, owner),
             ).fetchone()
             if updated is None:
                 return []
-            return [self._change_state(conn, job_id, now, pb.JOB_STATE_QUEUED, attempt, reason,
+            return [self._change_state(conn, job_id, now, JobState.QUEUED, attempt, reason,
                                        action="retried", actor=f"worker:{owner}")]
 
         return await self._db.run(tx)
@@ -764,12 +814,12 @@ class JobStore:
     # Cancellation --------------------------------------------------------------------------
 
     async def cancel(self, job_id: str, tenant_id: str, *, actor: str
-                     ) -> tuple[pb.Job, list[pb.JobEvent]] | None:
+                     ) -> tuple[JobRecord, list[EventRecord]] | None:
         """A QUEUED job ends CANCELLED here; a RUNNING one is marked, and the gateway tells
         its worker to kill it. None: no such job for this tenant."""
         now = time.time()
 
-        def tx(conn: Tx) -> tuple[pb.Job, list[pb.JobEvent]] | None:
+        def tx(conn: Tx) -> tuple[JobRecord, list[EventRecord]] | None:
             row = conn.execute(
                 f"SELECT tenant_id, state, attempt FROM jobs WHERE id = ?{conn.dialect.for_update}",
                 (job_id,),
@@ -777,25 +827,27 @@ class JobStore:
             if row is None or row[0] != tenant_id:
                 return None
             _, state, attempt = row
-            events: list[pb.JobEvent] = []
-            if state == pb.JOB_STATE_QUEUED:
-                result = pb.Result(verdict=pb.VERDICT_CANCELLED,
+            events: list[EventRecord] = []
+            if state == JobState.QUEUED:
+                result = ResultRecord(verdict=Verdict.CANCELLED,
                                    detail="cancelled before it started")
+                # attempt_seq moves to the last event: the output of an attempt lost before
+                # is not this result's (it has none).
                 conn.execute(
-                    "UPDATE jobs SET state = ?, ended_at = ?, result = ?, cancel_requested = 1"
-                    " WHERE id = ?",
-                    (pb.JOB_STATE_CANCELLED, now, result.SerializeToString(), job_id),
+                    "UPDATE jobs SET state = ?, ended_at = ?, result = ?, cancel_requested = 1,"
+                    " attempt_seq = last_seq WHERE id = ?",
+                    (JobState.CANCELLED, now, self._codec.encode_result(result), job_id),
                 )
                 events.append(self._append_event(conn, job_id, now, result=result))
                 events.append(self._change_state(
-                    conn, job_id, now, pb.JOB_STATE_CANCELLED, attempt, "cancelled by caller",
+                    conn, job_id, now, JobState.CANCELLED, attempt, "cancelled by caller",
                     action="cancelled", actor=actor))
-            elif state == pb.JOB_STATE_RUNNING:
+            elif state == JobState.RUNNING:
                 conn.execute("UPDATE jobs SET cancel_requested = 1 WHERE id = ?", (job_id,))
                 audit.record(conn, tenant_id=tenant_id, actor=actor, action="cancel_requested",
                              job_id=job_id, now=now, attempt=attempt)
             job_row = conn.execute(
                 f"SELECT {_JOB_COLUMNS} FROM jobs WHERE id = ?", (job_id,)).fetchone()
-            return _job_from_row(job_row), events
+            return jobs_from_rows(conn, self._codec, [job_row])[0], events
 
         return await self._db.run(tx)

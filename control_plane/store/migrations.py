@@ -15,6 +15,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from control_plane.store import wire
 from control_plane.store.backend import Tx
 from control_plane.store.dialect import JOB_EVENTS_CHANNEL, Dialect
 
@@ -277,6 +278,52 @@ def _retention(dialect: Dialect) -> str:
     return dialect.ddl(_RETENTION)
 
 
+# Field numbers of protos/sluice/v1/job.proto (never reused: the contract only adds).
+_RESULT_STDOUT, _RESULT_STDERR = 4, 5
+_EVENT_RESULT = 6
+_BATCH = 1000
+
+
+def _no_sql(dialect: Dialect) -> str:
+    return ""
+
+
+def _output_stored_once(tx: Tx) -> None:
+    """A job's output was stored three times: as its output events, in jobs.result and in
+    its result event. Only the events keep it; reads put it back into the Result from the
+    output events after jobs.attempt_seq and before the result event. A job cancelled
+    while queued after an attempt was lost has a Result with no output, and the lost
+    attempt's events after attempt_seq: its attempt_seq moves up to the result event."""
+    after = ""
+    while True:
+        rows = tx.execute(
+            "SELECT id, result, last_seq FROM jobs WHERE result IS NOT NULL AND id > ?"
+            " ORDER BY id LIMIT ?", (after, _BATCH)).fetchall()
+        if not rows:
+            return
+        for job_id, result, last_seq in rows:
+            result = bytes(result)
+            had_output = bool(wire.field(result, _RESULT_STDOUT)
+                              or wire.field(result, _RESULT_STDERR))
+            tx.execute(
+                "UPDATE jobs SET result = ?, attempt_seq = CASE WHEN ? THEN attempt_seq"
+                " ELSE last_seq - 2 END WHERE id = ?",
+                (wire.edit(result, drop=frozenset({_RESULT_STDOUT, _RESULT_STDERR})),
+                 had_output, job_id))
+            # The result event is the last but one (the terminal state change follows it).
+            for seq, event in tx.execute(
+                    "SELECT seq, event FROM job_events WHERE job_id = ? AND seq >= ?",
+                    (job_id, last_seq - 1)).fetchall():
+                event = bytes(event)
+                if wire.field(event, _EVENT_RESULT) is None:
+                    continue
+                stripped = wire.edit(event, nested={_EVENT_RESULT: lambda inner: wire.edit(
+                    inner, drop=frozenset({_RESULT_STDOUT, _RESULT_STDERR}))})
+                tx.execute("UPDATE job_events SET event = ? WHERE job_id = ? AND seq = ?",
+                           (stripped, job_id, seq))
+        after = rows[-1][0]
+
+
 _OPERATOR_CONTROLS = """
 CREATE TABLE IF NOT EXISTS tenant_pauses (
     tenant_id TEXT PRIMARY KEY,
@@ -313,6 +360,8 @@ class Migration:
     version: int
     name: str
     sql: Callable[[Dialect], str]
+    # Rows to rewrite, after the DDL, in the same transaction.
+    data: Callable[[Tx], None] | None = None
 
 
 MIGRATIONS: tuple[Migration, ...] = (
@@ -321,7 +370,8 @@ MIGRATIONS: tuple[Migration, ...] = (
     Migration(3, "job_event_notify", _job_event_notify),
     Migration(4, "worker_tokens", _worker_tokens),
     Migration(5, "retention", _retention),
-    Migration(6, "operator_controls", _operator_controls),
+    Migration(6, "output_stored_once", _no_sql, _output_stored_once),
+    Migration(7, "operator_controls", _operator_controls),
 )
 LATEST = MIGRATIONS[-1].version
 
@@ -344,6 +394,8 @@ def migrate(tx: Tx, script: Callable[[str], None], tail: str = "") -> list[Migra
         text = migration.sql(dialect)
         if text.strip():
             script(text)
+        if migration.data is not None:
+            migration.data(tx)
         _record(tx, migration)
         done.append(migration)
     if tail.strip():

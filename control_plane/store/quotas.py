@@ -17,9 +17,9 @@ from dataclasses import dataclass
 
 from control_plane.store import audit
 from control_plane.store.backend import Backend, Tx
+from control_plane.store.records import JobState
 from control_plane.store.tenants import UnknownTenant
 from sluice.settings import Settings
-from sluice.v1 import job_pb2 as pb
 
 DAY_S = 86_400
 MINUTE_S = 60
@@ -137,7 +137,7 @@ def submit_state(conn: Tx, tenant_id: str, defaults: TenantQuota,
         " (SELECT CAST(sum(cpu_ms) AS BIGINT) FROM cpu_usage"
         "  WHERE tenant_id = :t AND minute >= :first),"
         " tokens, updated_at FROM (SELECT 1) AS one LEFT JOIN submit_buckets ON tenant_id = :t",
-        {"t": tenant_id, "queued": pb.JOB_STATE_QUEUED,
+        {"t": tenant_id, "queued": JobState.QUEUED,
          "first": math.floor((now - DAY_S) / MINUTE_S)},
     ).fetchone()
     quota = _applied(defaults, overrides or "{}")
@@ -149,9 +149,9 @@ def job_counts(conn: Tx, tenant_id: str) -> tuple[int, int]:
     """(queued, running) jobs of the tenant now (tenant_job_counts, kept by triggers)."""
     counts = dict(conn.execute(
         "SELECT state, jobs FROM tenant_job_counts WHERE tenant_id = ? AND state IN (?, ?)",
-        (tenant_id, pb.JOB_STATE_QUEUED, pb.JOB_STATE_RUNNING),
+        (tenant_id, JobState.QUEUED, JobState.RUNNING),
     ).fetchall())
-    return counts.get(pb.JOB_STATE_QUEUED, 0), counts.get(pb.JOB_STATE_RUNNING, 0)
+    return counts.get(JobState.QUEUED, 0), counts.get(JobState.RUNNING, 0)
 
 
 def running_count(conn: Tx, tenant_id: str) -> int:

@@ -16,16 +16,15 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 
-from control_plane.store.audit import AuditRecord
+from control_plane.store.audit import AuditRecord, settled_seq
 from control_plane.store.backend import Backend, Tx
-from control_plane.store.jobs import _JOB_COLUMNS, PURGED, _job_from_row
-from sluice.v1 import archive_pb2 as arc
-from sluice.v1 import execution_service_pb2 as api
-from sluice.v1 import job_pb2 as pb
+from control_plane.store.jobs import _JOB_COLUMNS, PURGED, events_with_output, jobs_from_rows
+from control_plane.store.records import JobSnapshot, JobState, RecordCodec
 
+MAX_SEQ = 2**63 - 1  # above every seq: no watermark (SQLite)
 # Terminal states that stay so. A dead-lettered job may still be replayed (by the recovery
 # service, or an operator from the parking lot): it leaves the store only once purged.
-_FINAL_STATES = (pb.JOB_STATE_SUCCEEDED, pb.JOB_STATE_FAILED, pb.JOB_STATE_CANCELLED)
+_FINAL_STATES = (JobState.SUCCEEDED, JobState.FAILED, JobState.CANCELLED)
 
 
 @dataclass(frozen=True)
@@ -40,8 +39,9 @@ class ExpiredJob:
 
 
 class RetentionStore:
-    def __init__(self, db: Backend) -> None:
+    def __init__(self, db: Backend, codec: RecordCodec) -> None:
         self._db = db
+        self._codec = codec
 
     async def claim_expired(self, *, ended_before: float, now: float, claim_s: float,
                             limit: int) -> list[ExpiredJob]:
@@ -58,7 +58,7 @@ class RetentionStore:
                 " AND NOT EXISTS (SELECT 1 FROM job_archiving a"
                 "  WHERE a.job_id = jobs.id AND a.claimed_until >= ?)"
                 " ORDER BY ended_at LIMIT ?",
-                (ended_before, *_FINAL_STATES, pb.JOB_STATE_DEAD_LETTERED, PURGED, now,
+                (ended_before, *_FINAL_STATES, JobState.DEAD_LETTERED, PURGED, now,
                  limit),
             ).fetchall()
             claimed = []
@@ -76,11 +76,11 @@ class RetentionStore:
 
         return await self._db.run(tx)
 
-    async def snapshot(self, expired: ExpiredJob) -> arc.ArchivedJob | None:
+    async def snapshot(self, expired: ExpiredJob) -> JobSnapshot | None:
         """The job as its archive object: the Job as GetJob returns it and all its events,
         read in one transaction; None if it is gone or changed since it was claimed."""
 
-        def tx(conn: Tx) -> arc.ArchivedJob | None:
+        def tx(conn: Tx) -> JobSnapshot | None:
             row = conn.execute(
                 f"SELECT {_JOB_COLUMNS}, last_seq, parked, replays, spec FROM jobs"
                 " WHERE id = ?",
@@ -89,12 +89,13 @@ class RetentionStore:
             if row is None or (row[2], row[-4], row[-3]) != (
                     expired.state, expired.last_seq, expired.parked):
                 return None
-            events = [pb.JobEvent.FromString(blob) for (blob,) in conn.execute(
-                "SELECT event FROM job_events WHERE job_id = ? ORDER BY seq",
-                (expired.job_id,))]
-            return arc.ArchivedJob(
-                tenant_id=row[1], job=_job_from_row(row), events=events,
-                spec=api.SubmitJobRequest.FromString(row[-1]), replays=row[-2])
+            events = events_with_output(
+                conn, self._codec, expired.job_id, [blob for (blob,) in conn.execute(
+                    "SELECT event FROM job_events WHERE job_id = ? ORDER BY seq",
+                    (expired.job_id,))])
+            return JobSnapshot(
+                tenant_id=row[1], job=jobs_from_rows(conn, self._codec, [row])[0],
+                events=tuple(events), spec=self._codec.decode_spec(row[-1]), replays=row[-2])
 
         return await self._db.run(tx)
 
@@ -140,10 +141,14 @@ class RetentionStore:
         as short as the batch whatever the trail's length."""
 
         def tx(conn: Tx) -> list[AuditRecord]:
+            # Only settled records: the delete that follows takes a range of seqs, which a
+            # record committed later must not fall into unread.
+            watermark = settled_seq(conn)
             records = []
             for row in conn.execute(
                 "SELECT seq, time, tenant_id, actor, action, job_id, detail FROM audit_events"
-                " ORDER BY seq LIMIT ?", (limit,)):
+                " WHERE seq <= ? ORDER BY seq LIMIT ?",
+                (MAX_SEQ if watermark is None else watermark, limit)):
                 if row[1] >= before:
                     break
                 records.append(AuditRecord(*row[:6], json.loads(row[6])))

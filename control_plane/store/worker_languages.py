@@ -10,14 +10,15 @@ from __future__ import annotations
 import time
 
 from control_plane.store.backend import Backend, Tx
-from sluice.v1 import job_pb2 as pb
+from control_plane.store.records import LanguageRecord, RecordCodec
 
 
 class WorkerLanguageStore:
-    def __init__(self, db: Backend) -> None:
+    def __init__(self, db: Backend, codec: RecordCodec) -> None:
         self._db = db
+        self._codec = codec
 
-    async def record(self, worker: str, languages: list[pb.Language]) -> None:
+    async def record(self, worker: str, languages: list[LanguageRecord]) -> None:
         now = time.time()
 
         def tx(conn: Tx) -> None:
@@ -25,17 +26,17 @@ class WorkerLanguageStore:
                 "INSERT INTO worker_languages (worker, language_id, language, last_seen)"
                 " VALUES (?, ?, ?, ?) ON CONFLICT (worker, language_id) DO UPDATE"
                 " SET language = excluded.language, last_seen = excluded.last_seen",
-                [(worker, lang.id, lang.SerializeToString(), now) for lang in languages],
+                [(worker, lang.id, self._codec.encode_language(lang), now) for lang in languages],
             )
 
         await self._db.run(tx)
 
-    async def live(self, seen_within_s: float) -> list[pb.Language]:
+    async def live(self, seen_within_s: float) -> list[LanguageRecord]:
         """Each language some live identity registered within the window, by id; where
         several did, the latest registration's description."""
         since = time.time() - seen_within_s
 
-        def tx(conn: Tx) -> list[pb.Language]:
+        def tx(conn: Tx) -> list[LanguageRecord]:
             rows = conn.execute(
                 "SELECT language_id, language FROM worker_languages w WHERE last_seen > ?"
                 " AND EXISTS (SELECT 1 FROM worker_tokens t"
@@ -44,6 +45,6 @@ class WorkerLanguageStore:
                 (since,),
             )
             latest = {language_id: blob for language_id, blob in rows}
-            return [pb.Language.FromString(blob) for blob in latest.values()]
+            return [self._codec.decode_language(blob) for blob in latest.values()]
 
         return await self._db.run(tx)

@@ -16,8 +16,8 @@ from dataclasses import dataclass, field
 
 from control_plane.store import audit
 from control_plane.store.backend import Backend, Tx
+from control_plane.store.records import JobState
 from control_plane.store.tenants import hash_key
-from sluice.v1 import job_pb2 as pb
 
 TOKEN_PREFIX = "swt_"
 NAME_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
@@ -94,7 +94,7 @@ def _revoke(conn: Tx, token_id: str, now: float, actor: str) -> bool:
     released = conn.execute(
         "UPDATE jobs SET lease_expires_at = ? WHERE state = ? AND lease_owner = ?"
         " AND lease_expires_at > ? RETURNING id",
-        (now, pb.JOB_STATE_RUNNING, name, now),
+        (now, JobState.RUNNING, name, now),
     ).fetchall()
     audit.record(conn, tenant_id="", actor=actor, action="worker_token_revoked", now=now,
                  token_id=token_id, name=name, leases_released=len(released))

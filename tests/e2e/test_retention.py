@@ -14,13 +14,14 @@ import grpc
 import pytest
 
 from control_plane.archive import JobArchive
+from control_plane.job_messages import CODEC
 from control_plane.retention import BATCH, RetentionSweeper
 from control_plane.store.database import Database
 from control_plane.store.jobs import JobStore
+from control_plane.store.records import JobSpec
 from control_plane.store.retention import RetentionStore
 from sluice.client import SluiceClient
 from sluice.v1 import archive_pb2 as arc
-from sluice.v1 import execution_service_pb2 as api
 from sluice.v1 import job_pb2 as pb
 from tests.conftest import python_job, wait_for_languages
 from tests.e2e.test_metrics import scrape, value
@@ -232,23 +233,23 @@ async def test_two_sweeps_at_once_write_each_job_once_and_an_archive_down_keeps_
     db = Database(tmp_path / "store.db")
     await db.open()
     try:
-        jobs = JobStore(db)
+        jobs = JobStore(db, CODEC)
         ids = []
         for _ in range(2 * BATCH + 30):  # over two batches
             job, _ = await jobs.create(lambda conn: ("t_0123456789abcdef", "test"),
-                                       api.SubmitJobRequest(language="python"))
+                                       JobSpec(language="python"))
             await jobs.cancel(job.id, "t_0123456789abcdef", actor="test")
             ids.append(job.id)
         nowhere = await JobArchive.open(f"s3://{BUCKET}/{PREFIX}",
                                         f"http://127.0.0.1:{free_port()}")
-        down = RetentionSweeper(RetentionStore(db), nowhere, retention_s=1e-6,
+        down = RetentionSweeper(RetentionStore(db, CODEC), nowhere, retention_s=1e-6,
                                 audit_retention_s=0, interval_s=1)
         outcome = await down.sweep()
         assert outcome.failures >= 1 and outcome.deleted == 0
         assert rows_left(tmp_path / "store.db") == len(ids)
 
         archive = await JobArchive.open(f"s3://{BUCKET}/{PREFIX}", s3.endpoint_url)
-        sweepers = [RetentionSweeper(RetentionStore(db), archive, retention_s=1e-6,
+        sweepers = [RetentionSweeper(RetentionStore(db, CODEC), archive, retention_s=1e-6,
                                      audit_retention_s=0, interval_s=1) for _ in range(2)]
         outcomes = await asyncio.gather(*(sweeper.sweep() for sweeper in sweepers))
         assert sum(o.archived for o in outcomes) == len(ids)  # none written twice

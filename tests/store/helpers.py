@@ -4,33 +4,32 @@ from __future__ import annotations
 
 import uuid
 
+from control_plane.job_messages import CODEC
 from control_plane.store.backend import Backend
 from control_plane.store.holds import ClaimGate
 from control_plane.store.jobs import ClaimOutcome, JobStore
 from control_plane.store.quotas import TenantQuota
+from control_plane.store.records import JobRecord, JobSpec, SourceFile
 from control_plane.store.tenants import TenantStore
 from sluice.settings import Settings
-from sluice.v1 import execution_service_pb2 as api
-from sluice.v1 import job_pb2 as pb
 
 DEFAULTS = TenantQuota.defaults(Settings())
 
 
 def job_store(db: Backend, defaults: TenantQuota = DEFAULTS) -> JobStore:
-    return JobStore(db, claim_gate=ClaimGate(defaults))
+    return JobStore(db, CODEC, claim_gate=ClaimGate(defaults))
 
 
 async def new_tenant(db: Backend) -> str:
     return (await TenantStore(db).create_tenant(f"t-{uuid.uuid4().hex[:8]}")).id
 
 
-def spec(source: str = "print(1)", **fields: object) -> api.SubmitJobRequest:
-    return api.SubmitJobRequest(language="python",
-                                files=[pb.File(name="main.py", content=source.encode())],
-                                **fields)
+def spec(source: str = "print(1)", **fields: object) -> JobSpec:
+    return JobSpec(language="python",  # type: ignore[arg-type]
+                   files=(SourceFile(name="main.py", content=source.encode()),), **fields)
 
 
-async def submit(jobs: JobStore, tenant_id: str, **fields: object) -> pb.Job:
+async def submit(jobs: JobStore, tenant_id: str, **fields: object) -> JobRecord:
     job, created = await jobs.create(lambda tx: (tenant_id, "key:test"), spec(**fields))
     assert created
     return job

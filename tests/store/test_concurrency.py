@@ -5,11 +5,12 @@ from __future__ import annotations
 
 import asyncio
 
+from control_plane.job_messages import spec_message
 from control_plane.quotas import QuotaExceeded, SubmitAdmission
 from control_plane.store.holds import HoldStore
 from control_plane.store.quotas import QuotaStore
+from control_plane.store.records import JobState, OutputStream, ResultRecord, Verdict
 from control_plane.store.tenants import TenantExists, TenantStore
-from sluice.v1 import job_pb2 as pb
 from tests.store.conftest import OpenBackend
 from tests.store.helpers import DEFAULTS, claim, job_store, new_tenant, spec, submit
 
@@ -26,7 +27,7 @@ async def test_one_claim_of_a_job_wins_across_replicas(open_backend: OpenBackend
         pair = outcomes[2 * i:2 * i + 2]
         assert sum(o.assignment is not None for o in pair) == 1, job.id
         events = await jobs_other.events_after(job.id, 0)
-        started = [e for e in events if e.state_change.state == pb.JOB_STATE_RUNNING]
+        started = [e for e in events if e.state_change.state == JobState.RUNNING]
         assert len(started) == 1
 
 
@@ -40,8 +41,9 @@ async def test_submits_through_two_replicas_accept_exactly_the_quota(
     async def admit(i: int) -> bool:
         request = spec()
         try:
-            await replicas[i % 2].create(lambda tx: (tenant_id, "key:test"), request,
-                                         check=SubmitAdmission(DEFAULTS, request, request))
+            await replicas[i % 2].create(
+                lambda tx: (tenant_id, "key:test"), request,
+                check=SubmitAdmission(DEFAULTS, spec_message(request), request))
         except QuotaExceeded:
             return False
         return True
@@ -50,7 +52,7 @@ async def test_submits_through_two_replicas_accept_exactly_the_quota(
     assert sum(accepted) == 10
     queued = await one.run(lambda tx: tx.execute(
         "SELECT count(*) FROM jobs WHERE tenant_id = ? AND state = ?",
-        (tenant_id, pb.JOB_STATE_QUEUED)).fetchone()[0])
+        (tenant_id, JobState.QUEUED)).fetchone()[0])
     assert queued == 10
 
 
@@ -93,14 +95,14 @@ async def test_output_and_the_result_race_without_a_late_chunk(
     jobs_one, jobs_other = job_store(one), job_store(other)
     job = await submit(jobs_one, await new_tenant(one))
     await claim(jobs_one, job.id)
-    chunks = [jobs_other.append_output(job.id, 1, "w1", pb.OUTPUT_STREAM_STDOUT, b"x")
+    chunks = [jobs_other.append_output(job.id, 1, "w1", OutputStream.STDOUT, b"x")
               for _ in range(10)]
-    await asyncio.gather(jobs_one.finish(job.id, 1, "w1", pb.Result(verdict=pb.VERDICT_OK)),
+    await asyncio.gather(jobs_one.finish(job.id, 1, "w1", ResultRecord(verdict=Verdict.OK)),
                          *chunks)
     events = await jobs_one.events_after(job.id, 0)
-    assert events[-1].state_change.state == pb.JOB_STATE_SUCCEEDED
+    assert events[-1].state_change.state == JobState.SUCCEEDED
     stdout = (await jobs_one.get(job.id, None)).result.stdout  # type: ignore[union-attr]
-    stored_chunks = sum(1 for e in events if e.HasField("output"))
+    stored_chunks = sum(1 for e in events if e.output is not None)
     assert stdout == b"x" * stored_chunks
 
 
@@ -113,12 +115,12 @@ async def test_a_held_job_released_by_two_replicas_runs_once(
     tenant_id = await new_tenant(one)
     first = await submit(jobs_one, tenant_id, ordering_key="k")
     request = spec(ordering_key="k")
-    admission = SubmitAdmission(DEFAULTS, request, request)
+    admission = SubmitAdmission(DEFAULTS, spec_message(request), request)
     second, _ = await jobs_one.create(lambda tx: (tenant_id, "key:test"), request,
                                       check=admission)
     assert admission.held
     await claim(jobs_one, first.id)
-    await jobs_one.finish(first.id, 1, "w1", pb.Result(verdict=pb.VERDICT_OK))
+    await jobs_one.finish(first.id, 1, "w1", ResultRecord(verdict=Verdict.OK))
     releasers = [HoldStore(one, DEFAULTS), HoldStore(other, DEFAULTS)]
     released = await asyncio.gather(*(holds.releasable() for holds in releasers))
     assert [[r.job_id for r in each] for each in released] == [[second.id], [second.id]]

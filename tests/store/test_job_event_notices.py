@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 
 from control_plane.store.backend import Backend
-from sluice.v1 import job_pb2 as pb
+from control_plane.store.records import OutputStream
 from tests.store.conftest import OpenBackend
 from tests.store.helpers import claim, job_store, new_tenant, submit
 
@@ -25,7 +25,7 @@ async def test_events_stored_through_one_replica_are_heard_by_another(
         jobs = job_store(writer)
         job = await submit(jobs, await new_tenant(writer))
         await claim(jobs, job.id)
-        await jobs.append_output(job.id, 1, "w1", pb.OUTPUT_STREAM_STDOUT, b"hi")
+        await jobs.append_output(job.id, 1, "w1", OutputStream.STDOUT, b"hi")
         got = [await asyncio.wait_for(heard.get(), 30) for _ in range(3)]
         assert got == [(job.id, 1), (job.id, 2), (job.id, 3)]
     finally:

@@ -10,7 +10,7 @@ from pathlib import Path
 from control_plane.store.backend import Backend
 from control_plane.store.database import Database
 from control_plane.store.migrations import LATEST, MIGRATIONS, version
-from sluice.v1 import job_pb2 as pb
+from control_plane.store.records import JobState
 from tests.store.conftest import OpenBackend
 from tests.store.helpers import claim, job_store, submit
 
@@ -38,7 +38,7 @@ async def test_a_store_from_before_migrations_is_migrated_not_rebuilt(tmp_path: 
             [row[0] for row in tx.execute("SELECT id FROM jobs ORDER BY seq")]))
         assert len(old_ids) == 3
         first = await jobs.get(old_ids[0], tenant_id)
-        assert first is not None and first.state == pb.JOB_STATE_SUCCEEDED
+        assert first is not None and first.state == JobState.SUCCEEDED
         # The old jobs keep their order (their ordering key's): the second runs next, not
         # the third, and a new job comes after them all.
         assert (await claim(jobs, old_ids[2])).refusal != 0
@@ -56,7 +56,7 @@ async def test_a_store_from_before_migrations_is_migrated_not_rebuilt(tmp_path: 
         counts = await db.run(lambda tx: dict(tx.execute(
             "SELECT state, jobs FROM tenant_job_counts WHERE tenant_id = ?",
             (tenant_id,)).fetchall()))
-        assert counts[pb.JOB_STATE_QUEUED] == 2 and counts[pb.JOB_STATE_RUNNING] == 1
+        assert counts[JobState.QUEUED] == 2 and counts[JobState.RUNNING] == 1
     finally:
         await db.close()
 

@@ -6,16 +6,23 @@ import asyncio
 
 import pytest
 
+from control_plane.job_messages import CODEC, spec_message
 from control_plane.quotas import QuotaExceeded, SubmitAdmission
 from control_plane.store.audit import AuditLog
 from control_plane.store.backend import Backend
 from control_plane.store.holds import ORDERING, HoldStore
 from control_plane.store.quotas import QuotaStore
+from control_plane.store.records import (
+    JobState,
+    LanguageRecord,
+    OutputStream,
+    Refusal,
+    ResultRecord,
+    Verdict,
+)
 from control_plane.store.tenants import TenantExists, TenantStore
 from control_plane.store.worker_languages import WorkerLanguageStore
 from control_plane.store.worker_tokens import WorkerTokenStore
-from sluice.v1 import job_pb2 as pb
-from sluice.v1 import worker_gateway_pb2 as gw
 from tests.store.helpers import DEFAULTS, claim, job_store, new_tenant, spec, submit
 
 
@@ -42,22 +49,23 @@ async def test_a_job_runs_and_its_events_tell_it(db: Backend) -> None:
     job = await submit(jobs, tenant_id, labels={"team": "x"})
     outcome = await claim(jobs, job.id)
     assert outcome.assignment is not None and outcome.assignment.attempt == 1
-    assert await jobs.append_output(job.id, 1, "w1", pb.OUTPUT_STREAM_STDOUT, b"hello ") is not None
-    assert await jobs.append_output(job.id, 1, "w1", pb.OUTPUT_STREAM_STDOUT, b"world") is not None
-    stored = await jobs.finish(job.id, 1, "w1", pb.Result(verdict=pb.VERDICT_OK))
-    assert stored is not None and stored.state == pb.JOB_STATE_SUCCEEDED
+    assert await jobs.append_output(job.id, 1, "w1", OutputStream.STDOUT, b"hello ") is not None
+    assert await jobs.append_output(job.id, 1, "w1", OutputStream.STDOUT, b"world") is not None
+    stored = await jobs.finish(job.id, 1, "w1", ResultRecord(verdict=Verdict.OK))
+    assert stored is not None and stored.state == JobState.SUCCEEDED
     # A late report of the same attempt: answered as stored, nothing written.
-    again = await jobs.finish(job.id, 1, "w1", pb.Result(verdict=pb.VERDICT_OK))
+    again = await jobs.finish(job.id, 1, "w1", ResultRecord(verdict=Verdict.OK))
     assert again is not None and again.events == []
-    assert await jobs.append_output(job.id, 1, "w1", pb.OUTPUT_STREAM_STDOUT, b"late") is None
+    assert await jobs.append_output(job.id, 1, "w1", OutputStream.STDOUT, b"late") is None
 
     read = await jobs.get(job.id, tenant_id)
-    assert read is not None and read.state == pb.JOB_STATE_SUCCEEDED
+    assert read is not None and read.state == JobState.SUCCEEDED
     assert read.result.stdout == b"hello world" and dict(read.labels) == {"team": "x"}
     assert await jobs.get(job.id, "someone-else") is None
     events = await jobs.events_after(job.id, 0)
     assert [e.seq for e in events] == [1, 2, 3, 4, 5, 6]
-    kinds = [e.WhichOneof("event") for e in events]
+    kinds = [next(kind for kind in ("state_change", "output", "result")
+                  if getattr(e, kind) is not None) for e in events]
     assert kinds == ["state_change", "state_change", "output", "output", "result",
                      "state_change"]
     watched = await jobs.watch_read(job.id, tenant_id, 4)
@@ -89,7 +97,7 @@ async def test_a_second_claim_is_refused_while_the_lease_lives(db: Backend) -> N
     job = await submit(jobs, await new_tenant(db))
     assert (await claim(jobs, job.id, "w1")).assignment is not None
     refused = await claim(jobs, job.id, "w2")
-    assert refused.assignment is None and refused.refusal == gw.REFUSAL_REASON_LEASED
+    assert refused.assignment is None and refused.refusal == Refusal.LEASED
 
 
 async def test_a_lost_attempt_goes_back_to_the_queue_once(db: Backend) -> None:
@@ -98,7 +106,7 @@ async def test_a_lost_attempt_goes_back_to_the_queue_once(db: Backend) -> None:
     await claim(jobs, job.id, lease_s=-1)  # its lease has run out already
     [lost] = [e for e in await jobs.expired_leases() if e.job_id == job.id]
     assert [e.state_change.state for e in await jobs.release_lost_attempt(
-        lost, dead_reason=None)] == [pb.JOB_STATE_QUEUED]
+        lost, dead_reason=None)] == [JobState.QUEUED]
     assert await jobs.release_lost_attempt(lost, dead_reason=None) == []
     again = await claim(jobs, job.id)
     assert again.assignment is not None and again.assignment.attempt == 2
@@ -110,8 +118,8 @@ async def test_cancel_ends_a_queued_job(db: Backend) -> None:
     job = await submit(jobs, tenant_id)
     assert await jobs.cancel(job.id, "someone-else", actor="key:x") is None
     outcome = await jobs.cancel(job.id, tenant_id, actor="key:x")
-    assert outcome is not None and outcome[0].state == pb.JOB_STATE_CANCELLED
-    assert (await claim(jobs, job.id)).refusal == gw.REFUSAL_REASON_FINISHED
+    assert outcome is not None and outcome[0].state == JobState.CANCELLED
+    assert (await claim(jobs, job.id)).refusal == Refusal.FINISHED
 
 
 async def test_dead_letters_are_listed_parked_and_purged(db: Backend) -> None:
@@ -121,7 +129,7 @@ async def test_dead_letters_are_listed_parked_and_purged(db: Backend) -> None:
     for job, parked in ((first, False), (second, True)):
         state, current, events = await jobs.record_dead_letter(
             job.id, replays=0, reason="gone", parked=parked, actor="recovery")
-        assert (state, current, len(events)) == (pb.JOB_STATE_DEAD_LETTERED, True, 1)
+        assert (state, current, len(events)) == (JobState.DEAD_LETTERED, True, 1)
     listed = await jobs.dead_lettered(parked=None, tenant_id=tenant_id)
     assert [row[0] for row in listed] == [first.id, second.id]
     after = await jobs.dead_lettered(parked=None, tenant_id=tenant_id, after_id=first.id)
@@ -141,7 +149,7 @@ async def test_quotas_are_set_and_enforced(db: Backend) -> None:
     async def admit() -> None:
         request = spec()
         await jobs.create(lambda tx: (tenant_id, "key:test"), request,
-                          check=SubmitAdmission(DEFAULTS, request, request))
+                          check=SubmitAdmission(DEFAULTS, spec_message(request), request))
 
     await admit()
     await admit()
@@ -159,7 +167,7 @@ async def test_ordering_keys_hold_the_later_jobs(db: Backend) -> None:
     submitted = []
     for _ in range(3):
         request = spec(ordering_key="k")
-        admission = SubmitAdmission(DEFAULTS, request, request)
+        admission = SubmitAdmission(DEFAULTS, spec_message(request), request)
         job, _ = await jobs.create(lambda tx: (tenant_id, "key:test"), request,
                                    check=admission)
         admissions.append(admission.held)
@@ -167,9 +175,9 @@ async def test_ordering_keys_hold_the_later_jobs(db: Backend) -> None:
     assert admissions == [False, True, True]
     assert await holds.releasable() == []
     # Out of order: the claim holds it again.
-    assert (await claim(jobs, submitted[2].id)).refusal == gw.REFUSAL_REASON_ORDERED
+    assert (await claim(jobs, submitted[2].id)).refusal == Refusal.ORDERED
     await claim(jobs, submitted[0].id)
-    await jobs.finish(submitted[0].id, 1, "w1", pb.Result(verdict=pb.VERDICT_OK))
+    await jobs.finish(submitted[0].id, 1, "w1", ResultRecord(verdict=Verdict.OK))
     released = await holds.releasable()
     assert [r.job_id for r in released] == [submitted[1].id]
     await holds.mark_released(released)
@@ -178,12 +186,12 @@ async def test_ordering_keys_hold_the_later_jobs(db: Backend) -> None:
 
 
 async def test_languages_are_kept_per_live_identity(db: Backend) -> None:
-    languages = WorkerLanguageStore(db)
+    languages = WorkerLanguageStore(db, CODEC)
     tokens = WorkerTokenStore(db)
     await tokens.create("worker-a", actor="test")
-    await languages.record("worker-a", [pb.Language(id="python", name="Python")])
-    await languages.record("worker-a", [pb.Language(id="python", name="Python 3")])
-    await languages.record("unknown", [pb.Language(id="cobol", name="COBOL")])
+    await languages.record("worker-a", [LanguageRecord(id="python", name="Python")])
+    await languages.record("worker-a", [LanguageRecord(id="python", name="Python 3")])
+    await languages.record("unknown", [LanguageRecord(id="cobol", name="COBOL")])
     assert [lang.name for lang in await languages.live(60)] == ["Python 3"]
     await tokens.revoke("worker-a", actor="test")
     assert await languages.live(60) == []

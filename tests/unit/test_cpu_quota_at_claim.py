@@ -11,16 +11,15 @@ from pathlib import Path
 
 import pytest
 
+from control_plane.job_messages import CODEC
 from control_plane.store import quotas
 from control_plane.store.database import Database
 from control_plane.store.holds import ClaimGate, HoldStore
 from control_plane.store.jobs import JobStore
 from control_plane.store.quotas import QuotaStore, TenantQuota
+from control_plane.store.records import JobSpec, JobState, Refusal, SourceFile
 from control_plane.store.tenants import TenantStore
 from sluice.settings import Settings
-from sluice.v1 import execution_service_pb2 as api
-from sluice.v1 import job_pb2 as pb
-from sluice.v1 import worker_gateway_pb2 as gw
 
 DEFAULTS = TenantQuota.defaults(Settings())
 
@@ -43,9 +42,9 @@ async def test_a_job_claimed_after_the_days_cpu_is_used_waits_until_there_is_roo
     tenant = await TenantStore(db).create_tenant("cpu")
     quota_store = QuotaStore(db, DEFAULTS)
     await quota_store.set(tenant.id, {"cpu_seconds_per_day": 1}, [], actor="test")
-    jobs = JobStore(db, claim_gate=ClaimGate(DEFAULTS))
-    spec = api.SubmitJobRequest(language="python",
-                                files=[pb.File(name="main.py", content=b"pass")])
+    jobs = JobStore(db, CODEC, claim_gate=ClaimGate(DEFAULTS))
+    spec = JobSpec(language="python",
+                                files=(SourceFile(name="main.py", content=b"pass"),))
     job, _ = await jobs.create(lambda conn: (tenant.id, "test"), spec)
 
     # Another job of the tenant used 2 CPU-seconds after this one was admitted.
@@ -56,10 +55,10 @@ async def test_a_job_claimed_after_the_days_cpu_is_used_waits_until_there_is_roo
 
     refused = await claim(jobs, job.id)
     assert refused.assignment is None
-    assert refused.refusal == gw.REFUSAL_REASON_THROTTLED
+    assert refused.refusal == Refusal.THROTTLED
     assert "cpu_seconds_per_day" in refused.detail
     waiting = await jobs.get(job.id, None)
-    assert waiting is not None and waiting.state == pb.JOB_STATE_QUEUED
+    assert waiting is not None and waiting.state == JobState.QUEUED
     assert "2.0 CPU-seconds in the last 24 hours" in waiting.state_reason
 
     holds = HoldStore(db, DEFAULTS)

@@ -5,11 +5,18 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from control_plane.job_messages import CODEC
 from control_plane.store.database import Database
 from control_plane.store.jobs import JobStore
+from control_plane.store.records import (
+    JobSpec,
+    JobState,
+    OutputStream,
+    ResultRecord,
+    SourceFile,
+    Verdict,
+)
 from control_plane.store.tenants import TenantStore
-from sluice.v1 import execution_service_pb2 as api
-from sluice.v1 import job_pb2 as pb
 
 LEASE_S = 10.0
 
@@ -18,9 +25,9 @@ async def started_job(tmp_path: Path) -> tuple[Database, JobStore, str]:
     db = Database(tmp_path / "store.db")
     await db.open()
     tenant = await TenantStore(db).create_tenant("resumers")
-    jobs = JobStore(db)
-    job, _ = await jobs.create(lambda conn: (tenant.id, "test"), api.SubmitJobRequest(
-        language="python", files=[pb.File(name="main.py", content=b"print(1)")]))
+    jobs = JobStore(db, CODEC)
+    job, _ = await jobs.create(lambda conn: (tenant.id, "test"), JobSpec(
+        language="python", files=(SourceFile(name="main.py", content=b"print(1)"),)))
     claimed = await jobs.claim(job.id, "worker-a", replays=0, lease_s=LEASE_S, max_attempts=3,
                                heartbeat_interval_ms=1000)
     assert claimed.assignment is not None and claimed.assignment.attempt == 1
@@ -30,9 +37,9 @@ async def started_job(tmp_path: Path) -> tuple[Database, JobStore, str]:
 async def test_the_holder_resumes_with_the_output_the_store_has(tmp_path: Path) -> None:
     db, jobs, job_id = await started_job(tmp_path)
     try:
-        for stream, data in ((pb.OUTPUT_STREAM_STDOUT, b"one\n"),
-                             (pb.OUTPUT_STREAM_STDERR, b"oops\n"),
-                             (pb.OUTPUT_STREAM_STDOUT, b"two\n")):
+        for stream, data in ((OutputStream.STDOUT, b"one\n"),
+                             (OutputStream.STDERR, b"oops\n"),
+                             (OutputStream.STDOUT, b"two\n")):
             assert await jobs.append_output(job_id, 1, "worker-a", stream, data) is not None
         resumed = await jobs.resume(job_id, "worker-a", 1, LEASE_S)
         assert resumed.going_on and not resumed.finished
@@ -48,8 +55,8 @@ async def test_the_holder_resumes_with_the_output_the_store_has(tmp_path: Path) 
 async def test_a_stored_result_is_answered_as_finished(tmp_path: Path) -> None:
     db, jobs, job_id = await started_job(tmp_path)
     try:
-        stored = await jobs.finish(job_id, 1, "worker-a", pb.Result(verdict=pb.VERDICT_OK))
-        assert stored is not None and stored.state == pb.JOB_STATE_SUCCEEDED
+        stored = await jobs.finish(job_id, 1, "worker-a", ResultRecord(verdict=Verdict.OK))
+        assert stored is not None and stored.state == JobState.SUCCEEDED
         resumed = await jobs.resume(job_id, "worker-a", 1, LEASE_S)
         assert resumed.finished and not resumed.going_on
     finally:

@@ -10,11 +10,11 @@ from pathlib import Path
 
 import pytest
 
+from control_plane.job_messages import CODEC
 from control_plane.store.database import Database
 from control_plane.store.jobs import JobStore
+from control_plane.store.records import JobSpec, JobState
 from control_plane.store.retention import RetentionStore
-from sluice.v1 import execution_service_pb2 as api
-from sluice.v1 import job_pb2 as pb
 
 TENANT = "t_0123456789abcdef"
 
@@ -34,7 +34,7 @@ async def cancelled_jobs(jobs: JobStore, count: int) -> list[str]:
     ids = []
     for n in range(count):
         job, _ = await jobs.create(lambda conn: (TENANT, "test"),
-                                   api.SubmitJobRequest(language="python", labels={"n": str(n)}))
+                                   JobSpec(language="python", labels={"n": str(n)}))
         await jobs.cancel(job.id, TENANT, actor="test")
         ids.append(job.id)
     return ids
@@ -47,7 +47,7 @@ def rows(path: Path, sql: str, *params: object) -> list[tuple]:
 
 async def test_a_claimed_job_is_not_claimed_again_until_its_claim_runs_out(
         db: Database) -> None:
-    jobs, retention = JobStore(db), RetentionStore(db)
+    jobs, retention = JobStore(db, CODEC), RetentionStore(db, CODEC)
     ids = await cancelled_jobs(jobs, 5)
     now = time.time() + 1
     first = await retention.claim_expired(ended_before=now, now=now, claim_s=60, limit=3)
@@ -61,11 +61,11 @@ async def test_a_claimed_job_is_not_claimed_again_until_its_claim_runs_out(
 
 
 async def test_only_jobs_ended_before_the_cut_and_final_are_claimed(db: Database) -> None:
-    jobs, retention = JobStore(db), RetentionStore(db)
+    jobs, retention = JobStore(db, CODEC), RetentionStore(db, CODEC)
     [ended] = await cancelled_jobs(jobs, 1)
     cut = time.time()
     queued, _ = await jobs.create(lambda conn: (TENANT, "test"),
-                                  api.SubmitJobRequest(language="python"))
+                                  JobSpec(language="python"))
     await cancelled_jobs(jobs, 1)  # ended after the cut
     claimed = await retention.claim_expired(ended_before=cut, now=cut, claim_s=60, limit=10)
     assert [job.job_id for job in claimed] == [ended]
@@ -74,7 +74,7 @@ async def test_only_jobs_ended_before_the_cut_and_final_are_claimed(db: Database
 
 async def test_a_job_leaves_with_its_events_only_as_it_was_read(
         db: Database, tmp_path: Path) -> None:
-    jobs, retention = JobStore(db), RetentionStore(db)
+    jobs, retention = JobStore(db, CODEC), RetentionStore(db, CODEC)
     kept_id, gone_id = await cancelled_jobs(jobs, 2)
     now = time.time() + 1
     claimed = await retention.claim_expired(ended_before=now, now=now, claim_s=60, limit=10)
@@ -83,7 +83,7 @@ async def test_a_job_leaves_with_its_events_only_as_it_was_read(
     assert snapshot.tenant_id == TENANT
     assert snapshot.job == await jobs.get(gone_id, TENANT)
     assert list(snapshot.events) == await jobs.events_after(gone_id, 0)
-    assert snapshot.events[-1].state_change.state == pb.JOB_STATE_CANCELLED
+    assert snapshot.events[-1].state_change.state == JobState.CANCELLED
     assert snapshot.spec.labels == {"n": "1"}
 
     # The first job changes after it was claimed (one more event): it must stay.
@@ -100,14 +100,14 @@ async def test_a_job_leaves_with_its_events_only_as_it_was_read(
     assert rows(store, "SELECT count(*) FROM job_archiving") == [(0,)]  # claims released
     # The tenant's job counts follow the delete (kept by trigger).
     assert rows(store, "SELECT jobs FROM tenant_job_counts WHERE state = ?",
-                pb.JOB_STATE_CANCELLED) == [(1,)]
+                JobState.CANCELLED) == [(1,)]
     # A second delete of the same snapshot (another replica's) finds nothing.
     assert await retention.delete(claimed[1:], release=claimed[1:]) == []
 
 
 async def test_old_audit_records_go_oldest_first_and_stop_at_the_first_newer(
         db: Database, tmp_path: Path) -> None:
-    jobs, retention = JobStore(db), RetentionStore(db)
+    jobs, retention = JobStore(db, CODEC), RetentionStore(db, CODEC)
     await cancelled_jobs(jobs, 3)  # two records each: submitted, cancelled
     cut = time.time()
     await cancelled_jobs(jobs, 1)

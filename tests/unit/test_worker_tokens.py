@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from control_plane.job_messages import CODEC
 from control_plane.report_checks import (
     CPU_MARGIN_MS,
     STEPS_PER_JOB,
@@ -17,6 +18,17 @@ from control_plane.report_checks import (
 )
 from control_plane.store.database import Database
 from control_plane.store.jobs import JobStore
+from control_plane.store.records import (
+    JobSpec,
+    JobState,
+    LanguageRecord,
+    Limits,
+    OutputStream,
+    ResultRecord,
+    SourceFile,
+    Usage,
+    Verdict,
+)
 from control_plane.store.tenants import hash_key
 from control_plane.store.worker_languages import WorkerLanguageStore
 from control_plane.store.worker_tokens import (
@@ -25,7 +37,6 @@ from control_plane.store.worker_tokens import (
     WorkerTokenExists,
     WorkerTokenStore,
 )
-from sluice.v1 import execution_service_pb2 as api
 from sluice.v1 import job_pb2 as pb
 
 
@@ -72,7 +83,7 @@ async def test_names_are_unique_among_live_tokens_and_checked(db: Database) -> N
 
 async def test_revoking_refuses_the_token_and_gives_up_its_leases(
         db: Database, tmp_path: Path) -> None:
-    store, jobs = WorkerTokenStore(db), JobStore(db)
+    store, jobs = WorkerTokenStore(db), JobStore(db, CODEC)
     token, secret = await store.create("pool-a")
     _, other_secret = await store.create("pool-b")
     mine, theirs = await new_job(jobs), await new_job(jobs)
@@ -105,9 +116,9 @@ async def test_rotate_replaces_the_live_token_of_a_name(db: Database) -> None:
 
 
 async def new_job(jobs: JobStore) -> str:
-    spec = api.SubmitJobRequest(language="python",
-                                files=[pb.File(name="main.py", content=b"print(1)")],
-                                limits=pb.Limits(cpu_time_ms=1000, wall_time_ms=2000))
+    spec = JobSpec(language="python",
+                                files=(SourceFile(name="main.py", content=b"print(1)"),),
+                                limits=Limits(cpu_time_ms=1000, wall_time_ms=2000))
     job, _ = await jobs.create(lambda conn: ("t_1", "key:k_1"), spec)
     return job.id
 
@@ -120,33 +131,33 @@ async def claim(jobs: JobStore, job_id: str, owner: str) -> int:
 
 
 async def test_reports_for_another_identitys_lease_change_nothing(db: Database) -> None:
-    jobs = JobStore(db)
+    jobs = JobStore(db, CODEC)
     job_id = await new_job(jobs)
     attempt = await claim(jobs, job_id, "pool-a")
 
     assert not (await jobs.heartbeat(job_id, attempt, "intruder", 30)).valid
-    assert await jobs.append_output(job_id, attempt, "intruder", pb.OUTPUT_STREAM_STDOUT,
+    assert await jobs.append_output(job_id, attempt, "intruder", OutputStream.STDOUT,
                                     b"forged") is None
-    forged = pb.Result(verdict=pb.VERDICT_OK, usage=pb.Usage(cpu_time_ms=10))
+    forged = ResultRecord(verdict=Verdict.OK, usage=Usage(cpu_time_ms=10))
     assert await jobs.finish(job_id, attempt, "intruder", forged) is None
     assert await jobs.requeue_failed_attempt(job_id, attempt, "intruder", "forged") == []
     await jobs.drop_lease(job_id, attempt, "intruder")
     assert await jobs.expired_leases() == []  # the owner's lease still runs
     job = await jobs.get(job_id, None)
-    assert job is not None and job.state == pb.JOB_STATE_RUNNING
+    assert job is not None and job.state == JobState.RUNNING
 
     # The owner's own reports go through, and its output is what is kept.
     assert (await jobs.heartbeat(job_id, attempt, "pool-a", 30)).valid
-    assert await jobs.append_output(job_id, attempt, "pool-a", pb.OUTPUT_STREAM_STDOUT,
+    assert await jobs.append_output(job_id, attempt, "pool-a", OutputStream.STDOUT,
                                     b"real\n") is not None
-    stored = await jobs.finish(job_id, attempt, "pool-a", pb.Result(verdict=pb.VERDICT_OK))
-    assert stored is not None and stored.state == pb.JOB_STATE_SUCCEEDED
+    stored = await jobs.finish(job_id, attempt, "pool-a", ResultRecord(verdict=Verdict.OK))
+    assert stored is not None and stored.state == JobState.SUCCEEDED
     job = await jobs.get(job_id, None)
     assert job is not None and job.result.stdout == b"real\n"
 
 
 async def test_the_lease_owner_is_the_claimers_identity(db: Database, tmp_path: Path) -> None:
-    jobs = JobStore(db)
+    jobs = JobStore(db, CODEC)
     job_id = await new_job(jobs)
     await claim(jobs, job_id, "pool-a")
     with sqlite3.connect(tmp_path / "store.db") as conn:
@@ -161,12 +172,12 @@ async def test_the_lease_owner_is_the_claimers_identity(db: Database, tmp_path: 
 
 async def test_languages_are_listed_while_a_live_identity_keeps_registering(
         db: Database) -> None:
-    tokens, languages = WorkerTokenStore(db), WorkerLanguageStore(db)
+    tokens, languages = WorkerTokenStore(db), WorkerLanguageStore(db, CODEC)
     await tokens.create("pool-a")
     await tokens.create("pool-b")
-    await languages.record("pool-a", [pb.Language(id="python", version="3.11")])
-    await languages.record("pool-b", [pb.Language(id="python", version="3.12"),
-                                      pb.Language(id="c")])
+    await languages.record("pool-a", [LanguageRecord(id="python", version="3.11")])
+    await languages.record("pool-b", [LanguageRecord(id="python", version="3.12"),
+                                      LanguageRecord(id="c")])
     live = await languages.live(60)
     assert [(lang.id, lang.version) for lang in live] == [("c", ""), ("python", "3.12")]
     # pool-b's registration does not touch pool-a's rows: pool-a's python stays its own.
@@ -176,7 +187,7 @@ async def test_languages_are_listed_while_a_live_identity_keeps_registering(
     # Unheard of within the window: gone.
     assert await languages.live(0) == []
     # An identity with no live token lists nothing, whatever it wrote.
-    await languages.record("nobody", [pb.Language(id="cobol")])
+    await languages.record("nobody", [LanguageRecord(id="cobol")])
     assert "cobol" not in {lang.id for lang in await languages.live(60)}
 
 

@@ -327,6 +327,34 @@ async def test_absurd_usage_does_not_charge_a_day_of_cpu(bare: Platform) -> None
     assert 0 < usage.cpu_seconds_last_day <= 5.0
 
 
+@pytest.mark.parametrize(("report", "field"), [
+    (gw.RunJobRequest(output=pb.OutputChunk(stream=7, data=b"x")), "output.stream is 7"),
+    (gw.RunJobRequest(result=pb.Result(verdict=99)), "result.verdict is 99"),
+])
+async def test_a_report_outside_the_contracts_values_is_refused(
+        bare: Platform, report: gw.RunJobRequest, field: str) -> None:
+    async with tenant_on(bare) as (_, _, client), rogue_worker(bare) as (stub, metadata):
+        job_id = await submit_when_listed(client)
+        call = stub.RunJob(metadata=metadata)
+        await call.write(gw.RunJobRequest(claim=gw.Claim(job_id=job_id, worker_id="rogue")))
+        assert (await call.read()).HasField("assignment")
+        await call.write(report)
+        with pytest.raises(grpc.aio.AioRpcError) as refused:
+            await call.read()
+        assert refused.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+        assert field in (refused.value.details() or "")
+        job = await client.get(job_id)
+        seen: list[pb.JobEvent] = []
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(1):
+                async for event in client.watch(job_id):
+                    seen.append(event)
+    # Nothing of it stored: no output, no result (the attempt is dropped and runs again).
+    assert job.state in (pb.JOB_STATE_RUNNING, pb.JOB_STATE_QUEUED)
+    assert not job.HasField("result")
+    assert seen and not any(e.HasField("output") or e.HasField("result") for e in seen)
+
+
 async def test_languages_leave_the_catalogue_when_their_worker_goes(bare: Platform) -> None:
     language = f"lang{uuid.uuid4().hex[:6]}"
     async with tenant_on(bare) as (_, _, client):
