@@ -9,7 +9,10 @@ from pathlib import Path
 
 from aiohttp import web
 
-from console import events  # noqa: F401  (its routes join views.routes)
+from console import (
+    events,  # noqa: F401  (its routes join views.routes)
+    metrics,
+)
 from console.api_client import SluiceApi
 from console.security import SESSIONS, Handler, headers, signed_in
 from console.sessions import COOKIE, Session, Sessions
@@ -34,9 +37,12 @@ async def access_log(request: web.Request, handler: Handler) -> web.StreamRespon
         status = exc.status
         raise
     finally:
+        elapsed = time.monotonic() - started
+        metrics.REQUESTS.labels(request.method, str(status)).inc()
+        metrics.REQUEST_SECONDS.observe(elapsed)
         # The path only: no query (filters), no body (the key at sign-in), no cookie.
         log.info("console_request", method=request.method, path=request.path, status=status,
-                 ms=round((time.monotonic() - started) * 1000, 1))
+                 ms=round(elapsed * 1000, 1))
 
 
 async def signin_page(request: web.Request) -> web.FileResponse:
@@ -49,6 +55,7 @@ async def signin(request: web.Request) -> web.Response:
     if not key or len(key) > MAX_KEY_CHARS:
         raise web.HTTPSeeOther("/signin?error=empty")
     admin = await request.app[API].kind_of_key(key)
+    metrics.SIGN_INS.labels({None: "refused", True: "operator", False: "tenant"}[admin]).inc()
     if admin is None:
         log.info("console_signin_refused")
         raise web.HTTPSeeOther("/signin?error=refused")

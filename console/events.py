@@ -13,6 +13,7 @@ import json
 import grpc
 from aiohttp import web
 
+from console import metrics
 from console.json_forms import as_json
 from console.security import session_of
 from console.views import API, routes
@@ -42,6 +43,7 @@ async def job_events(request: web.Request) -> web.StreamResponse:
     # The browser's wait before it reconnects on its own after a drop.
     await response.write(b"retry: 1000\n\n")
     sent = 0
+    metrics.OPEN_STREAMS.inc()
     try:
         async for event in request.app[API].watch(job_id, after_seq, session.key,
                                                        admin=session.admin):
@@ -56,5 +58,7 @@ async def job_events(request: web.Request) -> web.StreamResponse:
         await response.write(f"event: failure\ndata: {message}\n\n".encode())
     except (ConnectionResetError, ConnectionError):
         pass  # the browser went away; it resumes with Last-Event-ID if it comes back
+    finally:
+        metrics.OPEN_STREAMS.dec()
     log.info("console_watch_ended", job_id=job_id, after_seq=after_seq, events=sent)
     return response

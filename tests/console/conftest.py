@@ -6,11 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import signal
-import subprocess
-import sys
-import time
-import urllib.request
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,7 +16,7 @@ from playwright.async_api import Browser, Page, async_playwright
 from tests.conftest import wait_for_languages
 from tests.support.admin import AdminClient
 from tests.support.broker import RunVhost
-from tests.support.platform import Platform, free_port
+from tests.support.platform import Platform
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
@@ -50,29 +45,6 @@ class Console:
         return self.workers[-1]
 
 
-def _start_console(platform: Platform, port: int, log: Path) -> subprocess.Popen[bytes]:
-    with open(log, "ab") as out:
-        return subprocess.Popen(
-            [sys.executable, "-m", "console.main"],
-            env={**platform.env, "SLUICE_API_TARGET": platform.api_target,
-                 "SLUICE_CONSOLE_LISTEN": f"127.0.0.1:{port}"},
-            stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
-
-
-def _wait_http(url: str, process: subprocess.Popen[bytes], log: Path) -> None:
-    deadline = time.monotonic() + 30
-    while True:
-        try:
-            with urllib.request.urlopen(url, timeout=1):
-                return
-        except OSError:
-            if process.poll() is not None:
-                raise RuntimeError(f"the console exited: {log.read_text()[-3000:]}") from None
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"the console did not answer at {url}") from None
-            time.sleep(0.1)
-
-
 @pytest.fixture(scope="module")
 async def console(vhost: RunVhost, tmp_path_factory: pytest.TempPathFactory
                   ) -> AsyncIterator[Console]:
@@ -80,22 +52,14 @@ async def console(vhost: RunVhost, tmp_path_factory: pytest.TempPathFactory
     platform = Platform(workdir, vhost.amqp_url(), prefix=workdir.name, extra_env={
         "SLUICE_MAX_ATTEMPTS": "1", "SLUICE_LEASE_TIMEOUT_MS": "3000",
         "SLUICE_WORKER_SLOTS": "4", "SLUICE_WORKER_REPORT_INTERVAL_S": "0.5"})
-    process = None
-    log = workdir / "console.log"
     try:
         await asyncio.to_thread(platform.start_control_plane)
         platform.start_worker()
-        port = free_port()
-        process = await asyncio.to_thread(_start_console, platform, port, log)
-        url = f"http://127.0.0.1:{port}"
-        await asyncio.to_thread(_wait_http, f"{url}/healthz", process, log)
+        url = await asyncio.to_thread(platform.start_console)
         await asyncio.to_thread(wait_for_languages, platform, platform.admin_key)
         async with AdminClient(platform.api_target, platform.admin_key) as admin:
-            yield Console(platform, url, admin, log)
+            yield Console(platform, url, admin, workdir / "console.log")
     finally:
-        if process is not None:
-            os.killpg(process.pid, signal.SIGTERM)
-            process.wait(timeout=30)
         await asyncio.to_thread(platform.stop)
 
 
