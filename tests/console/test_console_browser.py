@@ -16,7 +16,9 @@ from pathlib import Path
 from playwright.async_api import Page, expect
 
 from sluice.client import SluiceClient
+from sluice.topology import Topology
 from sluice.v1 import admin_service_pb2 as adm
+from sluice.v1 import execution_service_pb2 as api
 from sluice.v1 import job_pb2 as pb
 from tests.conftest import python_job
 from tests.console.conftest import Console, screenshot, sign_in
@@ -45,10 +47,17 @@ def cli_run(console: Console, key: str, source: str, tmp_path: Path) -> subproce
         cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 
-async def newest_job_id(page: Page) -> str:
-    row = page.locator("#jobs tbody tr[data-job]").first
-    await expect(row).to_be_visible(timeout=20_000)
-    return await row.get_attribute("data-job") or ""
+async def appears(page: Page, console: Console, key: str) -> str:
+    """The id of the tenant's newest job (what the CLI just submitted), once its row is in
+    the console's list of jobs."""
+    async with SluiceClient(console.platform.api_target, key) as client:
+        async with asyncio.timeout(30):
+            while not (listed := await client.stub.ListJobs(
+                    api.ListJobsRequest(page_size=1), metadata=client.metadata)).jobs:
+                await asyncio.sleep(0.1)
+    job_id = listed.jobs[0].id
+    await expect(page.locator(f"#jobs tr[data-job='{job_id}']")).to_be_visible(timeout=20_000)
+    return job_id
 
 
 async def test_sign_in_refuses_a_bad_key_and_sets_the_headers(page: Page,
@@ -78,9 +87,9 @@ async def test_a_tenant_sees_its_job_appear_and_stream_live(page: Page, console:
     await expect(page.locator("a[data-page=tenants]")).to_be_hidden()
     submitted = cli_run(console, key, TICKS.format(n=16, s=0.4), tmp_path)
     try:
-        job_id = await newest_job_id(page)
+        job_id = await appears(page, console, key)
         await screenshot(page, "jobs")
-        await page.click(f"a[href='#/jobs/{job_id}']")
+        await page.click(f"#jobs tr[data-job='{job_id}'] a")
         output = page.locator("#job-output")
         # Live: the first ticks show while the job still runs.
         await expect(output).to_contain_text("tick 1", timeout=30_000)
@@ -172,8 +181,8 @@ async def test_an_operator_pauses_a_tenant_and_its_jobs_wait(page: Page, console
     try:
         await page.click("a[data-page=jobs]")
         await page.select_option("#filter-tenant", name)
-        job_id = await newest_job_id(page)
-        await page.click(f"a[href='#/jobs/{job_id}']")
+        job_id = await appears(page, console, key)
+        await page.click(f"#jobs tr[data-job='{job_id}'] a")
         summary = page.locator("#job-summary")
         await expect(summary).to_contain_text("paused by an operator", timeout=30_000)
         await asyncio.sleep(1.5)
@@ -304,3 +313,67 @@ async def test_posts_need_the_csrf_token_and_this_origin(console: Console) -> No
         await http.post(f"{console.url}/signin", data={"key": key})
         async with http.get(f"{console.url}/api/tenants") as refused:
             assert refused.status == 403
+
+
+async def test_an_operator_stops_a_flood_from_the_console(page: Page, console: Console,
+                                                          tmp_path: Path) -> None:
+    """The issue's own scene: a tenant floods; the operator sees it in the console, pauses
+    that tenant, and watches another tenant's job stream live; resumed, the flood drains."""
+    flood_id, flood, flood_key = await new_tenant(console, "flood")
+    _, calm, calm_key = await new_tenant(console, "calm")
+    async with SluiceClient(console.platform.api_target, flood_key) as client:
+        flooded = [await client.submit(python_job("import time\ntime.sleep(1)"))
+                   for _ in range(40)]
+    await sign_in(page, console, console.platform.admin_key)
+
+    # The flood shows: the tenant's queued jobs, and its shard's queue in the broker.
+    await page.select_option("#filter-tenant", flood)
+    await page.select_option("#filter-state", "queued")
+    await page.click("form.filters button[type=submit]")
+    await expect(page.locator("#jobs tbody tr[data-job]")).to_have_count(20, timeout=20_000)
+    await page.click("a[data-page=workers]")
+    shard = Topology("any").shard_of(flood_id)
+    ready = page.locator(f"#queues tr[data-queue$='.work.{shard}'] td.num").first
+    await expect(ready).not_to_have_text("0", timeout=20_000)  # the broker's 5 s statistics
+    await screenshot(page, "workers")
+
+    await page.click("a[data-page=tenants]")
+    await page.locator(f"#tenants tr[data-tenant='{flood}'] button.pause").click()
+    await expect(page.locator(f"#tenants tr[data-tenant='{flood}']")).to_contain_text("paused")
+
+    submitted = cli_run(console, calm_key, TICKS.format(n=12, s=0.4), tmp_path)
+    try:
+        await page.click("a[data-page=jobs]")
+        await page.select_option("#filter-state", "")
+        await page.select_option("#filter-tenant", calm)
+        job_id = await appears(page, console, calm_key)
+        await page.click(f"#jobs tr[data-job='{job_id}'] a")
+        await expect(page.locator("#job-output")).to_contain_text("tick 2", timeout=30_000)
+        await expect(page.locator("#job-summary .state")).to_have_text("RUNNING")
+        await expect(page.locator("#stream-status")).to_have_text("ended", timeout=30_000)
+        assert await page.locator("#job-output").text_content() == "".join(
+            f"tick {i}\n" for i in range(12))
+        await asyncio.to_thread(submitted.communicate, timeout=60)
+    finally:
+        if submitted.poll() is None:
+            submitted.kill()
+    tenants = await console.admin.stub.ListTenants(adm.ListTenantsRequest(),
+                                                   metadata=console.admin.metadata)
+    paused_at = next(t for t in tenants.tenants if t.id == flood_id).pause_time.ToNanoseconds()
+    async with SluiceClient(console.platform.api_target, flood_key) as client:
+        waiting = [await client.get(job.id) for job in flooded]
+        # None of the flood started after the pause (those running then finished), and the
+        # rest wait, saying why.
+        assert not [job.id for job in waiting if job.HasField("start_time")
+                    and job.start_time.ToNanoseconds() > paused_at]
+        held = [job for job in waiting if job.state == pb.JOB_STATE_QUEUED]
+        assert held and all("paused by an operator" in job.state_reason
+                            for job in held if job.state_reason)
+
+        await page.click("a[data-page=tenants]")
+        await page.locator(f"#tenants tr[data-tenant='{flood}'] button.resume").click()
+        await expect(page.locator(f"#tenants tr[data-tenant='{flood}']")).to_contain_text(
+            "active")
+        async with asyncio.timeout(120):
+            for job in flooded:
+                await client.wait(job.id)
