@@ -377,3 +377,46 @@ async def test_an_operator_stops_a_flood_from_the_console(page: Page, console: C
         async with asyncio.timeout(120):
             for job in flooded:
                 await client.wait(job.id)
+
+
+async def test_job_filters_and_paging(page: Page, console: Console) -> None:
+    """The jobs page's filters (state, label, time) and its pages, newest first."""
+    _, _, key = await new_tenant(console, "filters")
+    async with SluiceClient(console.platform.api_target, key) as client:
+        jobs = [await client.submit(python_job(f"print({i})", labels={"batch": str(i % 2)}))
+                for i in range(5)]
+        for job in jobs:
+            await client.wait(job.id)
+    await sign_in(page, console, key)
+    rows = page.locator("#jobs tbody tr[data-job]")
+    await expect(rows).to_have_count(5)
+    # Newest first.
+    assert [await row.get_attribute("data-job") for row in await rows.all()] == [
+        job.id for job in reversed(jobs)]
+
+    await page.fill("#filter-label", "batch=1")
+    await page.click("form.filters button[type=submit]")
+    await expect(rows).to_have_count(2)
+    assert {await row.get_attribute("data-job") for row in await rows.all()} == {
+        jobs[1].id, jobs[3].id}
+    await page.select_option("#filter-state", "failed")
+    await page.click("form.filters button[type=submit]")
+    await expect(page.locator("#jobs")).to_contain_text("nothing here")
+    await page.select_option("#filter-state", "succeeded")
+    await page.fill("#filter-label", "")
+    await page.fill("#filter-after", "2999-01-01T00:00")
+    await page.click("form.filters button[type=submit]")
+    await expect(page.locator("#jobs")).to_contain_text("nothing here")
+    await page.fill("#filter-after", "")
+    await page.fill("#filter-label", "nonsense")
+    await page.click("form.filters button[type=submit]")
+    await expect(page.locator("#jobs .error")).to_contain_text("label: 'nonsense' is not "
+                                                               "KEY=VALUE")
+
+    # Pages of two: three pages, older ones after.
+    page_two = await page.request.get(f"{console.url}/api/jobs?page_size=2")
+    first = await page_two.json()
+    assert [job["id"] for job in first["jobs"]] == [jobs[4].id, jobs[3].id]
+    second = await (await page.request.get(
+        f"{console.url}/api/jobs?page_size=2&page_token={first['next_page_token']}")).json()
+    assert [job["id"] for job in second["jobs"]] == [jobs[2].id, jobs[1].id]
