@@ -7,6 +7,7 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
+import grpc
 from aiohttp import web
 
 from console import (
@@ -54,7 +55,11 @@ async def signin(request: web.Request) -> web.Response:
     key = str(form.get("key", "")).strip()
     if not key or len(key) > MAX_KEY_CHARS:
         raise web.HTTPSeeOther("/signin?error=empty")
-    admin = await request.app[API].kind_of_key(key)
+    try:
+        admin = await request.app[API].kind_of_key(key)
+    except grpc.aio.AioRpcError as exc:
+        log.warning("console_api_unreachable", code=exc.code().name, detail=exc.details())
+        raise web.HTTPSeeOther("/signin?error=unavailable") from None
     metrics.SIGN_INS.labels({None: "refused", True: "operator", False: "tenant"}[admin]).inc()
     if admin is None:
         log.info("console_signin_refused")
