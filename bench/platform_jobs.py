@@ -1,5 +1,5 @@
 """One job through the whole platform, as both platform benchmarks (sandbox.py,
-platform_cpu.py) time it."""
+platform_cpu.py) time it; and the quantiles the newer benchmarks report."""
 
 from __future__ import annotations
 
@@ -28,3 +28,8 @@ async def python_job_runner(client: SluiceClient,
             raise RuntimeError(f"platform job failed: {result}")
 
     return one
+
+
+def quantile(ordered: list[float], q: float) -> float:
+    """The q-quantile of sorted samples (nearest rank)."""
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]

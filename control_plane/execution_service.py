@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import re
 from collections.abc import AsyncIterator
+from dataclasses import dataclass
 
 import grpc
 
@@ -18,7 +20,9 @@ from control_plane.job_publisher import BrokerUnavailable, JobPublisher
 from control_plane.job_watch import JobWatch
 from control_plane.open_streams import OpenStreams
 from control_plane.quotas import QuotaExceeded, SubmitAdmission
+from control_plane.stdin_hub import StdinHub
 from control_plane.store.backend import Tx
+from control_plane.store.job_stdin import JobStdinStore, StdinRefusal
 from control_plane.store.jobs import JobStore
 from control_plane.store.quotas import TenantQuota
 from control_plane.submit_validation import (
@@ -94,11 +98,22 @@ async def list_jobs_page(jobs: JobStore, tenant_id: str, request: api.ListJobsRe
     return api.ListJobsResponse(jobs=page, next_page_token=token)
 
 
+@dataclass(frozen=True)
+class _StdinRefused:
+    """Why AttachJob ends: a piece of stdin it would not take."""
+    tenant_id: str
+    code: grpc.StatusCode
+    message: str
+
+
 class ExecutionService(api_grpc.ExecutionServiceServicer):
     def __init__(self, settings: Settings, auth: Authenticator, jobs: JobStore,
                  publisher: JobPublisher, hub: WatchHub, gateway: WorkerGateway,
-                 streams: OpenStreams, archive: JobArchive | None = None) -> None:
+                 streams: OpenStreams, archive: JobArchive | None = None, *,
+                 stdin: JobStdinStore, stdin_hub: StdinHub) -> None:
         self._settings = settings
+        self._stdin = stdin
+        self._stdin_hub = stdin_hub
         self._auth = auth
         self._jobs = jobs
         self._publisher = publisher
@@ -219,6 +234,107 @@ class ExecutionService(api_grpc.ExecutionServiceServicer):
         async for event in self._watch.stream(request.job_id, request.after_seq, key.tenant,
                                               context, key=key):
             yield event
+
+    async def AttachJob(self, request_iterator: AsyncIterator[api.AttachJobRequest],
+                        context: grpc.aio.ServicerContext) -> AsyncIterator[pb.JobEvent]:
+        first = await context.read()
+        if first is grpc.aio.EOF or not first.job_id:
+            await self._auth.principal(context)  # an unknown key hears UNAUTHENTICATED first
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT,
+                                "the first AttachJobRequest must set job_id")
+        if first.stdin or first.close_stdin:
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT,
+                                "the first AttachJobRequest names the job (job_id, after_seq);"
+                                " stdin and close_stdin come in the messages after it")
+        key = KeyCheck(await self._auth.secret(context))
+        try:
+            # The key and the job's tenant are checked before any stdin is read.
+            job = await self._jobs.get(first.job_id, key.tenant)
+        except Unauthenticated as exc:
+            await context.abort(grpc.StatusCode.UNAUTHENTICATED, str(exc))
+        feeding: asyncio.Task[_StdinRefused | None] | None = None
+        if job is not None:
+            assert key.principal is not None
+            feeding = asyncio.create_task(
+                self._take_stdin(first.job_id, key.principal.tenant_id, context))
+        # Not in the store: the watch says NOT_FOUND, or replays the job from the archive.
+        events = self._watch.stream(first.job_id, first.after_seq, key.tenant, context, key=key)
+        step: asyncio.Future[pb.JobEvent] | None = None
+        try:
+            while True:
+                step = asyncio.ensure_future(anext(events))
+                if feeding is not None and not feeding.done():
+                    await asyncio.wait({step, feeding}, return_when=asyncio.FIRST_COMPLETED)
+                refused = feeding.result() if feeding is not None and feeding.done() else None
+                if refused is not None:
+                    # Ended here, by the handler, never from the stdin task: one writer of
+                    # the call's status.
+                    step.cancel()
+                    with contextlib.suppress(BaseException):
+                        await step
+                    metrics.STDIN_REFUSALS.labels(refused.code.name).inc()
+                    log.info("stdin_refused", job_id=first.job_id, tenant=refused.tenant_id,
+                             code=refused.code.name, detail=refused.message)
+                    await context.abort(refused.code, refused.message)
+                try:
+                    event = await step
+                except StopAsyncIteration:
+                    return
+                yield event
+        finally:
+            if feeding is not None and not feeding.done():
+                feeding.cancel()
+            if step is not None and not step.done():  # the caller went away meanwhile
+                step.cancel()
+                with contextlib.suppress(BaseException):
+                    await step
+            await events.aclose()
+
+    async def _take_stdin(self, job_id: str, tenant_id: str,
+                          context: grpc.aio.ServicerContext) -> _StdinRefused | None:
+        """Stores each piece of stdin the caller sends, in order, until the caller
+        half-closes (None) or a piece is refused (nothing of it stored): then the refusal,
+        naming the field and the cap, for the handler to end the call with."""
+        cap = self._settings.max_stdin_bytes
+        while True:
+            request = await context.read()
+            if request is grpc.aio.EOF:
+                return None
+            if request.job_id and request.job_id != job_id:
+                return _StdinRefused(tenant_id, grpc.StatusCode.INVALID_ARGUMENT,
+                                     f"job_id {request.job_id!r} differs from the attached "
+                                     f"job {job_id!r}; attach once per job")
+            if not request.stdin and not request.close_stdin:
+                continue
+            appended = await self._stdin.append(job_id, tenant_id, request.stdin,
+                                                close=request.close_stdin, max_bytes=cap)
+            refusal = appended.refusal
+            if refusal is None:
+                if not appended.ended:
+                    metrics.STDIN_BYTES.inc(len(request.stdin))
+                    self._stdin_hub.notify(job_id, appended.piece)
+                if request.close_stdin:
+                    log.info("stdin_closed", job_id=job_id, tenant=tenant_id,
+                             stdin_bytes=appended.total_bytes)
+                continue
+            if refusal is StdinRefusal.OVER_CAP:
+                return _StdinRefused(
+                    tenant_id, grpc.StatusCode.RESOURCE_EXHAUSTED,
+                    f"stdin: {appended.total_bytes + len(request.stdin)} bytes for job "
+                    f"{job_id} in all, over the cap of {cap} bytes (SLUICE_MAX_STDIN_BYTES);"
+                    f" this piece of {len(request.stdin)} bytes was not taken")
+            if refusal is StdinRefusal.NOT_INTERACTIVE:
+                return _StdinRefused(
+                    tenant_id, grpc.StatusCode.FAILED_PRECONDITION,
+                    f"stdin: job {job_id} is not interactive (submit it with interactive: "
+                    "true to feed its stdin live)")
+            if refusal is StdinRefusal.CLOSED:
+                return _StdinRefused(
+                    tenant_id, grpc.StatusCode.FAILED_PRECONDITION,
+                    f"stdin: job {job_id}'s stdin was closed (close_stdin); nothing more "
+                    "is taken")
+            return _StdinRefused(tenant_id, grpc.StatusCode.NOT_FOUND,
+                                 f"job {job_id!r} not found")
 
     async def _from_archive(self, job_id: str, tenant_id: str,
                             context: grpc.aio.ServicerContext) -> arc.ArchivedJob | None:

@@ -12,6 +12,7 @@ from google.protobuf.timestamp_pb2 import Timestamp
 
 from control_plane.store.records import (
     Assignment,
+    Comparison,
     EventRecord,
     JobRecord,
     JobSnapshot,
@@ -24,6 +25,8 @@ from control_plane.store.records import (
     ResultRecord,
     SourceFile,
     StateChange,
+    TestCase,
+    TestCaseResult,
     Usage,
     Verdict,
 )
@@ -53,30 +56,66 @@ def limits_record(message: pb.Limits) -> Limits:
                   max_output_bytes=message.max_output_bytes)
 
 
-def result_message(result: ResultRecord) -> pb.Result:
-    usage = result.usage
+def _usage_message(usage: Usage) -> pb.Usage | None:
     # A result nobody measured (cancelled before it started) has no usage, as it had none
     # before it was a record.
+    if usage == Usage():
+        return None
+    return pb.Usage(cpu_time_ms=usage.cpu_time_ms, wall_time_ms=usage.wall_time_ms,
+                    peak_memory_bytes=usage.peak_memory_bytes)
+
+
+def _usage_record(usage: pb.Usage) -> Usage:
+    return Usage(cpu_time_ms=usage.cpu_time_ms, wall_time_ms=usage.wall_time_ms,
+                 peak_memory_bytes=usage.peak_memory_bytes)
+
+
+def test_case_result_message(case: TestCaseResult) -> pb.TestCaseResult:
+    return pb.TestCaseResult(
+        name=case.name, verdict=case.verdict, exit_code=case.exit_code, signal=case.signal,
+        stdout=case.stdout, stderr=case.stderr, stdout_truncated=case.stdout_truncated,
+        stderr_truncated=case.stderr_truncated, usage=_usage_message(case.usage))
+
+
+def test_case_result_record(message: pb.TestCaseResult) -> TestCaseResult:
+    return TestCaseResult(
+        name=message.name, verdict=Verdict(message.verdict), exit_code=message.exit_code,
+        signal=message.signal, stdout=message.stdout, stderr=message.stderr,
+        stdout_truncated=message.stdout_truncated, stderr_truncated=message.stderr_truncated,
+        usage=_usage_record(message.usage))
+
+
+def result_message(result: ResultRecord) -> pb.Result:
     return pb.Result(
         verdict=result.verdict, exit_code=result.exit_code, signal=result.signal,
         stdout=result.stdout, stderr=result.stderr,
         stdout_truncated=result.stdout_truncated, stderr_truncated=result.stderr_truncated,
-        compile_output=result.compile_output,
-        usage=pb.Usage(cpu_time_ms=usage.cpu_time_ms, wall_time_ms=usage.wall_time_ms,
-                       peak_memory_bytes=usage.peak_memory_bytes) if usage != Usage() else None,
-        detail=result.detail)
+        compile_output=result.compile_output, usage=_usage_message(result.usage),
+        detail=result.detail,
+        test_results=[test_case_result_message(case) for case in result.test_results])
 
 
 def result_record(message: pb.Result) -> ResultRecord:
-    usage = message.usage
     return ResultRecord(
         verdict=Verdict(message.verdict), exit_code=message.exit_code, signal=message.signal,
         stdout=message.stdout, stderr=message.stderr,
         stdout_truncated=message.stdout_truncated, stderr_truncated=message.stderr_truncated,
-        compile_output=message.compile_output,
-        usage=Usage(cpu_time_ms=usage.cpu_time_ms, wall_time_ms=usage.wall_time_ms,
-                    peak_memory_bytes=usage.peak_memory_bytes),
-        detail=message.detail)
+        compile_output=message.compile_output, usage=_usage_record(message.usage),
+        detail=message.detail,
+        test_results=tuple(test_case_result_record(case) for case in message.test_results))
+
+
+def _test_case_message(case: TestCase) -> pb.TestCase:
+    message = pb.TestCase(name=case.name, stdin=case.stdin, args=list(case.args))
+    if case.expected_stdout is not None:
+        message.expected_stdout = case.expected_stdout
+    return message
+
+
+def _test_case_record(message: pb.TestCase) -> TestCase:
+    return TestCase(name=message.name, stdin=message.stdin, args=tuple(message.args),
+                    expected_stdout=(message.expected_stdout
+                                     if message.HasField("expected_stdout") else None))
 
 
 def spec_message(spec: JobSpec) -> api.SubmitJobRequest:
@@ -85,7 +124,9 @@ def spec_message(spec: JobSpec) -> api.SubmitJobRequest:
         files=[pb.File(name=f.name, content=f.content) for f in spec.files],
         stdin=spec.stdin, args=list(spec.args), limits=limits_message(spec.limits),
         idempotency_key=spec.idempotency_key, ordering_key=spec.ordering_key,
-        labels=dict(spec.labels))
+        labels=dict(spec.labels), interactive=spec.interactive,
+        test_cases=[_test_case_message(case) for case in spec.test_cases],
+        comparison=spec.comparison)
 
 
 def spec_record(message: api.SubmitJobRequest) -> JobSpec:
@@ -94,7 +135,9 @@ def spec_record(message: api.SubmitJobRequest) -> JobSpec:
         files=tuple(SourceFile(name=f.name, content=f.content) for f in message.files),
         stdin=message.stdin, args=tuple(message.args), limits=limits_record(message.limits),
         idempotency_key=message.idempotency_key, ordering_key=message.ordering_key,
-        labels=dict(message.labels))
+        labels=dict(message.labels), interactive=message.interactive,
+        test_cases=tuple(_test_case_record(case) for case in message.test_cases),
+        comparison=Comparison(message.comparison))
 
 
 def job_message(job: JobRecord) -> pb.Job:
@@ -122,6 +165,8 @@ def event_message(event: EventRecord) -> pb.JobEvent:
                                                data=event.output.data))
     elif event.result is not None:
         message.result.CopyFrom(result_message(event.result))
+    elif event.test_case_result is not None:
+        message.test_case_result.CopyFrom(test_case_result_message(event.test_case_result))
     return message
 
 
@@ -135,7 +180,9 @@ def event_record(message: pb.JobEvent) -> EventRecord:
         if kind == "state_change" else None,
         output=OutputChunk(stream=OutputStream(message.output.stream),
                            data=message.output.data) if kind == "output" else None,
-        result=result_record(message.result) if kind == "result" else None)
+        result=result_record(message.result) if kind == "result" else None,
+        test_case_result=(test_case_result_record(message.test_case_result)
+                          if kind == "test_case_result" else None))
 
 
 def language_message(language: LanguageRecord) -> pb.Language:
@@ -153,7 +200,9 @@ def assignment_message(assignment: Assignment) -> gw.Assignment:
     return gw.Assignment(job_id=assignment.job_id, attempt=assignment.attempt,
                          language=spec.language, files=spec.files, stdin=spec.stdin,
                          args=spec.args, limits=spec.limits,
-                         heartbeat_interval_ms=assignment.heartbeat_interval_ms)
+                         heartbeat_interval_ms=assignment.heartbeat_interval_ms,
+                         interactive=spec.interactive, test_cases=spec.test_cases,
+                         comparison=spec.comparison)
 
 
 def archived_job(snapshot: JobSnapshot) -> arc.ArchivedJob:

@@ -24,9 +24,11 @@ from control_plane.queue_depths import QueueDepths
 from control_plane.retention import RetentionSweeper
 from control_plane.rpc_metrics import RpcMetrics
 from control_plane.runtime_controls import RuntimeControls
+from control_plane.stdin_hub import StdinHub
 from control_plane.store.audit import AuditLog
 from control_plane.store.backend import open_store, redacted
 from control_plane.store.holds import ClaimGate, HoldStore
+from control_plane.store.job_stdin import JobStdinStore
 from control_plane.store.jobs import JobStore
 from control_plane.store.quotas import QuotaStore, TenantQuota
 from control_plane.store.retention import RetentionStore
@@ -84,15 +86,17 @@ async def serve(settings: Settings, stop: asyncio.Event) -> None:
     catalog = LanguageCatalog(WorkerLanguageStore(db, CODEC),
                               register_interval_s=settings.worker_register_interval_s)
     workers = WorkerStore(db)
+    stdin, stdin_hub = JobStdinStore(db), StdinHub()
     gateway = WorkerGateway(settings, WorkerAuthenticator(worker_tokens), jobs, hub, catalog,
-                            publisher, workers)
+                            publisher, stdin, stdin_hub, workers)
     streams = OpenStreams(settings.max_watches_per_tenant)
 
     api_server = _server(request_max_bytes(settings), response_max_bytes(settings))
     gateway_server = _server(report_max_bytes(), response_max_bytes(settings))
     api_health, gateway_health = health.aio.HealthServicer(), health.aio.HealthServicer()
     execution_service_pb2_grpc.add_ExecutionServiceServicer_to_server(
-        ExecutionService(settings, auth, jobs, publisher, hub, gateway, streams, archive),
+        ExecutionService(settings, auth, jobs, publisher, hub, gateway, streams, archive,
+                         stdin=stdin, stdin_hub=stdin_hub),
         api_server)
     admin_service_pb2_grpc.add_AdminServiceServicer_to_server(
         AdminService(settings, auth, tenants, DeadLetterAdmin(jobs, publisher),
@@ -129,7 +133,8 @@ async def serve(settings: Settings, stop: asyncio.Event) -> None:
         interval_s=settings.retention_sweep_s).run_forever())
     key_check = asyncio.create_task(streams.check_revoked_forever(tenants.revoked_among))
     # PostgreSQL tells of every event any control plane stores; SQLite has only the poll.
-    watch_listen = asyncio.create_task(db.listen_job_events(hub.event_stored))
+    watch_listen = asyncio.create_task(
+        db.listen_job_events(hub.event_stored, on_stdin=stdin_hub.notify))
     log.info("control_plane_started", api=settings.api_listen, gateway=settings.gateway_listen,
              tls=api_credentials is not None,
              gateway_client_certificates=bool(settings.gateway_client_ca_file),

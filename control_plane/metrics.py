@@ -47,3 +47,8 @@ AUDIT_RECORDS_DELETED = Counter("sluice_audit_records_deleted_total",
 OLDEST_JOB_AGE_SECONDS = Gauge("sluice_store_oldest_job_age_seconds",
                                "Age of the oldest job in the store (any state), as of the"
                                " last retention sweep")
+# Interactive jobs (AttachJob).
+STDIN_BYTES = Counter("sluice_stdin_bytes_total",
+                      "Bytes of interactive jobs' stdin stored through AttachJob")
+STDIN_REFUSALS = Counter("sluice_stdin_refusals_total",
+                         "Pieces of stdin AttachJob refused, by gRPC status code", ["code"])

@@ -17,6 +17,7 @@ from sluice.v1 import job_pb2 as pb
 CPU_MARGIN_MS = 1_000
 WALL_MARGIN_MS = 5_000
 STEPS_PER_JOB = 2  # compile, then run (execution_plane/sandbox/budget.py)
+COMPILE_STEPS = 1
 
 
 @dataclass
@@ -49,13 +50,15 @@ class OutputAllowance:
             result.verdict = pb.VERDICT_OUTPUT_LIMIT_EXCEEDED
 
 
-def clamp_usage(result: pb.Result, limits: pb.Limits) -> dict[str, int]:
-    """Caps the reported usage at what the job's limits allow a run (the CPU charged to the
-    tenant is the capped figure); returns the reported values that were over, by field."""
-    # A compiled job's usage is its compile's plus its run's, each bounded by the limits.
+def clamp_usage(result: pb.Result, limits: pb.Limits, runs: int = 1) -> dict[str, int]:
+    """Caps the reported usage at what the job's limits allow its steps (the CPU charged to
+    the tenant is the capped figure); returns the reported values that were over, by field.
+    runs: the program's sandboxed runs, one per test case (one without test cases)."""
+    # A compiled job's usage is its compile's plus its runs', each bounded by the limits.
+    steps = COMPILE_STEPS + runs
     ceilings = {
-        "cpu_time_ms": STEPS_PER_JOB * limits.cpu_time_ms + CPU_MARGIN_MS,
-        "wall_time_ms": STEPS_PER_JOB * limits.wall_time_ms + WALL_MARGIN_MS,
+        "cpu_time_ms": steps * limits.cpu_time_ms + runs * CPU_MARGIN_MS,
+        "wall_time_ms": steps * limits.wall_time_ms + runs * WALL_MARGIN_MS,
         "peak_memory_bytes": limits.memory_bytes,
     }
     over: dict[str, int] = {}

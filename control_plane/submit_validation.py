@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from sluice.message_limits import (
@@ -11,6 +11,7 @@ from sluice.message_limits import (
     MAX_FILE_NAME_CHARS,
     MAX_KEY_CHARS,
     MAX_LABEL_VALUE_CHARS,
+    MAX_TEST_CASE_NAME_CHARS,
 )
 from sluice.settings import Settings
 from sluice.v1 import execution_service_pb2 as api
@@ -69,6 +70,48 @@ def validate_labels(labels: Mapping[str, str], settings: Settings) -> None:
                                  "characters or holds a NUL character")
 
 
+def _validate_args(field: str, args: Sequence[str]) -> None:
+    for index, arg in enumerate(args):
+        if len(arg) > MAX_ARG_CHARS or "\0" in arg:
+            raise InvalidRequest(f"{field}[{index}] is over {MAX_ARG_CHARS} characters or "
+                                 "holds a NUL character")
+
+
+def _validate_stdin_modes(request: api.SubmitJobRequest, settings: Settings) -> None:
+    """A job's stdin comes one way: the request's, live (interactive), or per test case."""
+    if request.interactive and request.test_cases:
+        raise InvalidRequest("interactive and test_cases are exclusive: an interactive job "
+                             "has one live stdin, a job with test cases one stdin per case")
+    if request.interactive and request.stdin:
+        raise InvalidRequest("stdin must be empty when interactive is set: send it through "
+                             "AttachJob")
+    if request.test_cases and request.stdin:
+        raise InvalidRequest("stdin must be empty when test_cases are given: each case has "
+                             "its own (test_cases[].stdin)")
+    if request.comparison not in pb.Comparison.values():
+        raise InvalidRequest(f"comparison {request.comparison} is not a Comparison value")
+    if request.comparison and not request.test_cases:
+        raise InvalidRequest("comparison is set but test_cases is empty")
+    cases = request.test_cases
+    if len(cases) > settings.max_test_cases:
+        raise InvalidRequest(f"test_cases has {len(cases)} entries, over the cap of "
+                             f"{settings.max_test_cases}")
+    held = args = 0
+    for index, case in enumerate(cases):
+        if len(case.name) > MAX_TEST_CASE_NAME_CHARS or "\0" in case.name:
+            raise InvalidRequest(f"test_cases[{index}].name is over {MAX_TEST_CASE_NAME_CHARS}"
+                                 " characters or holds a NUL character")
+        _validate_args(f"test_cases[{index}].args", case.args)
+        held += len(case.stdin) + len(case.expected_stdout)
+        args += len(case.args)
+    if held > settings.max_stdin_bytes:
+        raise InvalidRequest(f"test_cases stdin and expected_stdout total {held} bytes, over "
+                             f"the stdin cap of {settings.max_stdin_bytes} bytes")
+    if args + len(request.args) > settings.max_args:
+        raise InvalidRequest(f"args and test_cases[].args have {args + len(request.args)} "
+                             f"entries together, over the cap of {settings.max_args}")
+
+
 def validate_submission(request: api.SubmitJobRequest, settings: Settings,
                         languages: set[str]) -> api.SubmitJobRequest:
     """Returns the request as it will be stored: limits resolved, nothing else changed."""
@@ -109,10 +152,8 @@ def validate_submission(request: api.SubmitJobRequest, settings: Settings,
     if len(request.args) > settings.max_args:
         raise InvalidRequest(f"args has {len(request.args)} entries, over the cap of "
                              f"{settings.max_args}")
-    for index, arg in enumerate(request.args):
-        if len(arg) > MAX_ARG_CHARS or "\0" in arg:
-            raise InvalidRequest(f"args[{index}] is over {MAX_ARG_CHARS} characters or holds "
-                                 "a NUL character")
+    _validate_args("args", request.args)
+    _validate_stdin_modes(request, settings)
     for field in ("idempotency_key", "ordering_key"):
         if len(getattr(request, field)) > MAX_KEY_CHARS:
             raise InvalidRequest(f"{field} is over the cap of {MAX_KEY_CHARS} characters")

@@ -11,6 +11,8 @@ worker reports is checked against the job's limits (control_plane/report_checks.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+from dataclasses import dataclass
 
 import grpc
 
@@ -20,10 +22,13 @@ from control_plane.job_messages import (
     event_message,
     limits_message,
     result_record,
+    test_case_result_record,
 )
 from control_plane.job_publisher import BrokerUnavailable, JobPublisher
 from control_plane.language_catalog import LanguageCatalog
 from control_plane.report_checks import OutputAllowance, clamp_usage
+from control_plane.stdin_hub import STDIN_POLL_S, StdinHub
+from control_plane.store.job_stdin import JobStdinStore
 from control_plane.store.jobs import JobStore
 from control_plane.store.records import OutputStream
 from control_plane.store.worker_tokens import WorkerIdentity
@@ -77,10 +82,22 @@ class _LiveAttempt:
             await self.context.write(gw.RunJobResponse(cancel=gw.Cancel()))
 
 
+@dataclass(frozen=True)
+class _AttemptShape:
+    """What the gateway checks an attempt's reports against, and feeds it."""
+    tenant_id: str
+    limits: pb.Limits
+    runs: int  # sandboxed runs of the program: its test cases, or one
+    interactive: bool
+    stdin_from: int  # the byte of the job's stdin the worker needs next
+
+
 class WorkerGateway(gw_grpc.WorkerGatewayServicer):
     def __init__(self, settings: Settings, auth: WorkerAuthenticator, jobs: JobStore,
                  hub: WatchHub, catalog: LanguageCatalog, publisher: JobPublisher,
-                 workers: WorkerStore) -> None:
+                 stdin: JobStdinStore, stdin_hub: StdinHub, workers: WorkerStore) -> None:
+        self._stdin = stdin
+        self._stdin_hub = stdin_hub
         self._settings = settings
         self._workers = workers
         self._auth = auth
@@ -192,8 +209,9 @@ class WorkerGateway(gw_grpc.WorkerGatewayServicer):
         assignment = assignment_message(outcome.assignment)
         metrics.JOB_WAIT_SECONDS.observe(outcome.since_created_s)
         live = _LiveAttempt(context, worker, assignment.limits.max_output_bytes)
-        await self._serve_attempt(claim, assignment.attempt, outcome.tenant_id,
-                                  assignment.limits, live,
+        shape = _AttemptShape(outcome.tenant_id, assignment.limits,
+                              max(1, len(assignment.test_cases)), assignment.interactive, 0)
+        await self._serve_attempt(claim, assignment.attempt, shape, live,
                                   gw.RunJobResponse(assignment=assignment))
 
     async def _resume(self, claim: gw.Claim, worker: WorkerIdentity,
@@ -217,26 +235,33 @@ class WorkerGateway(gw_grpc.WorkerGatewayServicer):
                  stdout_bytes=resumed.stdout_bytes, stderr_bytes=resumed.stderr_bytes)
         live = _LiveAttempt(context, worker, resumed.limits.max_output_bytes
                             - resumed.stdout_bytes - resumed.stderr_bytes)
+        shape = _AttemptShape(resumed.tenant_id, limits_message(resumed.limits), resumed.runs,
+                              resumed.interactive, claim.stdin_bytes)
         await self._serve_attempt(
-            claim, attempt, resumed.tenant_id, limits_message(resumed.limits), live,
+            claim, attempt, shape, live,
             gw.RunJobResponse(resumed=gw.Resumed(stdout_bytes=resumed.stdout_bytes,
-                                                 stderr_bytes=resumed.stderr_bytes)))
+                                                 stderr_bytes=resumed.stderr_bytes,
+                                                 test_case_results=resumed.test_case_results)))
 
-    async def _serve_attempt(self, claim: gw.Claim, attempt: int, tenant_id: str,
-                             limits: pb.Limits, live: _LiveAttempt,
-                             opening: gw.RunJobResponse) -> None:
+    async def _serve_attempt(self, claim: gw.Claim, attempt: int, shape: _AttemptShape,
+                             live: _LiveAttempt, opening: gw.RunJobResponse) -> None:
         """The stream of an attempt this worker holds, from its opening answer (assignment
         or resumption) until its result is stored or the worker goes."""
         job_id, context, worker = claim.job_id, live.context, live.worker
+        tenant_id = shape.tenant_id
         live.task = asyncio.current_task()
         self._live[job_id] = live
         metrics.RUNNING_STREAMS.inc()
+        feeding: asyncio.Task[None] | None = None
         try:
             try:
                 async with live.write_lock:
                     await context.write(opening)
-                live.settled = await self._follow_attempt(job_id, attempt, tenant_id, limits,
-                                                          live, context)
+                if shape.interactive:
+                    feeding = asyncio.create_task(
+                        self._feed_stdin(job_id, shape.stdin_from, live))
+                live.settled = await self._follow_attempt(job_id, attempt, shape, live,
+                                                          context)
             except GatewayError as exc:
                 await context.abort(exc.code, str(exc))
             except asyncio.CancelledError:
@@ -246,6 +271,11 @@ class WorkerGateway(gw_grpc.WorkerGatewayServicer):
                 asyncio.current_task().uncancel()  # type: ignore[union-attr]
                 await context.abort(grpc.StatusCode.UNAUTHENTICATED, TOKEN_REVOKED)
         finally:
+            if feeding is not None:
+                feeding.cancel()
+                with contextlib.suppress(asyncio.CancelledError, grpc.aio.AioRpcError,
+                                         RuntimeError):
+                    await feeding
             metrics.RUNNING_STREAMS.dec()
             if self._live.get(job_id) is live:
                 del self._live[job_id]
@@ -255,11 +285,37 @@ class WorkerGateway(gw_grpc.WorkerGatewayServicer):
                             identity=worker.name, worker_id=claim.worker_id, attempt=attempt,
                             revoked=live.revoked)
 
-    async def _follow_attempt(self, job_id: str, attempt: int, tenant_id: str,
-                              limits: pb.Limits, live: _LiveAttempt,
-                              context: grpc.aio.ServicerContext) -> bool:
+    async def _feed_stdin(self, job_id: str, position: int, live: _LiveAttempt) -> None:
+        """Sends an interactive job's stdin down the worker's stream as it is stored (held
+        pieces first, in order), from `position`, the byte the worker needs next, to EOF."""
+        after_seq = 0
+        with self._stdin_hub.subscribe(job_id) as subscription:
+            while True:
+                subscription.woken.clear()
+                # What this process just stored, if it follows without a gap; else the store.
+                pieces = (subscription.take_following(after_seq)
+                          or await self._stdin.after(job_id, after_seq))
+                for piece in pieces:
+                    after_seq = piece.seq
+                    skip = max(0, position - piece.offset)
+                    if skip >= len(piece.data) and not piece.eof:
+                        continue  # the worker has it (a resumed stream)
+                    data = piece.data[skip:]
+                    async with live.write_lock:
+                        await live.context.write(gw.RunJobResponse(stdin=gw.Stdin(
+                            offset=piece.offset + skip, data=data, eof=piece.eof)))
+                    position = piece.offset + len(piece.data)
+                    if piece.eof:
+                        return
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(STDIN_POLL_S):
+                        await subscription.woken.wait()
+
+    async def _follow_attempt(self, job_id: str, attempt: int, shape: _AttemptShape,
+                              live: _LiveAttempt, context: grpc.aio.ServicerContext) -> bool:
         """Reads the worker's reports until its result is stored (True) or it goes (False)."""
         owner = live.worker.name
+        tenant_id, limits = shape.tenant_id, shape.limits
         # The worker heartbeats every interval; silence for a whole lease means it is gone.
         while True:
             try:
@@ -288,6 +344,22 @@ class WorkerGateway(gw_grpc.WorkerGatewayServicer):
                     await self._refuse_stale(job_id, attempt, owner, context)
                     return True
                 self._hub.notify(job_id, [event_message(event)])
+            elif kind == "test_case_result":
+                case = report.test_case_result
+                # All the cases together keep at most the job's output, as a run's streams.
+                case.stdout = live.output.take(pb.OUTPUT_STREAM_STDOUT, case.stdout)
+                case.stderr = live.output.take(pb.OUTPUT_STREAM_STDERR, case.stderr)
+                try:
+                    record = test_case_result_record(case)
+                except ValueError as exc:
+                    raise GatewayError(grpc.StatusCode.INVALID_ARGUMENT,
+                                       f"test_case_result.verdict is {case.verdict}: not a"
+                                       " Verdict") from exc
+                event = await self._jobs.append_test_case(job_id, attempt, owner, record)
+                if event is None:
+                    await self._refuse_stale(job_id, attempt, owner, context)
+                    return True
+                self._hub.notify(job_id, [event_message(event)])
             elif kind == "heartbeat":
                 lease = await self._jobs.heartbeat(job_id, attempt, owner, self._lease_s)
                 if not lease.valid:
@@ -307,7 +379,7 @@ class WorkerGateway(gw_grpc.WorkerGatewayServicer):
                             gw.RunJobResponse(result_accepted=gw.ResultAccepted()))
                     return True
                 live.output.apply(result)
-                over = clamp_usage(result, limits)
+                over = clamp_usage(result, limits, shape.runs)
                 if over or live.output.cut:
                     log.warning("worker_report_corrected", job_id=job_id, tenant=tenant_id,
                                 identity=owner, attempt=attempt, usage_over=over,

@@ -21,10 +21,11 @@ from aio_pika.abc import AbstractIncomingMessage
 
 from execution_plane import metrics
 from execution_plane.claim_admission import RunSlot
+from execution_plane.live_stdin import LiveStdin
 from execution_plane.output_batcher import OutputBatcher
-from execution_plane.proto_mapping import STREAMS, job_spec, result_message
+from execution_plane.proto_mapping import STREAMS, job_spec, result_message, test_case_message
 from execution_plane.sandbox import SandboxPool
-from execution_plane.sandbox.contract import JobOutcome, OutputStream
+from execution_plane.sandbox.contract import JobOutcome, OutputStream, TestCaseOutcome
 from sluice.observability import get_logger
 from sluice.topology import REPLAYED_BY_HEADER, JobMessage
 from sluice.v1 import job_pb2 as pb
@@ -39,6 +40,9 @@ RESULT_ACK_TIMEOUT_S = 30.0
 # (SLUICE_LEASE_TIMEOUT_MS, 10 s by default) that the last heartbeat renewed.
 RESUME_DELAYS_S = (0.1, 0.25, 0.5, 1.0, 1.0, 2.0, 2.0)
 RESEND_CHUNK_BYTES = 64 * 1024
+# An interactive program's answer to new input, or after a quiet spell, goes out at once (a
+# person, or a judge, waits for it); a flood costs at most one message per this window.
+INTERACTIVE_OUTPUT_WINDOW_S = 0.02
 # How a stream breaks when its gateway goes away (killed, cut off, shut down), as against
 # a gateway that ended the attempt on purpose.
 RESUMABLE_CODES = frozenset({grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.CANCELLED,
@@ -206,12 +210,15 @@ class _Attempt:
         self.refusal = gw.Refusal()
         self._started = time.monotonic()
         self._attempt = 0
+        self._language = ""
         self._tasks: list[asyncio.Task[None]] = []
         self._resuming: asyncio.Task[None] | None = None
         # Everything sent of each output stream (the sandbox bounds it by the job's output
         # limit), and the result once reported: a resumed stream sends what was lost.
         self._sent = {pb.OUTPUT_STREAM_STDOUT: bytearray(), pb.OUTPUT_STREAM_STDERR: bytearray()}
+        self._cases: list[pb.TestCaseResult] = []  # every test case result sent, likewise
         self._result: pb.Result | None = None
+        self.stdin = LiveStdin(job.job_id)
 
     async def claim(self, claim: gw.Claim) -> gw.Assignment | None:
         """The assignment, or None when the gateway refused (see `refusal`)."""
@@ -232,13 +239,20 @@ class _Attempt:
     async def run(self, sandbox: SandboxPool, assignment: gw.Assignment) -> JobOutcome:
         self._started = time.monotonic()
         self._attempt = assignment.attempt
+        self._language = assignment.language
         interval = max(assignment.heartbeat_interval_ms, 100) / 1000
         self._tasks = [
             asyncio.create_task(self._read_commands(self._call)),
             asyncio.create_task(self._heartbeat(interval)),
         ]
-        batcher = OutputBatcher(self._send_output)
-        outcome = await sandbox.run_job(job_spec(assignment), batcher.add, self.cancelled)
+        if assignment.interactive:
+            batcher = OutputBatcher(self._send_output, delay_s=INTERACTIVE_OUTPUT_WINDOW_S,
+                                    quiet_at_once=True)
+            self.stdin.on_input = batcher.expect_answer
+        else:
+            batcher = OutputBatcher(self._send_output)
+        outcome = await sandbox.run_job(job_spec(assignment, self.stdin.chunks()), batcher.add,
+                                        self.cancelled, on_case=self._send_case)
         await batcher.close()
         return outcome
 
@@ -279,6 +293,8 @@ class _Attempt:
         async with self._write_lock:
             if request.HasField("output"):
                 self._sent[request.output.stream] += request.output.data
+            elif request.HasField("test_case_result"):
+                self._cases.append(request.test_case_result)
             call = self._call
             try:
                 await call.write(request)
@@ -294,6 +310,11 @@ class _Attempt:
                 gw.RunJobRequest(output=pb.OutputChunk(stream=STREAMS[stream], data=data))
             )
 
+    async def _send_case(self, case: TestCaseOutcome) -> None:
+        metrics.TEST_CASES.labels(self._language, case.outcome.verdict.value).inc()
+        with contextlib.suppress(GatewayLost):
+            await self._send(gw.RunJobRequest(test_case_result=test_case_message(case)))
+
     async def _read_commands(self, call: grpc.aio.StreamStreamCall) -> None:
         job = self._job
         try:
@@ -301,7 +322,9 @@ class _Attempt:
                 command = await call.read()
                 if command is grpc.aio.EOF:
                     break
-                if command.HasField("cancel"):
+                if command.HasField("stdin"):
+                    self.stdin.offer(command.stdin)
+                elif command.HasField("cancel"):
                     log.info("cancel_received", job_id=job.job_id, tenant=job.tenant_id)
                     self.cancelled.set()
                 elif command.HasField("result_accepted"):
@@ -340,12 +363,13 @@ class _Attempt:
         job = self._job
         log.warning("gateway_stream_broken_resuming", job_id=job.job_id, tenant=job.tenant_id,
                     attempt=self._attempt)
-        claim = gw.Claim(job_id=job.job_id, worker_id=self._worker_id,
-                         resume_attempt=self._attempt)
         for delay in RESUME_DELAYS_S:
             await asyncio.sleep(delay)
             if self._gateway_lost.is_set() or self._result_accepted.is_set():
                 return
+            # Asked each time: the broken stream may have delivered more stdin meanwhile.
+            claim = gw.Claim(job_id=job.job_id, worker_id=self._worker_id,
+                             resume_attempt=self._attempt, stdin_bytes=self.stdin.received)
             call = self._gateway.RunJob()
             try:
                 await call.write(gw.RunJobRequest(claim=claim))
@@ -379,6 +403,8 @@ class _Attempt:
                         for at in range(stored[stream], len(sent), RESEND_CHUNK_BYTES):
                             await call.write(gw.RunJobRequest(output=pb.OutputChunk(
                                 stream=stream, data=bytes(sent[at:at + RESEND_CHUNK_BYTES]))))
+                    for case in self._cases[first.resumed.test_case_results:]:
+                        await call.write(gw.RunJobRequest(test_case_result=case))
                     if self._result is not None:
                         await call.write(gw.RunJobRequest(result=self._result))
                 except (grpc.aio.AioRpcError, asyncio.InvalidStateError):

@@ -34,3 +34,6 @@ GATEWAY_RESUMES = Counter(
     " new stream), accepted (its result was stored already), lost (no gateway took it back:"
     " the run stopped and runs again elsewhere)",
     ["outcome"])
+TEST_CASES = Counter("sluice_worker_test_cases_total",
+                     "Test cases run here (each a sandboxed run after the job's one compile),"
+                     " by language and verdict", ["language", "verdict"])

@@ -3,12 +3,17 @@
 from __future__ import annotations
 
 from execution_plane.sandbox.contract import (
+    Comparison,
     JobOutcome,
     JobSpec,
     LanguageInfo,
     OutputStream,
     ResourceLimits,
+    ResourceUsage,
     SourceFile,
+    StdinSource,
+    TestCaseOutcome,
+    TestCaseSpec,
 )
 from sluice.message_limits import MAX_COMPILE_OUTPUT_BYTES
 from sluice.v1 import job_pb2 as pb
@@ -20,13 +25,26 @@ STREAMS = {
 }
 
 
-def job_spec(assignment: gw.Assignment) -> JobSpec:
+def job_spec(assignment: gw.Assignment, live_stdin: StdinSource | None = None) -> JobSpec:
+    """live_stdin: an interactive job's stdin as it comes down the stream."""
     limits = assignment.limits
+    stdin: bytes | StdinSource = assignment.stdin
+    if assignment.interactive and live_stdin is not None:
+        stdin = live_stdin
     return JobSpec(
         language=assignment.language,
         files=[SourceFile(name=f.name, content=f.content) for f in assignment.files],
-        stdin=assignment.stdin,
+        stdin=stdin,
         args=list(assignment.args),
+        test_cases=[
+            TestCaseSpec(name=case.name, stdin=case.stdin, args=list(case.args),
+                         expected_stdout=(case.expected_stdout
+                                          if case.HasField("expected_stdout") else None))
+            for case in assignment.test_cases
+        ],
+        comparison=(Comparison.IGNORE_TRAILING_WHITESPACE
+                    if assignment.comparison == pb.COMPARISON_IGNORE_TRAILING_WHITESPACE
+                    else Comparison.EXACT),
         limits=ResourceLimits(
             wall_time_ms=limits.wall_time_ms,
             cpu_time_ms=limits.cpu_time_ms,
@@ -47,13 +65,29 @@ def result_message(outcome: JobOutcome) -> pb.Result:
         # Within what the gateway receives, whatever languages.toml lets a compiler print.
         compile_output=outcome.compile_output.encode()[:MAX_COMPILE_OUTPUT_BYTES].decode(
             errors="ignore"),
-        usage=pb.Usage(
-            cpu_time_ms=outcome.usage.cpu_time_ms,
-            wall_time_ms=outcome.usage.wall_time_ms,
-            peak_memory_bytes=outcome.usage.peak_memory_bytes,
-        ),
+        usage=_usage(outcome.usage),
         detail=outcome.detail,
     )
+
+
+def test_case_message(case: TestCaseOutcome) -> pb.TestCaseResult:
+    outcome = case.outcome
+    return pb.TestCaseResult(
+        name=case.name,
+        verdict=pb.Verdict.Value(f"VERDICT_{outcome.verdict.value}"),
+        exit_code=outcome.exit_code,
+        signal=outcome.signal,
+        stdout=case.stdout,
+        stderr=case.stderr,
+        stdout_truncated=outcome.stdout_truncated,
+        stderr_truncated=outcome.stderr_truncated,
+        usage=_usage(outcome.usage),
+    )
+
+
+def _usage(usage: ResourceUsage) -> pb.Usage:
+    return pb.Usage(cpu_time_ms=usage.cpu_time_ms, wall_time_ms=usage.wall_time_ms,
+                    peak_memory_bytes=usage.peak_memory_bytes)
 
 
 def language_message(info: LanguageInfo) -> pb.Language:

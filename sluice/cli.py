@@ -432,10 +432,14 @@ def cmd_admin_bootstrap(args: argparse.Namespace) -> int:
 def cmd_run(args: argparse.Namespace) -> int:
     from sluice.file_runner import run_file
 
+    if args.stdin and (args.interactive or args.cases):
+        print("sluice run: --stdin goes with neither -i nor --cases", file=sys.stderr)
+        return 2
     return asyncio.run(run_file(
         Path(args.file), language=args.language,
         stdin=Path(args.stdin).read_bytes() if args.stdin else b"",
         args=args.args, api_key=args.api_key, target=args.target,
+        interactive=args.interactive, cases=Path(args.cases) if args.cases else None,
     ))
 
 
@@ -599,6 +603,12 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("file")
     run.add_argument("--language", help="language id (default: from the file's extension)")
     run.add_argument("--stdin", help="a file to give the program as its stdin")
+    mode = run.add_mutually_exclusive_group()
+    mode.add_argument("-i", "--interactive", action="store_true",
+                      help="this terminal is the program's stdin and stdout (Ctrl-D closes "
+                           "its stdin, Ctrl-C cancels the job)")
+    mode.add_argument("--cases", metavar="DIR",
+                      help="run DIR/*.in against DIR/*.out, compiled once; print a table")
     run.add_argument("--api-key", default=os.environ.get("SLUICE_API_KEY"),
                      help="default: $SLUICE_API_KEY, else the key `sluice up` left")
     run.add_argument("--target", default=None,

@@ -62,6 +62,33 @@ async def resumable_watch(watch: Callable[..., grpc.aio.UnaryStreamCall], job_id
             await asyncio.sleep(RECONNECT_DELAY_S)
 
 
+class Attachment:
+    """One AttachJob call: an interactive job's stdin goes up as it is sent, its events come
+    down as WatchJob would stream them."""
+
+    def __init__(self, call: grpc.aio.StreamStreamCall) -> None:
+        self.call = call
+
+    async def send(self, data: bytes) -> None:
+        await self.call.write(api.AttachJobRequest(stdin=data))
+
+    async def close_stdin(self) -> None:
+        await self.call.write(api.AttachJobRequest(close_stdin=True))
+
+    async def next_event(self) -> pb.JobEvent | None:
+        """The next event; None once the job's terminal event was read."""
+        event = await self.call.read()
+        return None if event is grpc.aio.EOF else event
+
+    async def events(self) -> AsyncIterator[pb.JobEvent]:
+        while (event := await self.next_event()) is not None:
+            yield event
+
+    def detach(self) -> None:
+        """Leaves the job running; attaching again (with after_seq) resumes."""
+        self.call.cancel()
+
+
 class SluiceClient:
     def __init__(self, target: str, api_key: str, *, settings: Settings | None = None) -> None:
         """settings: where TLS comes from (SLUICE_TLS_CA_FILE); default this process's."""
@@ -102,6 +129,11 @@ class SluiceClient:
         async for event in resumable_watch(self.stub.WatchJob, job_id, self.metadata,
                                            after_seq, reconnect=reconnect):
             yield event
+
+    async def attach(self, job_id: str, after_seq: int = 0) -> Attachment:
+        call = self.stub.AttachJob(metadata=self.metadata)
+        await call.write(api.AttachJobRequest(job_id=job_id, after_seq=after_seq))
+        return Attachment(call)
 
     async def result(self, job_id: str, within_s: float = 60) -> pb.Result:
         """The job's result, taken from its watch stream (no GetJob afterwards). A job that

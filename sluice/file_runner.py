@@ -10,8 +10,10 @@ from pathlib import Path
 
 import grpc
 
+from sluice.case_table import NoCases, print_cases, read_cases
 from sluice.client import SluiceClient, local_api_key
 from sluice.settings import get_settings
+from sluice.terminal_session import run_interactive
 from sluice.v1 import execution_service_pb2 as api
 from sluice.v1 import job_pb2 as pb
 
@@ -29,7 +31,10 @@ def exit_code_for(result: pb.Result) -> int:
 
 
 async def run_file(path: Path, *, language: str | None, stdin: bytes, args: list[str],
-                   api_key: str | None, target: str | None) -> int:
+                   api_key: str | None, target: str | None, interactive: bool = False,
+                   cases: Path | None = None) -> int:
+    """interactive: this terminal is the program's stdin (sluice/terminal_session.py);
+    cases: a directory of test cases (sluice/case_table.py)."""
     api_key = api_key or local_api_key()
     if not api_key:
         print("sluice: no API key: set SLUICE_API_KEY (from `sluice tenant create NAME`), "
@@ -40,6 +45,13 @@ async def run_file(path: Path, *, language: str | None, stdin: bytes, args: list
     except OSError as exc:
         print(f"sluice: cannot read {path}: {exc.strerror}", file=sys.stderr)
         return 2
+    test_cases: list[pb.TestCase] = []
+    if cases is not None:
+        try:
+            test_cases = await asyncio.to_thread(read_cases, cases)
+        except (OSError, NoCases) as exc:
+            print(f"sluice: --cases {cases}: {exc}", file=sys.stderr)
+            return 2
     async with SluiceClient(target or get_settings().api_address, api_key) as client:
         if language is None:
             language = await _language_for(client, path)
@@ -50,10 +62,17 @@ async def run_file(path: Path, *, language: str | None, stdin: bytes, args: list
                 return 2
         job = await client.submit(api.SubmitJobRequest(
             language=language, files=[pb.File(name=path.name, content=content)],
-            stdin=stdin, args=args))
+            stdin=stdin, args=args, interactive=interactive, test_cases=test_cases,
+            comparison=(pb.COMPARISON_IGNORE_TRAILING_WHITESPACE if test_cases
+                        else pb.COMPARISON_UNSPECIFIED)))
         print(f"sluice: job {job.id} queued ({language})", file=sys.stderr)
         try:
-            result = await stream_to_terminal(client.watch(job.id))
+            if interactive:
+                result = await run_interactive(client, job.id)
+            elif test_cases:
+                result = await print_cases(client, job.id)
+            else:
+                result = await stream_to_terminal(client.watch(job.id))
         except (KeyboardInterrupt, grpc.aio.AioRpcError):
             await client.cancel(job.id)
             raise

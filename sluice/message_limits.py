@@ -19,6 +19,9 @@ MAX_LABEL_KEY_CHARS = 63
 MAX_LABEL_VALUE_CHARS = 256
 MAX_ARG_CHARS = 4096
 MAX_FILE_NAME_CHARS = 255
+MAX_TEST_CASE_NAME_CHARS = 128
+# A test case's tags, lengths and usage in a request or a result, with room.
+TEST_CASE_FRAMING_BYTES = 128
 # A character is at most this many bytes of UTF-8.
 UTF8_MAX = 4
 # Field tags, lengths and the little messages around them (Limits, timestamps), with room.
@@ -29,21 +32,27 @@ FRAMING_SLACK_BYTES = 64 * KIB
 # languages.toml, 64 KiB by default) to this.
 MAX_OUTPUT_CHUNK_BYTES = 256 * KIB
 MAX_COMPILE_OUTPUT_BYTES = 1024 * KIB
+# The part of one test case's stdout and stderr kept in its result (one report carries it);
+# the job's max_output_bytes bounds all the cases' together.
+MAX_TEST_CASE_OUTPUT_BYTES = MAX_OUTPUT_CHUNK_BYTES
 # A result's detail, a language's description, a dead letter's reason: short strings.
 REPORT_TEXT_SLACK_BYTES = 64 * KIB
 
 
 def request_max_bytes(settings: Settings) -> int:
     """The largest legitimate SubmitJobRequest, which is the largest request of the API:
-    every file and stdin at their caps, every argument, label and name at its longest."""
+    every file and stdin at their caps, every argument, label and name at its longest. Test
+    cases' stdin and expected output count against the stdin cap, and their arguments
+    against the argument cap."""
     strings = (
         settings.max_args * MAX_ARG_CHARS
         + settings.max_labels * (MAX_LABEL_KEY_CHARS + MAX_LABEL_VALUE_CHARS)
         + settings.max_files * MAX_FILE_NAME_CHARS
+        + settings.max_test_cases * MAX_TEST_CASE_NAME_CHARS
         + 2 * MAX_KEY_CHARS
     )
     return (settings.max_source_bytes + settings.max_stdin_bytes + UTF8_MAX * strings
-            + FRAMING_SLACK_BYTES)
+            + settings.max_test_cases * TEST_CASE_FRAMING_BYTES + FRAMING_SLACK_BYTES)
 
 
 def report_max_bytes() -> int:
@@ -57,4 +66,6 @@ def response_max_bytes(settings: Settings) -> int:
     and stderr together at most max_max_output_bytes) and its compile output, or a worker's
     assignment (a request's files and stdin). ListJobs cuts its pages to fit."""
     return (settings.max_max_output_bytes + MAX_COMPILE_OUTPUT_BYTES
+            + settings.max_test_cases * (UTF8_MAX * MAX_TEST_CASE_NAME_CHARS
+                                         + TEST_CASE_FRAMING_BYTES)
             + request_max_bytes(settings))

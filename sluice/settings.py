@@ -69,7 +69,11 @@ class Settings(BaseSettings):
     # Requests
     max_source_bytes: int = 1 * MIB  # all files together
     max_files: int = 64
+    # A job's stdin: the request's, an interactive job's sent through AttachJob in all, or
+    # its test cases' stdin and expected_stdout together.
     max_stdin_bytes: int = 1 * MIB
+    # Test cases of one job (compiled once, run once each).
+    max_test_cases: int = 100
     max_args: int = 64
     max_labels: int = 32
     # WatchJob streams one tenant may hold open at once on one control-plane process.

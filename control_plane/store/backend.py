@@ -22,6 +22,9 @@ Params = Sequence[Any] | Mapping[str, Any]
 # Called on the event loop with (job id, seq) of an event stored by any process; job id
 # None when some may have been missed (the listener reconnected): wake every watcher.
 JobEventCallback = Callable[[str | None, int], None]
+# Called on the event loop with the id of a job whose stdin any process stored; None when
+# some may have been missed.
+JobStdinCallback = Callable[[str | None], None]
 
 
 class Cursor(Protocol):
@@ -57,9 +60,11 @@ class Backend(Protocol):
 
     async def close(self) -> None: ...
 
-    async def listen_job_events(self, on_event: JobEventCallback) -> None:
-        """Calls on_event for every job event written by any process, until cancelled;
-        returns at once when this backend cannot tell (the caller polls instead)."""
+    async def listen_job_events(self, on_event: JobEventCallback,
+                                on_stdin: JobStdinCallback | None = None) -> None:
+        """Calls on_event for every job event written by any process (and on_stdin for
+        every piece of an interactive job's stdin), until cancelled; returns at once when
+        this backend cannot tell (the caller polls instead)."""
 
 
 def backend_for(url: str, *, pool_size: int = 8) -> Backend:

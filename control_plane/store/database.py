@@ -16,13 +16,14 @@ import asyncio
 import queue
 import sqlite3
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
 from control_plane.store import migrations
-from control_plane.store.backend import JobEventCallback, Params
+from control_plane.store.backend import JobEventCallback, JobStdinCallback, Params
 from control_plane.store.dialect import SQLITE, Dialect
 from control_plane.store.wal_checkpointer import (
     CHECKPOINT_EVERY_S,
@@ -98,6 +99,22 @@ class _RestartLog:
 _RESTART_LOG = _RestartLog()
 
 
+def _switch_to_wal(conn: sqlite3.Connection) -> None:
+    """PRAGMA journal_mode=WAL, retried while another process holds the file: two
+    connections switching a new file at once can get SQLITE_BUSY at once, without the busy
+    handler (SQLite refuses the second rather than deadlock), so the timeout alone does not
+    cover it."""
+    deadline = time.monotonic() + BUSY_TIMEOUT_S
+    while True:
+        try:
+            conn.execute("PRAGMA journal_mode=WAL")
+            return
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or time.monotonic() > deadline:
+                raise
+            time.sleep(0.01)
+
+
 class Database:
     """The SQLite backend (control_plane/store/backend.py)."""
 
@@ -127,7 +144,7 @@ class Database:
         # WAL takes the lock too, and another process may be migrating the file.
         conn = sqlite3.connect(self._path, isolation_level=None, check_same_thread=False,
                                timeout=BUSY_TIMEOUT_S)
-        conn.execute("PRAGMA journal_mode=WAL")
+        _switch_to_wal(conn)
         # FULL: a commit is on disk before SubmitJob answers. Under NORMAL a power cut could
         # lose the last commits while the broker (which fsyncs before it confirms) keeps
         # their messages, and a claim for a job the store no longer has drops the message:
@@ -153,8 +170,10 @@ class Database:
         """Runs fn(tx) atomically on the database thread; returns once committed."""
         return await self._submit(fn, transaction=True)
 
-    async def listen_job_events(self, on_event: JobEventCallback) -> None:
-        """SQLite cannot tell: watchers poll (control_plane/watch_hub.py)."""
+    async def listen_job_events(self, on_event: JobEventCallback,
+                                on_stdin: JobStdinCallback | None = None) -> None:
+        """SQLite cannot tell: watchers and stdin feeds poll (control_plane/watch_hub.py,
+        control_plane/stdin_hub.py)."""
 
     async def _submit(self, fn: Callable[[Any], T], *, transaction: bool) -> T:
         if self._thread is None:

@@ -25,6 +25,10 @@ _AUDIT_COLUMNS = "time, tenant_id, actor, action, job_id, detail"
 # NOTIFY channel of new job events (payload "<job id>:<seq>"), sent by a trigger on
 # job_events so that it fires on commit and no code path can forget it.
 JOB_EVENTS_CHANNEL = "sluice_job_events"
+# NOTIFY channel of an interactive job's stdin stored (payload "<job id>"), sent by a
+# trigger on job_stdin: the gateway stream of that job's worker, on whichever control
+# plane, sends it down.
+JOB_STDIN_CHANNEL = "sluice_job_stdin"
 
 
 @dataclass(frozen=True)

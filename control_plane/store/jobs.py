@@ -34,6 +34,7 @@ from control_plane.store.records import (
     Refusal,
     ResultRecord,
     StateChange,
+    TestCaseResult,
     Verdict,
 )
 
@@ -77,13 +78,25 @@ def state_for_verdict(verdict: Verdict) -> JobState:
     return JobState.FAILED
 
 
-def _job_from_row(codec: RecordCodec, row: tuple, output: tuple[bytes, bytes] = (b"", b"")
+@dataclass(frozen=True)
+class AttemptOutput:
+    """What the final attempt's events hold of its Result: its output, and its test cases'
+    results (each an event of its own)."""
+    stdout: bytes = b""
+    stderr: bytes = b""
+    test_results: tuple[TestCaseResult, ...] = ()
+
+    def into(self, result: ResultRecord) -> ResultRecord:
+        return dataclasses.replace(result, stdout=self.stdout, stderr=self.stderr,
+                                   test_results=self.test_results)
+
+
+def _job_from_row(codec: RecordCodec, row: tuple, output: AttemptOutput = AttemptOutput()
                   ) -> JobRecord:
-    """A row of _JOB_COLUMNS as a job; `output`: its final attempt's (stdout, stderr)."""
+    """A row of _JOB_COLUMNS as a job; `output`: what its final attempt's events hold."""
     result = None
     if row[12] is not None:
-        result = dataclasses.replace(codec.decode_result(row[12]), stdout=output[0],
-                                     stderr=output[1])
+        result = output.into(codec.decode_result(row[12]))
     return JobRecord(
         id=row[0], tenant_id=row[1], state=JobState(row[2]), language=row[3],
         attempt=row[4], idempotency_key=row[6], ordering_key=row[7],
@@ -93,15 +106,18 @@ def _job_from_row(codec: RecordCodec, row: tuple, output: tuple[bytes, bytes] = 
     )
 
 
-def _collect_output(codec: RecordCodec, blobs: list[bytes]) -> tuple[bytes, bytes]:
-    """(stdout, stderr) of a run of stored events: their output chunks, in order."""
+def _collect_output(codec: RecordCodec, blobs: list[bytes]) -> AttemptOutput:
+    """A run of stored events' output chunks and test case results, in order."""
     stdout, stderr = bytearray(), bytearray()
+    cases: list[TestCaseResult] = []
     for blob in blobs:
-        output = codec.decode_event(blob).output
-        if output is not None:
-            target = stdout if output.stream == OutputStream.STDOUT else stderr
-            target += output.data
-    return bytes(stdout), bytes(stderr)
+        event = codec.decode_event(blob)
+        if event.output is not None:
+            target = stdout if event.output.stream == OutputStream.STDOUT else stderr
+            target += event.output.data
+        elif event.test_case_result is not None:
+            cases.append(event.test_case_result)
+    return AttemptOutput(bytes(stdout), bytes(stderr), tuple(cases))
 
 
 def jobs_from_rows(conn: Tx, codec: RecordCodec, rows: list[tuple]) -> list[JobRecord]:
@@ -121,8 +137,8 @@ def jobs_from_rows(conn: Tx, codec: RecordCodec, rows: list[tuple]) -> list[JobR
 def events_with_output(conn: Tx, codec: RecordCodec, job_id: str, blobs: list[bytes]
                        ) -> list[EventRecord]:
     """Stored events of one job as WatchJob streams them: a result event with its
-    stdout/stderr put back (from the output events before it, which an after_seq may
-    have left out of this read)."""
+    stdout/stderr and test results put back (from the events before it, which an after_seq
+    may have left out of this read)."""
     events = [codec.decode_event(blob) for blob in blobs]
     for i, event in enumerate(events):
         if event.result is not None:
@@ -131,9 +147,8 @@ def events_with_output(conn: Tx, codec: RecordCodec, job_id: str, blobs: list[by
                 " AND seq > (SELECT attempt_seq FROM jobs WHERE id = ?) ORDER BY seq",
                 (job_id, event.seq, job_id),
             ).fetchall()
-            stdout, stderr = _collect_output(codec, [row[0] for row in output])
-            events[i] = dataclasses.replace(event, result=dataclasses.replace(
-                event.result, stdout=stdout, stderr=stderr))
+            collected = _collect_output(codec, [row[0] for row in output])
+            events[i] = dataclasses.replace(event, result=collected.into(event.result))
     return events
 
 
@@ -166,7 +181,10 @@ class ResumedAttempt:
     finished: bool = False
     stdout_bytes: int = 0
     stderr_bytes: int = 0
+    test_case_results: int = 0
     limits: Limits = field(default_factory=Limits)
+    interactive: bool = False
+    runs: int = 1  # sandboxed runs of the program (its test cases, or the one)
 
 
 @dataclass
@@ -198,7 +216,7 @@ SubmitCheck = Callable[[Tx, str, str, float], JobSpec | None]
 Reader = str | Callable[[Tx], str]
 
 
-def _reader_tenant(conn: Tx, reader: Reader) -> str:
+def reader_tenant(conn: Tx, reader: Reader) -> str:
     return reader if isinstance(reader, str) else reader(conn)
 
 
@@ -261,7 +279,7 @@ class JobStore:
         trip to the store."""
 
         def tx(conn: Tx) -> tuple[list[EventRecord], bool] | None:
-            tenant_id = _reader_tenant(conn, reader)
+            tenant_id = reader_tenant(conn, reader)
             row = conn.execute("SELECT tenant_id, state FROM jobs WHERE id = ?",
                                (job_id,)).fetchone()
             if row is None or row[0] != tenant_id:
@@ -324,11 +342,12 @@ class JobStore:
                             limits=stored.limits, created_at=now)
             conn.execute(
                 "INSERT INTO jobs (id, tenant_id, state, language, spec, idempotency_key,"
-                " ordering_key, labels, created_at, last_seq, seq)"
-                f" VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, 1, {conn.dialect.next_job_seq})",
+                " ordering_key, labels, created_at, last_seq, seq, interactive)"
+                f" VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, 1, {conn.dialect.next_job_seq}, ?)",
                 (job_id, tenant_id, JobState.QUEUED, stored.language,
                  self._codec.encode_spec(stored), stored.idempotency_key, stored.ordering_key,
-                 json.dumps(dict(stored.labels), sort_keys=True), now),
+                 json.dumps(dict(stored.labels), sort_keys=True), now,
+                 1 if stored.interactive else 0),
             )
             event = EventRecord(job_id=job_id, seq=1, time_ns=int(now * 1e9),
                                 state_change=StateChange(state=JobState.QUEUED))
@@ -345,6 +364,7 @@ class JobStore:
 
         def tx(conn: Tx) -> None:
             conn.execute("DELETE FROM job_events WHERE job_id = ?", (job_id,))
+            conn.execute("DELETE FROM job_stdin WHERE job_id = ?", (job_id,))
             conn.execute("DELETE FROM audit_events WHERE job_id = ?", (job_id,))
             conn.execute("DELETE FROM jobs WHERE id = ? AND state = ?",
                          (job_id, JobState.QUEUED))
@@ -356,7 +376,7 @@ class JobStore:
         """reader None reads any tenant's job (the platform's own calls)."""
 
         def tx(conn: Tx) -> JobRecord | None:
-            tenant_id = None if reader is None else _reader_tenant(conn, reader)
+            tenant_id = None if reader is None else reader_tenant(conn, reader)
             row = conn.execute(
                 f"SELECT {_JOB_COLUMNS} FROM jobs WHERE id = ?", (job_id,)
             ).fetchone()
@@ -541,6 +561,24 @@ class JobStore:
 
         return await self._db.run(tx)
 
+    async def append_test_case(self, job_id: str, attempt: int, owner: str,
+                               case: TestCaseResult) -> EventRecord | None:
+        """A test case's result as an event of its own; None as for append_output."""
+        now = time.time()
+
+        def tx(conn: Tx) -> EventRecord | None:
+            current = conn.execute(
+                "UPDATE jobs SET last_seq = last_seq + 1 WHERE id = ? AND attempt = ?"
+                " AND state = ? AND lease_owner = ? RETURNING last_seq",
+                (job_id, attempt, JobState.RUNNING, owner),
+            ).fetchone()
+            if current is None:
+                return None
+            return self._append_event(conn, job_id, now, seq=current[0],
+                                      test_case_result=case)
+
+        return await self._db.run(tx)
+
     async def finish(self, job_id: str, attempt: int, owner: str, result: ResultRecord
                      ) -> StoredResult | None:
         """Stores the attempt's result; None when the attempt is not current or not the
@@ -562,18 +600,20 @@ class JobStore:
                 return StoredResult(JobState(state)) if state in TERMINAL_STATES else None
             if lease_owner != owner:
                 return None
-            stdout, stderr = _collect_output(self._codec, [row[0] for row in conn.execute(
+            blobs = [row[0] for row in conn.execute(
                 "SELECT event FROM job_events WHERE job_id = ? AND seq > ? ORDER BY seq",
                 (job_id, attempt_seq),
-            )])
-            stored = dataclasses.replace(result, stdout=stdout, stderr=stderr)
+            )]
+            # Output and test cases as the gateway stored them (checked against the job's
+            # output limit), whatever the worker's result says.
+            stored = _collect_output(self._codec, blobs).into(result)
             if cancel_requested and stored.verdict != Verdict.OK:
                 stored = dataclasses.replace(stored, verdict=Verdict.CANCELLED)
             new_state = state_for_verdict(stored.verdict)
-            # Output is stored once, as the output events: the row and the result event
-            # leave it out. Two events (the result, then the state change): both seqs taken
-            # by the statement that ends the job.
-            without_output = dataclasses.replace(stored, stdout=b"", stderr=b"")
+            # Output and test case results are stored once, as their events: the row and
+            # the result event leave them out. Two events (the result, then the state
+            # change): both seqs taken by the statement that ends the job.
+            without_output = AttemptOutput().into(stored)
             ended = conn.execute(
                 "UPDATE jobs SET state = ?, ended_at = ?, result = ?, lease_owner = NULL,"
                 " lease_expires_at = NULL, last_seq = last_seq + 2 WHERE id = ?"
@@ -650,14 +690,18 @@ class JobStore:
                 # nothing is lost. Otherwise another attempt has, or will have, the job.
                 finished = ended is not None and ended[1] in TERMINAL_STATES
                 return ResumedAttempt(tenant_id=ended[0] if ended else "", finished=finished)
-            tenant_id, attempt_seq, spec = row
-            stdout, stderr = _collect_output(self._codec, [row[0] for row in conn.execute(
+            tenant_id, attempt_seq, spec_blob = row
+            blobs = [row[0] for row in conn.execute(
                 "SELECT event FROM job_events WHERE job_id = ? AND seq > ? ORDER BY seq",
                 (job_id, attempt_seq),
-            ).fetchall()])
+            ).fetchall()]
+            held = _collect_output(self._codec, blobs)
+            spec = self._codec.decode_spec(spec_blob)
             return ResumedAttempt(tenant_id=tenant_id, going_on=True,
-                                  stdout_bytes=len(stdout), stderr_bytes=len(stderr),
-                                  limits=self._codec.decode_spec(spec).limits)
+                                  stdout_bytes=len(held.stdout), stderr_bytes=len(held.stderr),
+                                  test_case_results=len(held.test_results), limits=spec.limits,
+                                  interactive=spec.interactive,
+                                  runs=max(1, len(spec.test_cases)))
 
         return await self._db.run(tx)
 

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING
 
 from control_plane.store import wire
 from control_plane.store.backend import Tx
-from control_plane.store.dialect import JOB_EVENTS_CHANNEL, Dialect
+from control_plane.store.dialect import JOB_EVENTS_CHANNEL, JOB_STDIN_CHANNEL, Dialect
 
 if TYPE_CHECKING:
     from sluice.settings import Settings
@@ -324,6 +324,38 @@ def _output_stored_once(tx: Tx) -> None:
         after = rows[-1][0]
 
 
+_JOB_STDIN = """
+ALTER TABLE jobs ADD COLUMN interactive INTEGER NOT NULL DEFAULT 0;
+CREATE TABLE IF NOT EXISTS job_stdin (
+    job_id TEXT NOT NULL,
+    seq INTEGER NOT NULL,
+    offset_bytes INTEGER NOT NULL,
+    data BLOB NOT NULL,
+    eof INTEGER NOT NULL DEFAULT 0,
+    PRIMARY KEY (job_id, seq)
+);
+"""
+
+
+def _job_stdin(dialect: Dialect) -> str:
+    """Interactive jobs (control_plane/store/job_stdin.py): the stdin callers send through
+    AttachJob, held in order until the job's worker stream takes it, on any control plane;
+    on PostgreSQL a NOTIFY of each piece stored wakes that stream at once."""
+    ddl = dialect.ddl(_JOB_STDIN)
+    if dialect.name != "postgresql":
+        return ddl
+    return ddl + f"""
+CREATE OR REPLACE FUNCTION job_stdin_notify() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    PERFORM pg_notify('{JOB_STDIN_CHANNEL}', NEW.job_id);
+    RETURN NULL;
+END $$;
+DROP TRIGGER IF EXISTS job_stdin_notify ON job_stdin;
+CREATE TRIGGER job_stdin_notify AFTER INSERT ON job_stdin
+    FOR EACH ROW EXECUTE FUNCTION job_stdin_notify();
+"""
+
+
 _OPERATOR_CONTROLS = """
 CREATE TABLE IF NOT EXISTS tenant_pauses (
     tenant_id TEXT PRIMARY KEY,
@@ -371,7 +403,8 @@ MIGRATIONS: tuple[Migration, ...] = (
     Migration(4, "worker_tokens", _worker_tokens),
     Migration(5, "retention", _retention),
     Migration(6, "output_stored_once", _no_sql, _output_stored_once),
-    Migration(7, "operator_controls", _operator_controls),
+    Migration(7, "job_stdin", _job_stdin),
+    Migration(8, "operator_controls", _operator_controls),
 )
 LATEST = MIGRATIONS[-1].version
 

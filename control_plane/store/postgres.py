@@ -24,9 +24,15 @@ from psycopg import errors
 from psycopg_pool import ConnectionPool
 
 from control_plane.store import migrations
-from control_plane.store.backend import JobEventCallback, Params
+from control_plane.store.backend import JobEventCallback, JobStdinCallback, Params
 from control_plane.store.database import SCHEMA
-from control_plane.store.dialect import JOB_EVENTS_CHANNEL, MIGRATION_LOCK, POSTGRESQL, pyformat
+from control_plane.store.dialect import (
+    JOB_EVENTS_CHANNEL,
+    JOB_STDIN_CHANNEL,
+    MIGRATION_LOCK,
+    POSTGRESQL,
+    pyformat,
+)
 from sluice.observability import get_logger
 
 log = get_logger(__name__)
@@ -117,7 +123,8 @@ class PostgresDatabase:
                 time.sleep(random.uniform(0, 0.005 * 2 ** tries))
         raise AssertionError("unreachable")
 
-    async def listen_job_events(self, on_event: JobEventCallback) -> None:
+    async def listen_job_events(self, on_event: JobEventCallback,
+                                on_stdin: JobStdinCallback | None = None) -> None:
         """LISTENs on a connection of its own, in a thread; the job ids heard are handed to
         the event loop in batches (one wake-up per burst, not per event)."""
         loop = asyncio.get_running_loop()
@@ -130,7 +137,15 @@ class PostgresDatabase:
                 heard = pending[:]
                 pending.clear()
             for job_id, seq in heard:
-                on_event(job_id, seq)
+                if seq < 0:  # a piece of stdin (seq is never negative)
+                    if on_stdin is not None:
+                        on_stdin(job_id)
+                elif job_id is None:
+                    on_event(None, 0)
+                    if on_stdin is not None:
+                        on_stdin(None)
+                else:
+                    on_event(job_id, seq)
 
         def hand_over(job_id: str | None, seq: int) -> None:
             with lock:
@@ -147,9 +162,13 @@ class PostgresDatabase:
                 try:
                     with psycopg.connect(self._url, autocommit=True) as conn:
                         conn.execute(f"LISTEN {JOB_EVENTS_CHANNEL}")
+                        conn.execute(f"LISTEN {JOB_STDIN_CHANNEL}")
                         hand_over(None, 0)  # (re)connected: events may have been missed
                         while not stop.is_set():
                             for note in conn.notifies(timeout=0.5):
+                                if note.channel == JOB_STDIN_CHANNEL:
+                                    hand_over(note.payload, -1)
+                                    continue
                                 job_id, _, seq = note.payload.rpartition(":")
                                 hand_over(job_id, int(seq))
                 except psycopg.Error as exc:

@@ -43,6 +43,13 @@ class Verdict(IntEnum):
     COMPILE_ERROR = 7
     INTERNAL_ERROR = 8
     CANCELLED = 9
+    WRONG_ANSWER = 10
+
+
+class Comparison(IntEnum):
+    UNSPECIFIED = 0  # as EXACT
+    EXACT = 1
+    IGNORE_TRAILING_WHITESPACE = 2
 
 
 class OutputStream(IntEnum):
@@ -79,6 +86,21 @@ class Usage:
 
 
 @dataclass(frozen=True)
+class TestCaseResult:
+    __test__ = False  # not a pytest class, whatever its name
+
+    name: str = ""
+    verdict: Verdict = Verdict.UNSPECIFIED
+    exit_code: int = 0
+    signal: str = ""
+    stdout: bytes = b""
+    stderr: bytes = b""
+    stdout_truncated: bool = False
+    stderr_truncated: bool = False
+    usage: Usage = field(default_factory=Usage)
+
+
+@dataclass(frozen=True)
 class ResultRecord:
     verdict: Verdict = Verdict.UNSPECIFIED
     exit_code: int = 0
@@ -90,12 +112,25 @@ class ResultRecord:
     compile_output: str = ""
     usage: Usage = field(default_factory=Usage)
     detail: str = ""
+    # A job with test cases: each case's, in order. Stored once, as the cases' events
+    # (control_plane/store/jobs.py puts them back here on reads, as it does the output).
+    test_results: tuple[TestCaseResult, ...] = ()
 
 
 @dataclass(frozen=True)
 class SourceFile:
     name: str = ""
     content: bytes = b""
+
+
+@dataclass(frozen=True)
+class TestCase:
+    __test__ = False
+
+    name: str = ""
+    stdin: bytes = b""
+    args: tuple[str, ...] = ()
+    expected_stdout: bytes | None = None  # None: not checked
 
 
 @dataclass(frozen=True)
@@ -109,6 +144,9 @@ class JobSpec:
     idempotency_key: str = ""
     ordering_key: str = ""
     labels: Mapping[str, str] = field(default_factory=dict)
+    interactive: bool = False
+    test_cases: tuple[TestCase, ...] = ()
+    comparison: Comparison = Comparison.UNSPECIFIED
 
 
 @dataclass(frozen=True)
@@ -147,13 +185,15 @@ class OutputChunk:
 
 @dataclass(frozen=True)
 class EventRecord:
-    """One of a job's events: exactly one of state_change, output, result is set."""
+    """One of a job's events: exactly one of state_change, output, result,
+    test_case_result is set."""
     job_id: str
     seq: int
     time_ns: int = 0  # nanoseconds since the epoch, as stored
     state_change: StateChange | None = None
     output: OutputChunk | None = None
     result: ResultRecord | None = None
+    test_case_result: TestCaseResult | None = None
 
     @property
     def is_terminal(self) -> bool:

@@ -114,6 +114,7 @@ class RetentionStore:
                 ).fetchone()
                 if gone is not None:
                     conn.execute("DELETE FROM job_events WHERE job_id = ?", (job.job_id,))
+                    conn.execute("DELETE FROM job_stdin WHERE job_id = ?", (job.job_id,))
                     deleted.append(job.job_id)
             for start in range(0, len(release), 500):  # under SQLite's parameter limit
                 chunk = [job.job_id for job in release[start:start + 500]]

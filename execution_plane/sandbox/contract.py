@@ -7,7 +7,7 @@ the sandbox can be tested (and benchmarked) without a broker or a gateway in sig
 from __future__ import annotations
 
 import enum
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 
 
@@ -28,6 +28,14 @@ class Verdict(enum.Enum):
     COMPILE_ERROR = "COMPILE_ERROR"
     INTERNAL_ERROR = "INTERNAL_ERROR"
     CANCELLED = "CANCELLED"
+    WRONG_ANSWER = "WRONG_ANSWER"  # a test case's output differs from what it expects
+
+
+class Comparison(enum.Enum):
+    """Mirrors sluice.v1.Comparison by name (COMPARISON_<name>)."""
+
+    EXACT = "EXACT"
+    IGNORE_TRAILING_WHITESPACE = "IGNORE_TRAILING_WHITESPACE"
 
 
 @dataclass(frozen=True)
@@ -50,13 +58,29 @@ class SourceFile:
     content: bytes
 
 
+# An interactive run's stdin: chunks as the caller sends them; the end of the iteration
+# closes the program's stdin (EOF).
+StdinSource = AsyncIterator[bytes]
+
+
+@dataclass(frozen=True)
+class TestCaseSpec:
+    name: str
+    stdin: bytes
+    args: list[str]  # empty: the job's
+    expected_stdout: bytes | None  # None: any output is right
+
+
 @dataclass(frozen=True)
 class JobSpec:
     language: str
     files: list[SourceFile]  # the first is the entry point
-    stdin: bytes
+    stdin: bytes | StdinSource
     args: list[str]
     limits: ResourceLimits
+    # Compiled once, then one run per case (stdin is then empty).
+    test_cases: list[TestCaseSpec] = field(default_factory=list)
+    comparison: Comparison = Comparison.EXACT
 
 
 @dataclass
@@ -78,6 +102,16 @@ class JobOutcome:
     detail: str = ""  # one line for INTERNAL_ERROR and friends, for logs and the caller
 
 
+@dataclass
+class TestCaseOutcome:
+    """How one test case ended; stdout and stderr are the part kept for its result."""
+
+    name: str
+    outcome: JobOutcome
+    stdout: bytes = b""
+    stderr: bytes = b""
+
+
 @dataclass(frozen=True)
 class LanguageInfo:
     id: str  # e.g. "python"
@@ -89,3 +123,5 @@ class LanguageInfo:
 
 # Called with each chunk as the program produces it (already cut to the output cap).
 OutputSink = Callable[[OutputStream, bytes], Awaitable[None]]
+# Called with each test case's outcome as it ends, in order.
+TestCaseSink = Callable[[TestCaseOutcome], Awaitable[None]]

@@ -19,6 +19,9 @@ from execution_plane.sandbox.contract import (
     LanguageInfo,
     OutputSink,
     ResourceLimits,
+    StdinSource,
+    TestCaseOutcome,
+    TestCaseSink,
     Verdict,
 )
 from execution_plane.sandbox.output import CollectingSink
@@ -27,6 +30,7 @@ from execution_plane.sandbox.seccomp import SeccompError, compile_bpf
 from execution_plane.sandbox.slot import Slot, SlotBroken
 from execution_plane.sandbox.stale import cgroup_name, reclaim_stale, work_root_prefix
 from execution_plane.sandbox.step import run_step
+from execution_plane.sandbox.test_cases import run_cases
 from execution_plane.sandbox.toolchains import StagedToolchains
 from execution_plane.sandbox.uids import NoFreeUid, UidLease
 from sluice.settings import Settings, get_settings
@@ -236,8 +240,10 @@ class SandboxPool:
     # -- jobs ------------------------------------------------------------------------
 
     async def run_job(
-        self, spec: JobSpec, on_output: OutputSink, cancelled: asyncio.Event
+        self, spec: JobSpec, on_output: OutputSink, cancelled: asyncio.Event,
+        on_case: TestCaseSink | None = None,
     ) -> JobOutcome:
+        """on_case hears each test case's outcome as it ends (a job with test_cases)."""
         language = self.available.get(spec.language)
         if language is None:
             return JobOutcome(Verdict.INTERNAL_ERROR, detail=f"unknown language {spec.language!r}")
@@ -247,7 +253,7 @@ class SandboxPool:
         if slot is None:
             return JobOutcome(Verdict.CANCELLED)
         try:
-            return await self._run_on(slot, language, spec, on_output, cancelled)
+            return await self._run_on(slot, language, spec, on_output, cancelled, on_case)
         except SlotBroken as exc:
             slot.broken = True
             return JobOutcome(Verdict.INTERNAL_ERROR, detail=f"sandbox: {exc}")
@@ -311,6 +317,7 @@ class SandboxPool:
         spec: JobSpec,
         on_output: OutputSink,
         cancelled: asyncio.Event,
+        on_case: TestCaseSink | None,
     ) -> JobOutcome:
         assert self.registry is not None
         if slot.workdir_bytes != spec.limits.workdir_bytes:
@@ -345,19 +352,49 @@ class SandboxPool:
                     usage=compiled.usage,
                     detail=f"compile step: {why}" if why else "",
                 )
-        outcome = await self._step(
-            slot,
-            language,
-            language.run_argv(entry, spec.args, spec.limits.memory_bytes),
-            spec.limits,
-            spec.stdin,
-            on_output,
-            cancelled,
-        )
+        if spec.test_cases:
+            outcome = await self._run_cases(slot, language, spec, entry, cancelled,
+                                            on_case or _ignore_case)
+        else:
+            outcome = await self._step(
+                slot,
+                language,
+                language.run_argv(entry, spec.args, spec.limits.memory_bytes),
+                spec.limits,
+                spec.stdin,
+                on_output,
+                cancelled,
+            )
         outcome.compile_output = compile_output
         if compiled is not None:
             outcome.usage = budget.total_usage(compiled.usage, outcome.usage)
         return outcome
+
+    async def _run_cases(self, slot: Slot, language: Language, spec: JobSpec, entry: str,
+                         cancelled: asyncio.Event, on_case: TestCaseSink) -> JobOutcome:
+        """Each case from the work dir as the compile left it: the first case finds it so,
+        each later one in a fresh tmpfs filled from a copy taken after the compile, so no
+        case sees what another wrote."""
+        snapshot = os.path.join(self.work_root, f"cases-{slot.index}")
+        await asyncio.to_thread(shutil.rmtree, snapshot, True)
+        await asyncio.to_thread(workdir.snapshot, slot.work_dir, snapshot)
+        runs = 0
+
+        async def run_case(args: list[str], stdin: bytes, sink: OutputSink) -> JobOutcome:
+            nonlocal runs
+            if runs:
+                await asyncio.to_thread(slot.reset_workdir, spec.limits.workdir_bytes)
+                await asyncio.to_thread(workdir.restore, snapshot, slot.work_dir, slot.uid,
+                                        slot.gid)
+            runs += 1
+            return await self._step(
+                slot, language, language.run_argv(entry, args, spec.limits.memory_bytes),
+                spec.limits, stdin, sink, cancelled)
+
+        try:
+            return await run_cases(spec, run_case, on_case, cancelled)
+        finally:
+            await asyncio.to_thread(shutil.rmtree, snapshot, True)
 
     async def _step(
         self,
@@ -365,7 +402,7 @@ class SandboxPool:
         language: Language,
         command: list[str],
         limits: ResourceLimits,
-        stdin: bytes,
+        stdin: bytes | StdinSource,
         sink: OutputSink,
         cancelled: asyncio.Event,
     ) -> JobOutcome:
@@ -382,3 +419,7 @@ class SandboxPool:
             cancelled,
             runtime_tasks=language.runtime_tasks,
         )
+
+
+async def _ignore_case(case: TestCaseOutcome) -> None:
+    """No one listens to the cases as they end (the outcome still counts them)."""

@@ -11,6 +11,7 @@ import os
 import resource
 import signal
 import time
+from typing import BinaryIO
 
 from execution_plane.sandbox.contract import (
     JobOutcome,
@@ -18,6 +19,7 @@ from execution_plane.sandbox.contract import (
     OutputStream,
     ResourceLimits,
     ResourceUsage,
+    StdinSource,
     Verdict,
 )
 from execution_plane.sandbox.output import OutputCap
@@ -57,6 +59,29 @@ def _stdin_memfd(data: bytes) -> int:
     seals = fcntl.F_SEAL_SEAL | fcntl.F_SEAL_SHRINK | fcntl.F_SEAL_GROW | fcntl.F_SEAL_WRITE
     fcntl.fcntl(fd, fcntl.F_ADD_SEALS, seals)
     return fd
+
+
+async def _feed(pipe: BinaryIO, source: StdinSource) -> None:
+    """An interactive run's stdin: each chunk goes down the pipe as it comes; the source's
+    end closes the pipe once written (EOF). The transport buffers what the program has not
+    read yet, so a slow reader never blocks the worker (the job's stdin cap bounds it)."""
+    loop = asyncio.get_running_loop()
+    transport, _ = await loop.connect_write_pipe(asyncio.Protocol, pipe)
+    try:
+        async for chunk in source:
+            if transport.is_closing():
+                break  # the program closed its stdin or exited: nobody reads the rest
+            transport.write(chunk)
+    finally:
+        transport.close()  # after what is buffered is written, or at once if it cannot be
+
+
+def _stdin_fds(stdin: bytes | StdinSource) -> tuple[int, int | None]:
+    """(the child's stdin, the write end of its pipe when stdin is fed live)."""
+    if isinstance(stdin, bytes):
+        return _stdin_memfd(stdin), None
+    read_fd, write_fd = os.pipe2(os.O_CLOEXEC)
+    return read_fd, write_fd
 
 
 async def _pump(read_fd: int, stream: OutputStream, cap: OutputCap) -> None:
@@ -110,12 +135,13 @@ async def run_step(
     slot: Slot,
     argv: list[str],
     limits: ResourceLimits,
-    stdin: bytes,
+    stdin: bytes | StdinSource,
     sink: OutputSink,
     cancelled: asyncio.Event,
     runtime_tasks: int = 0,
 ) -> JobOutcome:
-    """Run one sandboxed process tree to its end and say how it ended."""
+    """Run one sandboxed process tree to its end and say how it ended. stdin is the whole
+    input, or a source fed to the program as it comes (an interactive job)."""
     tasks = limits.max_processes + runtime_tasks
     slot.cgroup.prepare(limits.memory_bytes, tasks + SANDBOX_TASKS)
     oom_before = slot.cgroup.oom_kills()
@@ -128,11 +154,16 @@ async def run_step(
     err_r, err_w = os.pipe2(os.O_CLOEXEC)
     status_r, status_w = os.pipe2(os.O_CLOEXEC)
     os.set_blocking(status_r, False)  # read once, after the exit: whatever is there
-    stdin_fd = _stdin_memfd(stdin)
+    stdin_fd, stdin_w = _stdin_fds(stdin)
     pumps = [
         asyncio.create_task(_pump(out_r, OutputStream.STDOUT, cap)),
         asyncio.create_task(_pump(err_r, OutputStream.STDERR, cap)),
     ]
+    feeder = None
+    if stdin_w is not None:
+        assert not isinstance(stdin, bytes)
+        # A file object now: should the task never start, collecting it closes the fd.
+        feeder = asyncio.create_task(_feed(os.fdopen(stdin_w, "wb", buffering=0), stdin))
     started = time.monotonic()
     try:
         try:
@@ -147,16 +178,25 @@ async def run_step(
         slot.broken = True
         for pump in pumps:
             pump.cancel()
+        if feeder is not None:
+            feeder.cancel()
         await slot.cgroup.kill_all(spare=slot.runner_pid)
         return JobOutcome(Verdict.INTERNAL_ERROR, detail=f"sandbox: {exc}")
     except asyncio.CancelledError:
         # The worker gave up on the job: the tree must not outlive it.
         for pump in pumps:
             pump.cancel()
+        if feeder is not None:
+            feeder.cancel()
         await asyncio.shield(slot.kill_run())
         raise
     finally:
         os.close(status_r)
+    if feeder is not None:
+        # The program is gone: input it never read has nowhere to go.
+        feeder.cancel()
+        with contextlib.suppress(asyncio.CancelledError, OSError):
+            await feeder
     wall_ms = int((time.monotonic() - started) * 1000)
     # bwrap's death takes its pid namespace along; the cgroup sweep is the second line
     # (and what frees the slot's pids charge before the next step).

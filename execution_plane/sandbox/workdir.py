@@ -123,3 +123,59 @@ def write_files(root: str, files: list[SourceFile], uid: int, gid: int) -> None:
                 os.close(dir_fd)
     finally:
         os.close(root_fd)
+
+
+def snapshot(root: str, dest: str) -> None:
+    """Copy the work dir as the compile step left it into `dest` (made here, root's alone),
+    so each test case can start from it. Nothing runs in the slot meanwhile; symlinks are
+    copied as links, never followed, and anything but files, dirs and links is left out."""
+    os.mkdir(dest, 0o700)
+    for here, dirs, files in os.walk(root, followlinks=False):
+        target = os.path.join(dest, os.path.relpath(here, root))
+        for name in dirs:
+            path = os.path.join(here, name)
+            info = os.lstat(path)
+            if stat.S_ISLNK(info.st_mode):
+                os.symlink(os.readlink(path), os.path.join(target, name))
+            else:
+                os.mkdir(os.path.join(target, name), stat.S_IMODE(info.st_mode) | 0o700)
+        for name in files:
+            path = os.path.join(here, name)
+            info = os.lstat(path)
+            if stat.S_ISLNK(info.st_mode):
+                os.symlink(os.readlink(path), os.path.join(target, name))
+            elif stat.S_ISREG(info.st_mode):
+                _copy_file(path, os.path.join(target, name), stat.S_IMODE(info.st_mode))
+
+
+def restore(src: str, root: str, uid: int, gid: int) -> None:
+    """Fill a fresh work dir from a snapshot, owned by the sandbox uid as before."""
+    for here, dirs, files in os.walk(src, followlinks=False):
+        target = os.path.join(root, os.path.relpath(here, src))
+        for name in [*dirs, *files]:
+            path, copy = os.path.join(here, name), os.path.join(target, name)
+            info = os.lstat(path)
+            if stat.S_ISLNK(info.st_mode):
+                os.symlink(os.readlink(path), copy)
+            elif stat.S_ISDIR(info.st_mode):
+                os.mkdir(copy, stat.S_IMODE(info.st_mode))
+            else:
+                _copy_file(path, copy, stat.S_IMODE(info.st_mode))
+            os.chown(copy, uid, gid, follow_symlinks=False)
+
+
+def _copy_file(path: str, copy: str, mode: int) -> None:
+    source = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+    try:
+        target = os.open(copy, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW
+                         | os.O_CLOEXEC, mode)
+        try:
+            while chunk := os.read(source, 1 << 20):
+                view = memoryview(chunk)
+                while view:
+                    view = view[os.write(target, view):]
+            os.fchmod(target, mode)  # past the umask
+        finally:
+            os.close(target)
+    finally:
+        os.close(source)

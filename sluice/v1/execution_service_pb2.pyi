@@ -11,7 +11,7 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 DESCRIPTOR: _descriptor.FileDescriptor
 
 class SubmitJobRequest(_message.Message):
-    __slots__ = ("language", "files", "stdin", "args", "limits", "idempotency_key", "ordering_key", "labels")
+    __slots__ = ("language", "files", "stdin", "args", "limits", "idempotency_key", "ordering_key", "labels", "interactive", "test_cases", "comparison")
     class LabelsEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -27,6 +27,9 @@ class SubmitJobRequest(_message.Message):
     IDEMPOTENCY_KEY_FIELD_NUMBER: _ClassVar[int]
     ORDERING_KEY_FIELD_NUMBER: _ClassVar[int]
     LABELS_FIELD_NUMBER: _ClassVar[int]
+    INTERACTIVE_FIELD_NUMBER: _ClassVar[int]
+    TEST_CASES_FIELD_NUMBER: _ClassVar[int]
+    COMPARISON_FIELD_NUMBER: _ClassVar[int]
     language: str
     files: _containers.RepeatedCompositeFieldContainer[_job_pb2.File]
     stdin: bytes
@@ -35,7 +38,22 @@ class SubmitJobRequest(_message.Message):
     idempotency_key: str
     ordering_key: str
     labels: _containers.ScalarMap[str, str]
-    def __init__(self, language: _Optional[str] = ..., files: _Optional[_Iterable[_Union[_job_pb2.File, _Mapping]]] = ..., stdin: _Optional[bytes] = ..., args: _Optional[_Iterable[str]] = ..., limits: _Optional[_Union[_job_pb2.Limits, _Mapping]] = ..., idempotency_key: _Optional[str] = ..., ordering_key: _Optional[str] = ..., labels: _Optional[_Mapping[str, str]] = ...) -> None: ...
+    interactive: bool
+    test_cases: _containers.RepeatedCompositeFieldContainer[_job_pb2.TestCase]
+    comparison: _job_pb2.Comparison
+    def __init__(self, language: _Optional[str] = ..., files: _Optional[_Iterable[_Union[_job_pb2.File, _Mapping]]] = ..., stdin: _Optional[bytes] = ..., args: _Optional[_Iterable[str]] = ..., limits: _Optional[_Union[_job_pb2.Limits, _Mapping]] = ..., idempotency_key: _Optional[str] = ..., ordering_key: _Optional[str] = ..., labels: _Optional[_Mapping[str, str]] = ..., interactive: _Optional[bool] = ..., test_cases: _Optional[_Iterable[_Union[_job_pb2.TestCase, _Mapping]]] = ..., comparison: _Optional[_Union[_job_pb2.Comparison, str]] = ...) -> None: ...
+
+class AttachJobRequest(_message.Message):
+    __slots__ = ("job_id", "after_seq", "stdin", "close_stdin")
+    JOB_ID_FIELD_NUMBER: _ClassVar[int]
+    AFTER_SEQ_FIELD_NUMBER: _ClassVar[int]
+    STDIN_FIELD_NUMBER: _ClassVar[int]
+    CLOSE_STDIN_FIELD_NUMBER: _ClassVar[int]
+    job_id: str
+    after_seq: int
+    stdin: bytes
+    close_stdin: bool
+    def __init__(self, job_id: _Optional[str] = ..., after_seq: _Optional[int] = ..., stdin: _Optional[bytes] = ..., close_stdin: _Optional[bool] = ...) -> None: ...
 
 class SubmitJobResponse(_message.Message):
     __slots__ = ("job",)

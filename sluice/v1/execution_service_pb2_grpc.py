@@ -66,6 +66,11 @@ class ExecutionServiceStub:
                 request_serializer=sluice_dot_v1_dot_execution__service__pb2.ListLanguagesRequest.SerializeToString,
                 response_deserializer=sluice_dot_v1_dot_execution__service__pb2.ListLanguagesResponse.FromString,
                 _registered_method=True)
+        self.AttachJob = channel.stream_stream(
+                '/sluice.v1.ExecutionService/AttachJob',
+                request_serializer=sluice_dot_v1_dot_execution__service__pb2.AttachJobRequest.SerializeToString,
+                response_deserializer=sluice_dot_v1_dot_job__pb2.JobEvent.FromString,
+                _registered_method=True)
 
 
 class ExecutionServiceServicer:
@@ -112,6 +117,15 @@ class ExecutionServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def AttachJob(self, request_iterator, context):
+        """An interactive job's live stdin, and its events as WatchJob streams them. The first
+        message names the job (and after_seq); later ones carry stdin or close_stdin. Stdin
+        sent before the job starts is held and delivered in order; attaching again resumes.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_ExecutionServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -144,6 +158,11 @@ def add_ExecutionServiceServicer_to_server(servicer, server):
                     servicer.ListLanguages,
                     request_deserializer=sluice_dot_v1_dot_execution__service__pb2.ListLanguagesRequest.FromString,
                     response_serializer=sluice_dot_v1_dot_execution__service__pb2.ListLanguagesResponse.SerializeToString,
+            ),
+            'AttachJob': grpc.stream_stream_rpc_method_handler(
+                    servicer.AttachJob,
+                    request_deserializer=sluice_dot_v1_dot_execution__service__pb2.AttachJobRequest.FromString,
+                    response_serializer=sluice_dot_v1_dot_job__pb2.JobEvent.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -309,6 +328,33 @@ class ExecutionService:
             '/sluice.v1.ExecutionService/ListLanguages',
             sluice_dot_v1_dot_execution__service__pb2.ListLanguagesRequest.SerializeToString,
             sluice_dot_v1_dot_execution__service__pb2.ListLanguagesResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def AttachJob(request_iterator,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.stream_stream(
+            request_iterator,
+            target,
+            '/sluice.v1.ExecutionService/AttachJob',
+            sluice_dot_v1_dot_execution__service__pb2.AttachJobRequest.SerializeToString,
+            sluice_dot_v1_dot_job__pb2.JobEvent.FromString,
             options,
             channel_credentials,
             insecure,

@@ -25,7 +25,7 @@ _sym_db = _symbol_database.Default()
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x13sluice/v1/job.proto\x12\tsluice.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"%\n\x04\x46ile\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0f\n\x07\x63ontent\x18\x02 \x01(\x0c\"z\n\x06Limits\x12\x14\n\x0cwall_time_ms\x18\x01 \x01(\r\x12\x13\n\x0b\x63pu_time_ms\x18\x02 \x01(\r\x12\x14\n\x0cmemory_bytes\x18\x03 \x01(\x04\x12\x15\n\rmax_processes\x18\x04 \x01(\r\x12\x18\n\x10max_output_bytes\x18\x05 \x01(\x04\"M\n\x05Usage\x12\x13\n\x0b\x63pu_time_ms\x18\x01 \x01(\x04\x12\x14\n\x0cwall_time_ms\x18\x02 \x01(\x04\x12\x19\n\x11peak_memory_bytes\x18\x03 \x01(\x04\"\xed\x01\n\x06Result\x12#\n\x07verdict\x18\x01 \x01(\x0e\x32\x12.sluice.v1.Verdict\x12\x11\n\texit_code\x18\x02 \x01(\x05\x12\x0e\n\x06signal\x18\x03 \x01(\t\x12\x0e\n\x06stdout\x18\x04 \x01(\x0c\x12\x0e\n\x06stderr\x18\x05 \x01(\x0c\x12\x18\n\x10stdout_truncated\x18\x06 \x01(\x08\x12\x18\n\x10stderr_truncated\x18\x07 \x01(\x08\x12\x16\n\x0e\x63ompile_output\x18\x08 \x01(\t\x12\x1f\n\x05usage\x18\t \x01(\x0b\x32\x10.sluice.v1.Usage\x12\x0e\n\x06\x64\x65tail\x18\n \x01(\t\"\xed\x03\n\x03Job\x12\n\n\x02id\x18\x01 \x01(\t\x12\"\n\x05state\x18\x02 \x01(\x0e\x32\x13.sluice.v1.JobState\x12\x10\n\x08language\x18\x03 \x01(\t\x12\x0f\n\x07\x61ttempt\x18\x04 \x01(\r\x12/\n\x0b\x63reate_time\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12.\n\nstart_time\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12,\n\x08\x65nd_time\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12!\n\x06result\x18\x08 \x01(\x0b\x32\x11.sluice.v1.Result\x12*\n\x06labels\x18\t \x03(\x0b\x32\x1a.sluice.v1.Job.LabelsEntry\x12\x17\n\x0fidempotency_key\x18\n \x01(\t\x12\x14\n\x0cordering_key\x18\x0b \x01(\t\x12!\n\x06limits\x18\x0c \x01(\x0b\x32\x11.sluice.v1.Limits\x12\x14\n\x0cstate_reason\x18\r \x01(\t\x12\x1e\n\x05\x66iles\x18\x0e \x03(\x0b\x32\x0f.sluice.v1.File\x1a-\n\x0bLabelsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"R\n\x0bStateChange\x12\"\n\x05state\x18\x01 \x01(\x0e\x32\x13.sluice.v1.JobState\x12\x0f\n\x07\x61ttempt\x18\x02 \x01(\r\x12\x0e\n\x06reason\x18\x03 \x01(\t\"D\n\x0bOutputChunk\x12\'\n\x06stream\x18\x01 \x01(\x0e\x32\x17.sluice.v1.OutputStream\x12\x0c\n\x04\x64\x61ta\x18\x02 \x01(\x0c\"\xd9\x01\n\x08JobEvent\x12\x0e\n\x06job_id\x18\x01 \x01(\t\x12\x0b\n\x03seq\x18\x02 \x01(\x03\x12(\n\x04time\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12.\n\x0cstate_change\x18\x04 \x01(\x0b\x32\x16.sluice.v1.StateChangeH\x00\x12(\n\x06output\x18\x05 \x01(\x0b\x32\x16.sluice.v1.OutputChunkH\x00\x12#\n\x06result\x18\x06 \x01(\x0b\x32\x11.sluice.v1.ResultH\x00\x42\x07\n\x05\x65vent\"Z\n\x08Language\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x0f\n\x07version\x18\x03 \x01(\t\x12\x11\n\tfile_name\x18\x04 \x01(\t\x12\x10\n\x08\x63ompiled\x18\x05 \x01(\x08*\xb7\x01\n\x08JobState\x12\x19\n\x15JOB_STATE_UNSPECIFIED\x10\x00\x12\x14\n\x10JOB_STATE_QUEUED\x10\x01\x12\x15\n\x11JOB_STATE_RUNNING\x10\x02\x12\x17\n\x13JOB_STATE_SUCCEEDED\x10\x03\x12\x14\n\x10JOB_STATE_FAILED\x10\x04\x12\x17\n\x13JOB_STATE_CANCELLED\x10\x05\x12\x1b\n\x17JOB_STATE_DEAD_LETTERED\x10\x06*\x98\x02\n\x07Verdict\x12\x17\n\x13VERDICT_UNSPECIFIED\x10\x00\x12\x0e\n\nVERDICT_OK\x10\x01\x12\x19\n\x15VERDICT_RUNTIME_ERROR\x10\x02\x12\x14\n\x10VERDICT_SIGNALED\x10\x03\x12\x1f\n\x1bVERDICT_TIME_LIMIT_EXCEEDED\x10\x04\x12!\n\x1dVERDICT_MEMORY_LIMIT_EXCEEDED\x10\x05\x12!\n\x1dVERDICT_OUTPUT_LIMIT_EXCEEDED\x10\x06\x12\x19\n\x15VERDICT_COMPILE_ERROR\x10\x07\x12\x1a\n\x16VERDICT_INTERNAL_ERROR\x10\x08\x12\x15\n\x11VERDICT_CANCELLED\x10\t*a\n\x0cOutputStream\x12\x1d\n\x19OUTPUT_STREAM_UNSPECIFIED\x10\x00\x12\x18\n\x14OUTPUT_STREAM_STDOUT\x10\x01\x12\x18\n\x14OUTPUT_STREAM_STDERR\x10\x02\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x13sluice/v1/job.proto\x12\tsluice.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"%\n\x04\x46ile\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0f\n\x07\x63ontent\x18\x02 \x01(\x0c\"z\n\x06Limits\x12\x14\n\x0cwall_time_ms\x18\x01 \x01(\r\x12\x13\n\x0b\x63pu_time_ms\x18\x02 \x01(\r\x12\x14\n\x0cmemory_bytes\x18\x03 \x01(\x04\x12\x15\n\rmax_processes\x18\x04 \x01(\r\x12\x18\n\x10max_output_bytes\x18\x05 \x01(\x04\"M\n\x05Usage\x12\x13\n\x0b\x63pu_time_ms\x18\x01 \x01(\x04\x12\x14\n\x0cwall_time_ms\x18\x02 \x01(\x04\x12\x19\n\x11peak_memory_bytes\x18\x03 \x01(\x04\"\x9e\x02\n\x06Result\x12#\n\x07verdict\x18\x01 \x01(\x0e\x32\x12.sluice.v1.Verdict\x12\x11\n\texit_code\x18\x02 \x01(\x05\x12\x0e\n\x06signal\x18\x03 \x01(\t\x12\x0e\n\x06stdout\x18\x04 \x01(\x0c\x12\x0e\n\x06stderr\x18\x05 \x01(\x0c\x12\x18\n\x10stdout_truncated\x18\x06 \x01(\x08\x12\x18\n\x10stderr_truncated\x18\x07 \x01(\x08\x12\x16\n\x0e\x63ompile_output\x18\x08 \x01(\t\x12\x1f\n\x05usage\x18\t \x01(\x0b\x32\x10.sluice.v1.Usage\x12\x0e\n\x06\x64\x65tail\x18\n \x01(\t\x12/\n\x0ctest_results\x18\x0b \x03(\x0b\x32\x19.sluice.v1.TestCaseResult\"g\n\x08TestCase\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\r\n\x05stdin\x18\x02 \x01(\x0c\x12\x0c\n\x04\x61rgs\x18\x03 \x03(\t\x12\x1c\n\x0f\x65xpected_stdout\x18\x04 \x01(\x0cH\x00\x88\x01\x01\x42\x12\n\x10_expected_stdout\"\xdb\x01\n\x0eTestCaseResult\x12\x0c\n\x04name\x18\x01 \x01(\t\x12#\n\x07verdict\x18\x02 \x01(\x0e\x32\x12.sluice.v1.Verdict\x12\x11\n\texit_code\x18\x03 \x01(\x05\x12\x0e\n\x06signal\x18\x04 \x01(\t\x12\x0e\n\x06stdout\x18\x05 \x01(\x0c\x12\x0e\n\x06stderr\x18\x06 \x01(\x0c\x12\x18\n\x10stdout_truncated\x18\x07 \x01(\x08\x12\x18\n\x10stderr_truncated\x18\x08 \x01(\x08\x12\x1f\n\x05usage\x18\t \x01(\x0b\x32\x10.sluice.v1.Usage\"\xed\x03\n\x03Job\x12\n\n\x02id\x18\x01 \x01(\t\x12\"\n\x05state\x18\x02 \x01(\x0e\x32\x13.sluice.v1.JobState\x12\x10\n\x08language\x18\x03 \x01(\t\x12\x0f\n\x07\x61ttempt\x18\x04 \x01(\r\x12/\n\x0b\x63reate_time\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12.\n\nstart_time\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12,\n\x08\x65nd_time\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12!\n\x06result\x18\x08 \x01(\x0b\x32\x11.sluice.v1.Result\x12*\n\x06labels\x18\t \x03(\x0b\x32\x1a.sluice.v1.Job.LabelsEntry\x12\x17\n\x0fidempotency_key\x18\n \x01(\t\x12\x14\n\x0cordering_key\x18\x0b \x01(\t\x12!\n\x06limits\x18\x0c \x01(\x0b\x32\x11.sluice.v1.Limits\x12\x14\n\x0cstate_reason\x18\r \x01(\t\x12\x1e\n\x05\x66iles\x18\x0e \x03(\x0b\x32\x0f.sluice.v1.File\x1a-\n\x0bLabelsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"R\n\x0bStateChange\x12\"\n\x05state\x18\x01 \x01(\x0e\x32\x13.sluice.v1.JobState\x12\x0f\n\x07\x61ttempt\x18\x02 \x01(\r\x12\x0e\n\x06reason\x18\x03 \x01(\t\"D\n\x0bOutputChunk\x12\'\n\x06stream\x18\x01 \x01(\x0e\x32\x17.sluice.v1.OutputStream\x12\x0c\n\x04\x64\x61ta\x18\x02 \x01(\x0c\"\x90\x02\n\x08JobEvent\x12\x0e\n\x06job_id\x18\x01 \x01(\t\x12\x0b\n\x03seq\x18\x02 \x01(\x03\x12(\n\x04time\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12.\n\x0cstate_change\x18\x04 \x01(\x0b\x32\x16.sluice.v1.StateChangeH\x00\x12(\n\x06output\x18\x05 \x01(\x0b\x32\x16.sluice.v1.OutputChunkH\x00\x12#\n\x06result\x18\x06 \x01(\x0b\x32\x11.sluice.v1.ResultH\x00\x12\x35\n\x10test_case_result\x18\x07 \x01(\x0b\x32\x19.sluice.v1.TestCaseResultH\x00\x42\x07\n\x05\x65vent\"Z\n\x08Language\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x0f\n\x07version\x18\x03 \x01(\t\x12\x11\n\tfile_name\x18\x04 \x01(\t\x12\x10\n\x08\x63ompiled\x18\x05 \x01(\x08*\xb7\x01\n\x08JobState\x12\x19\n\x15JOB_STATE_UNSPECIFIED\x10\x00\x12\x14\n\x10JOB_STATE_QUEUED\x10\x01\x12\x15\n\x11JOB_STATE_RUNNING\x10\x02\x12\x17\n\x13JOB_STATE_SUCCEEDED\x10\x03\x12\x14\n\x10JOB_STATE_FAILED\x10\x04\x12\x17\n\x13JOB_STATE_CANCELLED\x10\x05\x12\x1b\n\x17JOB_STATE_DEAD_LETTERED\x10\x06*\xb2\x02\n\x07Verdict\x12\x17\n\x13VERDICT_UNSPECIFIED\x10\x00\x12\x0e\n\nVERDICT_OK\x10\x01\x12\x19\n\x15VERDICT_RUNTIME_ERROR\x10\x02\x12\x14\n\x10VERDICT_SIGNALED\x10\x03\x12\x1f\n\x1bVERDICT_TIME_LIMIT_EXCEEDED\x10\x04\x12!\n\x1dVERDICT_MEMORY_LIMIT_EXCEEDED\x10\x05\x12!\n\x1dVERDICT_OUTPUT_LIMIT_EXCEEDED\x10\x06\x12\x19\n\x15VERDICT_COMPILE_ERROR\x10\x07\x12\x1a\n\x16VERDICT_INTERNAL_ERROR\x10\x08\x12\x15\n\x11VERDICT_CANCELLED\x10\t\x12\x18\n\x14VERDICT_WRONG_ANSWER\x10\n*a\n\x0cOutputStream\x12\x1d\n\x19OUTPUT_STREAM_UNSPECIFIED\x10\x00\x12\x18\n\x14OUTPUT_STREAM_STDOUT\x10\x01\x12\x18\n\x14OUTPUT_STREAM_STDERR\x10\x02*i\n\nComparison\x12\x1a\n\x16\x43OMPARISON_UNSPECIFIED\x10\x00\x12\x14\n\x10\x43OMPARISON_EXACT\x10\x01\x12)\n%COMPARISON_IGNORE_TRAILING_WHITESPACE\x10\x02\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -34,12 +34,14 @@ if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
   _globals['_JOB_LABELSENTRY']._loaded_options = None
   _globals['_JOB_LABELSENTRY']._serialized_options = b'8\001'
-  _globals['_JOBSTATE']._serialized_start=1512
-  _globals['_JOBSTATE']._serialized_end=1695
-  _globals['_VERDICT']._serialized_start=1698
-  _globals['_VERDICT']._serialized_end=1978
-  _globals['_OUTPUTSTREAM']._serialized_start=1980
-  _globals['_OUTPUTSTREAM']._serialized_end=2077
+  _globals['_JOBSTATE']._serialized_start=1943
+  _globals['_JOBSTATE']._serialized_end=2126
+  _globals['_VERDICT']._serialized_start=2129
+  _globals['_VERDICT']._serialized_end=2435
+  _globals['_OUTPUTSTREAM']._serialized_start=2437
+  _globals['_OUTPUTSTREAM']._serialized_end=2534
+  _globals['_COMPARISON']._serialized_start=2536
+  _globals['_COMPARISON']._serialized_end=2641
   _globals['_FILE']._serialized_start=67
   _globals['_FILE']._serialized_end=104
   _globals['_LIMITS']._serialized_start=106
@@ -47,17 +49,21 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_USAGE']._serialized_start=230
   _globals['_USAGE']._serialized_end=307
   _globals['_RESULT']._serialized_start=310
-  _globals['_RESULT']._serialized_end=547
-  _globals['_JOB']._serialized_start=550
-  _globals['_JOB']._serialized_end=1043
-  _globals['_JOB_LABELSENTRY']._serialized_start=998
-  _globals['_JOB_LABELSENTRY']._serialized_end=1043
-  _globals['_STATECHANGE']._serialized_start=1045
-  _globals['_STATECHANGE']._serialized_end=1127
-  _globals['_OUTPUTCHUNK']._serialized_start=1129
-  _globals['_OUTPUTCHUNK']._serialized_end=1197
-  _globals['_JOBEVENT']._serialized_start=1200
-  _globals['_JOBEVENT']._serialized_end=1417
-  _globals['_LANGUAGE']._serialized_start=1419
-  _globals['_LANGUAGE']._serialized_end=1509
+  _globals['_RESULT']._serialized_end=596
+  _globals['_TESTCASE']._serialized_start=598
+  _globals['_TESTCASE']._serialized_end=701
+  _globals['_TESTCASERESULT']._serialized_start=704
+  _globals['_TESTCASERESULT']._serialized_end=923
+  _globals['_JOB']._serialized_start=926
+  _globals['_JOB']._serialized_end=1419
+  _globals['_JOB_LABELSENTRY']._serialized_start=1374
+  _globals['_JOB_LABELSENTRY']._serialized_end=1419
+  _globals['_STATECHANGE']._serialized_start=1421
+  _globals['_STATECHANGE']._serialized_end=1503
+  _globals['_OUTPUTCHUNK']._serialized_start=1505
+  _globals['_OUTPUTCHUNK']._serialized_end=1573
+  _globals['_JOBEVENT']._serialized_start=1576
+  _globals['_JOBEVENT']._serialized_end=1848
+  _globals['_LANGUAGE']._serialized_start=1850
+  _globals['_LANGUAGE']._serialized_end=1940
 # @@protoc_insertion_point(module_scope)

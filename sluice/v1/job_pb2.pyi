@@ -32,12 +32,19 @@ class Verdict(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     VERDICT_COMPILE_ERROR: _ClassVar[Verdict]
     VERDICT_INTERNAL_ERROR: _ClassVar[Verdict]
     VERDICT_CANCELLED: _ClassVar[Verdict]
+    VERDICT_WRONG_ANSWER: _ClassVar[Verdict]
 
 class OutputStream(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     __slots__ = ()
     OUTPUT_STREAM_UNSPECIFIED: _ClassVar[OutputStream]
     OUTPUT_STREAM_STDOUT: _ClassVar[OutputStream]
     OUTPUT_STREAM_STDERR: _ClassVar[OutputStream]
+
+class Comparison(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    COMPARISON_UNSPECIFIED: _ClassVar[Comparison]
+    COMPARISON_EXACT: _ClassVar[Comparison]
+    COMPARISON_IGNORE_TRAILING_WHITESPACE: _ClassVar[Comparison]
 JOB_STATE_UNSPECIFIED: JobState
 JOB_STATE_QUEUED: JobState
 JOB_STATE_RUNNING: JobState
@@ -55,9 +62,13 @@ VERDICT_OUTPUT_LIMIT_EXCEEDED: Verdict
 VERDICT_COMPILE_ERROR: Verdict
 VERDICT_INTERNAL_ERROR: Verdict
 VERDICT_CANCELLED: Verdict
+VERDICT_WRONG_ANSWER: Verdict
 OUTPUT_STREAM_UNSPECIFIED: OutputStream
 OUTPUT_STREAM_STDOUT: OutputStream
 OUTPUT_STREAM_STDERR: OutputStream
+COMPARISON_UNSPECIFIED: Comparison
+COMPARISON_EXACT: Comparison
+COMPARISON_IGNORE_TRAILING_WHITESPACE: Comparison
 
 class File(_message.Message):
     __slots__ = ("name", "content")
@@ -92,7 +103,7 @@ class Usage(_message.Message):
     def __init__(self, cpu_time_ms: _Optional[int] = ..., wall_time_ms: _Optional[int] = ..., peak_memory_bytes: _Optional[int] = ...) -> None: ...
 
 class Result(_message.Message):
-    __slots__ = ("verdict", "exit_code", "signal", "stdout", "stderr", "stdout_truncated", "stderr_truncated", "compile_output", "usage", "detail")
+    __slots__ = ("verdict", "exit_code", "signal", "stdout", "stderr", "stdout_truncated", "stderr_truncated", "compile_output", "usage", "detail", "test_results")
     VERDICT_FIELD_NUMBER: _ClassVar[int]
     EXIT_CODE_FIELD_NUMBER: _ClassVar[int]
     SIGNAL_FIELD_NUMBER: _ClassVar[int]
@@ -103,6 +114,7 @@ class Result(_message.Message):
     COMPILE_OUTPUT_FIELD_NUMBER: _ClassVar[int]
     USAGE_FIELD_NUMBER: _ClassVar[int]
     DETAIL_FIELD_NUMBER: _ClassVar[int]
+    TEST_RESULTS_FIELD_NUMBER: _ClassVar[int]
     verdict: Verdict
     exit_code: int
     signal: str
@@ -113,7 +125,42 @@ class Result(_message.Message):
     compile_output: str
     usage: Usage
     detail: str
-    def __init__(self, verdict: _Optional[_Union[Verdict, str]] = ..., exit_code: _Optional[int] = ..., signal: _Optional[str] = ..., stdout: _Optional[bytes] = ..., stderr: _Optional[bytes] = ..., stdout_truncated: _Optional[bool] = ..., stderr_truncated: _Optional[bool] = ..., compile_output: _Optional[str] = ..., usage: _Optional[_Union[Usage, _Mapping]] = ..., detail: _Optional[str] = ...) -> None: ...
+    test_results: _containers.RepeatedCompositeFieldContainer[TestCaseResult]
+    def __init__(self, verdict: _Optional[_Union[Verdict, str]] = ..., exit_code: _Optional[int] = ..., signal: _Optional[str] = ..., stdout: _Optional[bytes] = ..., stderr: _Optional[bytes] = ..., stdout_truncated: _Optional[bool] = ..., stderr_truncated: _Optional[bool] = ..., compile_output: _Optional[str] = ..., usage: _Optional[_Union[Usage, _Mapping]] = ..., detail: _Optional[str] = ..., test_results: _Optional[_Iterable[_Union[TestCaseResult, _Mapping]]] = ...) -> None: ...
+
+class TestCase(_message.Message):
+    __slots__ = ("name", "stdin", "args", "expected_stdout")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    STDIN_FIELD_NUMBER: _ClassVar[int]
+    ARGS_FIELD_NUMBER: _ClassVar[int]
+    EXPECTED_STDOUT_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    stdin: bytes
+    args: _containers.RepeatedScalarFieldContainer[str]
+    expected_stdout: bytes
+    def __init__(self, name: _Optional[str] = ..., stdin: _Optional[bytes] = ..., args: _Optional[_Iterable[str]] = ..., expected_stdout: _Optional[bytes] = ...) -> None: ...
+
+class TestCaseResult(_message.Message):
+    __slots__ = ("name", "verdict", "exit_code", "signal", "stdout", "stderr", "stdout_truncated", "stderr_truncated", "usage")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    VERDICT_FIELD_NUMBER: _ClassVar[int]
+    EXIT_CODE_FIELD_NUMBER: _ClassVar[int]
+    SIGNAL_FIELD_NUMBER: _ClassVar[int]
+    STDOUT_FIELD_NUMBER: _ClassVar[int]
+    STDERR_FIELD_NUMBER: _ClassVar[int]
+    STDOUT_TRUNCATED_FIELD_NUMBER: _ClassVar[int]
+    STDERR_TRUNCATED_FIELD_NUMBER: _ClassVar[int]
+    USAGE_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    verdict: Verdict
+    exit_code: int
+    signal: str
+    stdout: bytes
+    stderr: bytes
+    stdout_truncated: bool
+    stderr_truncated: bool
+    usage: Usage
+    def __init__(self, name: _Optional[str] = ..., verdict: _Optional[_Union[Verdict, str]] = ..., exit_code: _Optional[int] = ..., signal: _Optional[str] = ..., stdout: _Optional[bytes] = ..., stderr: _Optional[bytes] = ..., stdout_truncated: _Optional[bool] = ..., stderr_truncated: _Optional[bool] = ..., usage: _Optional[_Union[Usage, _Mapping]] = ...) -> None: ...
 
 class Job(_message.Message):
     __slots__ = ("id", "state", "language", "attempt", "create_time", "start_time", "end_time", "result", "labels", "idempotency_key", "ordering_key", "limits", "state_reason", "files")
@@ -173,20 +220,22 @@ class OutputChunk(_message.Message):
     def __init__(self, stream: _Optional[_Union[OutputStream, str]] = ..., data: _Optional[bytes] = ...) -> None: ...
 
 class JobEvent(_message.Message):
-    __slots__ = ("job_id", "seq", "time", "state_change", "output", "result")
+    __slots__ = ("job_id", "seq", "time", "state_change", "output", "result", "test_case_result")
     JOB_ID_FIELD_NUMBER: _ClassVar[int]
     SEQ_FIELD_NUMBER: _ClassVar[int]
     TIME_FIELD_NUMBER: _ClassVar[int]
     STATE_CHANGE_FIELD_NUMBER: _ClassVar[int]
     OUTPUT_FIELD_NUMBER: _ClassVar[int]
     RESULT_FIELD_NUMBER: _ClassVar[int]
+    TEST_CASE_RESULT_FIELD_NUMBER: _ClassVar[int]
     job_id: str
     seq: int
     time: _timestamp_pb2.Timestamp
     state_change: StateChange
     output: OutputChunk
     result: Result
-    def __init__(self, job_id: _Optional[str] = ..., seq: _Optional[int] = ..., time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., state_change: _Optional[_Union[StateChange, _Mapping]] = ..., output: _Optional[_Union[OutputChunk, _Mapping]] = ..., result: _Optional[_Union[Result, _Mapping]] = ...) -> None: ...
+    test_case_result: TestCaseResult
+    def __init__(self, job_id: _Optional[str] = ..., seq: _Optional[int] = ..., time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., state_change: _Optional[_Union[StateChange, _Mapping]] = ..., output: _Optional[_Union[OutputChunk, _Mapping]] = ..., result: _Optional[_Union[Result, _Mapping]] = ..., test_case_result: _Optional[_Union[TestCaseResult, _Mapping]] = ...) -> None: ...
 
 class Language(_message.Message):
     __slots__ = ("id", "name", "version", "file_name", "compiled")

@@ -70,53 +70,69 @@ class RegisterWorkerResponse(_message.Message):
     def __init__(self, slots: _Optional[int] = ..., drain: _Optional[bool] = ...) -> None: ...
 
 class RunJobRequest(_message.Message):
-    __slots__ = ("claim", "output", "heartbeat", "result")
+    __slots__ = ("claim", "output", "heartbeat", "result", "test_case_result")
     CLAIM_FIELD_NUMBER: _ClassVar[int]
     OUTPUT_FIELD_NUMBER: _ClassVar[int]
     HEARTBEAT_FIELD_NUMBER: _ClassVar[int]
     RESULT_FIELD_NUMBER: _ClassVar[int]
+    TEST_CASE_RESULT_FIELD_NUMBER: _ClassVar[int]
     claim: Claim
     output: _job_pb2.OutputChunk
     heartbeat: Heartbeat
     result: _job_pb2.Result
-    def __init__(self, claim: _Optional[_Union[Claim, _Mapping]] = ..., output: _Optional[_Union[_job_pb2.OutputChunk, _Mapping]] = ..., heartbeat: _Optional[_Union[Heartbeat, _Mapping]] = ..., result: _Optional[_Union[_job_pb2.Result, _Mapping]] = ...) -> None: ...
+    test_case_result: _job_pb2.TestCaseResult
+    def __init__(self, claim: _Optional[_Union[Claim, _Mapping]] = ..., output: _Optional[_Union[_job_pb2.OutputChunk, _Mapping]] = ..., heartbeat: _Optional[_Union[Heartbeat, _Mapping]] = ..., result: _Optional[_Union[_job_pb2.Result, _Mapping]] = ..., test_case_result: _Optional[_Union[_job_pb2.TestCaseResult, _Mapping]] = ...) -> None: ...
 
 class Claim(_message.Message):
-    __slots__ = ("job_id", "worker_id", "redelivered", "replays", "replayed_by", "resume_attempt")
+    __slots__ = ("job_id", "worker_id", "redelivered", "replays", "replayed_by", "resume_attempt", "stdin_bytes")
     JOB_ID_FIELD_NUMBER: _ClassVar[int]
     WORKER_ID_FIELD_NUMBER: _ClassVar[int]
     REDELIVERED_FIELD_NUMBER: _ClassVar[int]
     REPLAYS_FIELD_NUMBER: _ClassVar[int]
     REPLAYED_BY_FIELD_NUMBER: _ClassVar[int]
     RESUME_ATTEMPT_FIELD_NUMBER: _ClassVar[int]
+    STDIN_BYTES_FIELD_NUMBER: _ClassVar[int]
     job_id: str
     worker_id: str
     redelivered: bool
     replays: int
     replayed_by: str
     resume_attempt: int
-    def __init__(self, job_id: _Optional[str] = ..., worker_id: _Optional[str] = ..., redelivered: _Optional[bool] = ..., replays: _Optional[int] = ..., replayed_by: _Optional[str] = ..., resume_attempt: _Optional[int] = ...) -> None: ...
+    stdin_bytes: int
+    def __init__(self, job_id: _Optional[str] = ..., worker_id: _Optional[str] = ..., redelivered: _Optional[bool] = ..., replays: _Optional[int] = ..., replayed_by: _Optional[str] = ..., resume_attempt: _Optional[int] = ..., stdin_bytes: _Optional[int] = ...) -> None: ...
 
 class Heartbeat(_message.Message):
     __slots__ = ()
     def __init__(self) -> None: ...
 
 class RunJobResponse(_message.Message):
-    __slots__ = ("assignment", "refusal", "cancel", "result_accepted", "resumed")
+    __slots__ = ("assignment", "refusal", "cancel", "result_accepted", "resumed", "stdin")
     ASSIGNMENT_FIELD_NUMBER: _ClassVar[int]
     REFUSAL_FIELD_NUMBER: _ClassVar[int]
     CANCEL_FIELD_NUMBER: _ClassVar[int]
     RESULT_ACCEPTED_FIELD_NUMBER: _ClassVar[int]
     RESUMED_FIELD_NUMBER: _ClassVar[int]
+    STDIN_FIELD_NUMBER: _ClassVar[int]
     assignment: Assignment
     refusal: Refusal
     cancel: Cancel
     result_accepted: ResultAccepted
     resumed: Resumed
-    def __init__(self, assignment: _Optional[_Union[Assignment, _Mapping]] = ..., refusal: _Optional[_Union[Refusal, _Mapping]] = ..., cancel: _Optional[_Union[Cancel, _Mapping]] = ..., result_accepted: _Optional[_Union[ResultAccepted, _Mapping]] = ..., resumed: _Optional[_Union[Resumed, _Mapping]] = ...) -> None: ...
+    stdin: Stdin
+    def __init__(self, assignment: _Optional[_Union[Assignment, _Mapping]] = ..., refusal: _Optional[_Union[Refusal, _Mapping]] = ..., cancel: _Optional[_Union[Cancel, _Mapping]] = ..., result_accepted: _Optional[_Union[ResultAccepted, _Mapping]] = ..., resumed: _Optional[_Union[Resumed, _Mapping]] = ..., stdin: _Optional[_Union[Stdin, _Mapping]] = ...) -> None: ...
+
+class Stdin(_message.Message):
+    __slots__ = ("offset", "data", "eof")
+    OFFSET_FIELD_NUMBER: _ClassVar[int]
+    DATA_FIELD_NUMBER: _ClassVar[int]
+    EOF_FIELD_NUMBER: _ClassVar[int]
+    offset: int
+    data: bytes
+    eof: bool
+    def __init__(self, offset: _Optional[int] = ..., data: _Optional[bytes] = ..., eof: _Optional[bool] = ...) -> None: ...
 
 class Assignment(_message.Message):
-    __slots__ = ("job_id", "attempt", "language", "files", "stdin", "args", "limits", "heartbeat_interval_ms")
+    __slots__ = ("job_id", "attempt", "language", "files", "stdin", "args", "limits", "heartbeat_interval_ms", "interactive", "test_cases", "comparison")
     JOB_ID_FIELD_NUMBER: _ClassVar[int]
     ATTEMPT_FIELD_NUMBER: _ClassVar[int]
     LANGUAGE_FIELD_NUMBER: _ClassVar[int]
@@ -125,6 +141,9 @@ class Assignment(_message.Message):
     ARGS_FIELD_NUMBER: _ClassVar[int]
     LIMITS_FIELD_NUMBER: _ClassVar[int]
     HEARTBEAT_INTERVAL_MS_FIELD_NUMBER: _ClassVar[int]
+    INTERACTIVE_FIELD_NUMBER: _ClassVar[int]
+    TEST_CASES_FIELD_NUMBER: _ClassVar[int]
+    COMPARISON_FIELD_NUMBER: _ClassVar[int]
     job_id: str
     attempt: int
     language: str
@@ -133,7 +152,10 @@ class Assignment(_message.Message):
     args: _containers.RepeatedScalarFieldContainer[str]
     limits: _job_pb2.Limits
     heartbeat_interval_ms: int
-    def __init__(self, job_id: _Optional[str] = ..., attempt: _Optional[int] = ..., language: _Optional[str] = ..., files: _Optional[_Iterable[_Union[_job_pb2.File, _Mapping]]] = ..., stdin: _Optional[bytes] = ..., args: _Optional[_Iterable[str]] = ..., limits: _Optional[_Union[_job_pb2.Limits, _Mapping]] = ..., heartbeat_interval_ms: _Optional[int] = ...) -> None: ...
+    interactive: bool
+    test_cases: _containers.RepeatedCompositeFieldContainer[_job_pb2.TestCase]
+    comparison: _job_pb2.Comparison
+    def __init__(self, job_id: _Optional[str] = ..., attempt: _Optional[int] = ..., language: _Optional[str] = ..., files: _Optional[_Iterable[_Union[_job_pb2.File, _Mapping]]] = ..., stdin: _Optional[bytes] = ..., args: _Optional[_Iterable[str]] = ..., limits: _Optional[_Union[_job_pb2.Limits, _Mapping]] = ..., heartbeat_interval_ms: _Optional[int] = ..., interactive: _Optional[bool] = ..., test_cases: _Optional[_Iterable[_Union[_job_pb2.TestCase, _Mapping]]] = ..., comparison: _Optional[_Union[_job_pb2.Comparison, str]] = ...) -> None: ...
 
 class Refusal(_message.Message):
     __slots__ = ("reason", "detail")
@@ -152,9 +174,11 @@ class ResultAccepted(_message.Message):
     def __init__(self) -> None: ...
 
 class Resumed(_message.Message):
-    __slots__ = ("stdout_bytes", "stderr_bytes")
+    __slots__ = ("stdout_bytes", "stderr_bytes", "test_case_results")
     STDOUT_BYTES_FIELD_NUMBER: _ClassVar[int]
     STDERR_BYTES_FIELD_NUMBER: _ClassVar[int]
+    TEST_CASE_RESULTS_FIELD_NUMBER: _ClassVar[int]
     stdout_bytes: int
     stderr_bytes: int
-    def __init__(self, stdout_bytes: _Optional[int] = ..., stderr_bytes: _Optional[int] = ...) -> None: ...
+    test_case_results: int
+    def __init__(self, stdout_bytes: _Optional[int] = ..., stderr_bytes: _Optional[int] = ..., test_case_results: _Optional[int] = ...) -> None: ...

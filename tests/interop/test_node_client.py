@@ -1,6 +1,7 @@
 """Another team's client, generated from protos/sluice/v1 in another language (JavaScript,
 by buf + protoc-gen-es, speaking gRPC through connect-node), against the real platform:
-submit, watch, drop the stream and resume with after_seq, cancel, and two error paths."""
+submit, watch, drop the stream and resume with after_seq, cancel, two error paths, an
+interactive job through AttachJob and a job with test cases."""
 
 from __future__ import annotations
 
@@ -111,3 +112,15 @@ def check_session(seen: dict[str, Any]) -> None:
     assert errors["unknownLanguage"]["code"] == "InvalidArgument"
     assert "language" in errors["unknownLanguage"]["message"]
     assert errors["badKey"]["code"] == "Unauthenticated"
+
+    interactive = seen["interactive"]
+    assert interactive["answers"] == ["HELLO", "WORLD", "eof"]
+    assert interactive["state"] == "SUCCEEDED"
+    assert interactive["stdout"] == "HELLO\nWORLD\neof\n"
+
+    cases = seen["cases"]
+    assert [(e["testCase"], e["verdict"]) for e in cases["events"]] == [
+        ("two", "OK"), ("three", "WRONG_ANSWER"), ("ten", "OK")]
+    assert cases["verdict"] == "WRONG_ANSWER"
+    assert cases["results"] == [["two", "OK", "4\n"], ["three", "WRONG_ANSWER", "6\n"],
+                                ["ten", "OK", "20\n"]]

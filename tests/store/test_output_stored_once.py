@@ -10,7 +10,15 @@ import os
 from control_plane.job_messages import CODEC
 from control_plane.store.backend import Backend, Tx
 from control_plane.store.jobs import ExpiredLease, JobStore
-from control_plane.store.records import JobRecord, OutputStream, ResultRecord, Usage, Verdict
+from control_plane.store.records import (
+    JobRecord,
+    OutputStream,
+    ResultRecord,
+    TestCase,
+    TestCaseResult,
+    Usage,
+    Verdict,
+)
 from control_plane.store.retention import ExpiredJob, RetentionStore
 from sluice.v1 import job_pb2 as pb
 from tests.store.conftest import OpenBackend
@@ -203,3 +211,29 @@ async def test_a_store_with_output_stored_three_times_is_migrated(
     assert {r.stdout for r in await result_events(again, tenant_id, ran)} == {
         b"".join(stdout)}
     assert {r.stdout for r in await result_events(again, tenant_id, lost.id)} == {b""}
+
+
+async def test_test_case_results_are_stored_once_and_read_back_everywhere(db: Backend
+                                                                         ) -> None:
+    jobs = job_store(db)
+    tenant_id = await new_tenant(db)
+    job = await submit(jobs, tenant_id, idempotency_key=marker().decode(),
+                       test_cases=(TestCase(name="a"), TestCase(name="b")))
+    assert (await claim(jobs, job.id)).assignment is not None
+    cases = [TestCaseResult(name=name, verdict=verdict, stdout=marker())
+             for name, verdict in (("a", Verdict.OK), ("b", Verdict.WRONG_ANSWER))]
+    for case in cases:
+        assert await jobs.append_test_case(job.id, 1, "w1", case)
+    # Whatever the worker's result lists, the cases are the ones the gateway stored.
+    stored = await jobs.finish(job.id, 1, "w1", ResultRecord(
+        verdict=Verdict.WRONG_ANSWER, test_results=(TestCaseResult(name="forged"),)))
+    assert stored is not None and stored.events[0].result.test_results == tuple(cases)
+
+    blobs, _ = await stored_bytes(db, job.id)
+    for case in cases:
+        assert sum(blob.count(case.stdout) for blob in blobs) == 1  # in its event alone
+    assert not any(b"forged" in blob for blob in blobs)
+    for read in await every_read(db, jobs, tenant_id, job.id):
+        assert read.result.test_results == tuple(cases)
+    for result in await result_events(jobs, tenant_id, job.id):
+        assert result.test_results == tuple(cases)

@@ -1,6 +1,7 @@
 // Another team's client: JavaScript generated from protos/sluice/v1 (buf + protoc-gen-es),
 // talking gRPC over HTTP/2 through connect-node. It submits, watches, drops the stream
-// mid-job and resumes with after_seq, cancels a running job, and provokes two errors.
+// mid-job and resumes with after_seq, cancels a running job, provokes two errors, talks
+// to an interactive job line by line through AttachJob and runs a job with test cases.
 // Usage: node client.mjs HOST:PORT API_KEY [CA_FILE]; with CA_FILE it speaks TLS and trusts
 // that CA. Prints one JSON object with what it saw.
 
@@ -8,7 +9,7 @@ import { readFileSync } from "node:fs";
 import { Code, ConnectError, createClient } from "@connectrpc/connect";
 import { createGrpcTransport } from "@connectrpc/connect-node";
 import { ExecutionService } from "./gen/sluice/v1/execution_service_pb.js";
-import { JobState } from "./gen/sluice/v1/job_pb.js";
+import { Comparison, JobState, Verdict } from "./gen/sluice/v1/job_pb.js";
 
 const [target, apiKey, caFile] = process.argv.slice(2);
 const transport = createGrpcTransport(
@@ -26,15 +27,48 @@ function describe(event) {
   const { case: kind, value } = event.event;
   if (kind === "stateChange") return { seq: Number(event.seq), state: JobState[value.state] };
   if (kind === "output") return { seq: Number(event.seq), output: text(value.data) };
+  if (kind === "testCaseResult") {
+    return { seq: Number(event.seq), testCase: value.name, verdict: Verdict[value.verdict] };
+  }
   return { seq: Number(event.seq), result: value.verdict, exitCode: value.exitCode };
 }
 
-async function submit(source) {
+async function submit(source, fields = {}) {
   const response = await client.submitJob(
-    { language: "python", files: [{ name: "main.py", content: new TextEncoder().encode(source) }] },
+    { language: "python", files: [{ name: "main.py", content: new TextEncoder().encode(source) }], ...fields },
     auth,
   );
   return response.job.id;
+}
+
+// Requests for a client stream, written as the conversation goes; end() half-closes it.
+function requestQueue() {
+  const queued = [];
+  let wake = null;
+  let ended = false;
+  const poke = () => {
+    if (wake) wake();
+    wake = null;
+  };
+  return {
+    push(request) {
+      queued.push(request);
+      poke();
+    },
+    end() {
+      ended = true;
+      poke();
+    },
+    async *[Symbol.asyncIterator]() {
+      for (;;) {
+        while (queued.length) yield queued.shift();
+        if (ended) return;
+        await new Promise((resolve) => {
+          wake = resolve;
+        });
+      }
+    },
+  };
 }
 
 async function errorOf(call) {
@@ -79,6 +113,50 @@ for await (const event of client.watchJob({ jobId: sleeperId, afterSeq: 0n }, au
 const cancelledAfterMs = Date.now() - cancelRequestedAtMs;
 const sleeperJob = await client.getJob({ jobId: sleeperId }, auth);
 
+// An interactive job: each line's answer is read before the next line is sent.
+const interactiveId = await submit(
+  "import sys\nfor line in sys.stdin:\n    print(line.strip().upper(), flush=True)\nprint('eof', flush=True)\n",
+  { interactive: true },
+);
+const requests = requestQueue();
+requests.push({ jobId: interactiveId, afterSeq: 0n });
+const lines = ["hello", "world"];
+const answers = [];
+let pending = "";
+let next = 0;
+requests.push({ stdin: new TextEncoder().encode(`${lines[next]}\n`) });
+for await (const event of client.attachJob(requests, auth)) {
+  if (event.event.case !== "output") continue;
+  pending += text(event.event.value.data);
+  while (pending.includes("\n")) {
+    const cut = pending.indexOf("\n");
+    answers.push(pending.slice(0, cut));
+    pending = pending.slice(cut + 1);
+    next += 1;
+    if (next < lines.length) requests.push({ stdin: new TextEncoder().encode(`${lines[next]}\n`) });
+    else if (next === lines.length) {
+      requests.push({ closeStdin: true });
+      requests.end();
+    }
+  }
+}
+const interactiveJob = await client.getJob({ jobId: interactiveId }, auth);
+
+// Test cases: one program, three inputs, one expectation wrong.
+const casesId = await submit("print(int(input()) * 2)\n", {
+  testCases: [
+    { name: "two", stdin: new TextEncoder().encode("2\n"), expectedStdout: new TextEncoder().encode("4\n") },
+    { name: "three", stdin: new TextEncoder().encode("3\n"), expectedStdout: new TextEncoder().encode("7") },
+    { name: "ten", stdin: new TextEncoder().encode("10\n"), expectedStdout: new TextEncoder().encode("20") },
+  ],
+  comparison: Comparison.IGNORE_TRAILING_WHITESPACE,
+});
+const caseEvents = [];
+for await (const event of client.watchJob({ jobId: casesId, afterSeq: 0n }, auth)) {
+  if (event.event.case === "testCaseResult") caseEvents.push(describe(event));
+}
+const casesJob = await client.getJob({ jobId: casesId }, auth);
+
 const unknownLanguage = await errorOf(() =>
   client.submitJob({ language: "cobol-85", files: [{ name: "a", content: new Uint8Array(1) }] }, auth),
 );
@@ -97,6 +175,12 @@ console.log(JSON.stringify({
   },
   cancelled: { id: sleeperId, events: cancelEvents, state: JobState[sleeperJob.state], cancelledAfterMs },
   errors: { unknownLanguage, badKey },
+  interactive: { answers, state: JobState[interactiveJob.state], stdout: text(interactiveJob.result.stdout) },
+  cases: {
+    events: caseEvents,
+    verdict: Verdict[casesJob.result.verdict],
+    results: casesJob.result.testResults.map((c) => [c.name, Verdict[c.verdict], text(c.stdout)]),
+  },
 }));
 // The transport keeps its HTTP/2 session open for reuse; this client is done with it.
 process.exit(0);
