@@ -322,7 +322,7 @@ async def test_an_operator_stops_a_flood_from_the_console(page: Page, console: C
     flood_id, flood, flood_key = await new_tenant(console, "flood")
     _, calm, calm_key = await new_tenant(console, "calm")
     async with SluiceClient(console.platform.api_target, flood_key) as client:
-        flooded = [await client.submit(python_job("import time\ntime.sleep(1)"))
+        flooded = [await client.submit(python_job("import time\ntime.sleep(3)"))
                    for _ in range(40)]
     await sign_in(page, console, console.platform.admin_key)
 
