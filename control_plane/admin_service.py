@@ -18,6 +18,14 @@ from control_plane.job_messages import job_message
 from control_plane.job_publisher import BrokerUnavailable
 from control_plane.job_watch import JobWatch
 from control_plane.open_streams import OpenStreams
+from control_plane.queue_depths import BrokerUnreachable
+from control_plane.runtime_controls import (
+    LISTED_WITHIN_S,
+    RuntimeControls,
+    depth_message,
+    set_pause_fields,
+    worker_message,
+)
 from control_plane.store.audit import AuditLog, AuditRecord
 from control_plane.store.jobs import JobStore
 from control_plane.store.quotas import QUOTA_FIELDS, InvalidQuota, QuotaStore, QuotaView
@@ -34,6 +42,7 @@ from control_plane.store.worker_tokens import (
     WorkerTokenExists,
     WorkerTokenStore,
 )
+from control_plane.store.workers import InvalidSlots, UnknownWorker
 from control_plane.watch_hub import WatchHub
 from control_plane.worker_gateway import WorkerGateway
 from sluice.observability import get_logger
@@ -97,8 +106,10 @@ class AdminService(adm_grpc.AdminServiceServicer):
     def __init__(self, settings: Settings, auth: Authenticator, tenants: TenantStore,
                  dead_letters: DeadLetterAdmin, quotas: QuotaStore, audit: AuditLog,
                  streams: OpenStreams, worker_tokens: WorkerTokenStore,
-                 jobs: JobStore, hub: WatchHub, gateway: WorkerGateway) -> None:
+                 jobs: JobStore, hub: WatchHub, gateway: WorkerGateway,
+                 controls: RuntimeControls) -> None:
         self._settings = settings
+        self._controls = controls
         self._auth = auth
         self._tenants = tenants
         self._dead_letters = dead_letters
@@ -132,7 +143,10 @@ class AdminService(adm_grpc.AdminServiceServicer):
                           context: grpc.aio.ServicerContext) -> adm.ListTenantsResponse:
         await self._auth.admin(context)
         tenants = await self._tenants.list_tenants()
-        return adm.ListTenantsResponse(tenants=[tenant_message(t) for t in tenants])
+        pauses = await self._controls.pauses.all()
+        return adm.ListTenantsResponse(tenants=[set_pause_fields(tenant_message(t),
+                                                                 pauses.get(t.id))
+                                                for t in tenants])
 
     async def CreateApiKey(self, request: adm.CreateApiKeyRequest,
                            context: grpc.aio.ServicerContext) -> adm.CreateApiKeyResponse:
@@ -377,7 +391,8 @@ class AdminService(adm_grpc.AdminServiceServicer):
                      context: grpc.aio.ServicerContext) -> pb.Job:
         await self._auth.admin(context)
         tenant_id = await self._job_tenant(request.job_id, context)
-        job = await self._jobs.get(request.job_id, tenant_id)
+        job = await self._jobs.get(request.job_id, tenant_id,
+                                   include_files=request.include_files)
         if job is None:
             await context.abort(grpc.StatusCode.NOT_FOUND, f"job {request.job_id!r} not found")
         assert job is not None
@@ -401,3 +416,80 @@ class AdminService(adm_grpc.AdminServiceServicer):
             await context.abort(grpc.StatusCode.NOT_FOUND, f"job {request.job_id!r} not found")
         assert job is not None
         return job
+
+    # Runtime controls -------------------------------------------------------------------
+
+    async def _set_paused(self, tenant: str, paused: bool,
+                          context: grpc.aio.ServicerContext) -> adm.Tenant:
+        actor = await self._auth.admin(context)
+        tenant_id = await self._tenant_named(tenant, context)
+        found = await self._tenants.get_tenant(tenant_id)
+        assert found is not None
+        pause = await self._controls.pauses.set_paused(tenant_id, paused,
+                                                       actor=f"key:{actor.key_id}")
+        log.info("tenant_paused" if paused else "tenant_resumed", tenant=tenant_id,
+                 actor=actor.key_id)
+        return set_pause_fields(tenant_message(found), pause)
+
+    async def PauseTenant(self, request: adm.PauseTenantRequest,
+                          context: grpc.aio.ServicerContext) -> adm.PauseTenantResponse:
+        return adm.PauseTenantResponse(
+            tenant=await self._set_paused(request.tenant_id, True, context))
+
+    async def ResumeTenant(self, request: adm.ResumeTenantRequest,
+                           context: grpc.aio.ServicerContext) -> adm.ResumeTenantResponse:
+        return adm.ResumeTenantResponse(
+            tenant=await self._set_paused(request.tenant_id, False, context))
+
+    async def ListWorkers(self, request: adm.ListWorkersRequest,
+                          context: grpc.aio.ServicerContext) -> adm.ListWorkersResponse:
+        await self._auth.admin(context)
+        workers = await self._controls.workers.list(LISTED_WITHIN_S)
+        return adm.ListWorkersResponse(
+            workers=[worker_message(w) for w in workers],
+            report_interval_ms=int(self._settings.worker_report_interval_s * 1000))
+
+    async def _control_worker(self, worker_id: str, context: grpc.aio.ServicerContext,
+                              **change: object) -> adm.Worker:
+        actor = await self._auth.admin(context)
+        if not worker_id:
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT,
+                                "worker_id is empty: give a worker_id from ListWorkers")
+        try:
+            worker = await self._controls.workers.set_controls(
+                worker_id, actor=f"key:{actor.key_id}", **change)  # type: ignore[arg-type]
+        except UnknownWorker as exc:
+            await context.abort(grpc.StatusCode.NOT_FOUND, str(exc))
+        except InvalidSlots as exc:
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
+        log.info("worker_controlled", worker_id=worker_id, actor=actor.key_id,
+                 **{name: value for name, value in change.items() if value is not None})
+        return worker_message(worker)
+
+    async def DrainWorker(self, request: adm.DrainWorkerRequest,
+                          context: grpc.aio.ServicerContext) -> adm.DrainWorkerResponse:
+        return adm.DrainWorkerResponse(
+            worker=await self._control_worker(request.worker_id, context, draining=True))
+
+    async def ResumeWorker(self, request: adm.ResumeWorkerRequest,
+                           context: grpc.aio.ServicerContext) -> adm.ResumeWorkerResponse:
+        return adm.ResumeWorkerResponse(
+            worker=await self._control_worker(request.worker_id, context, draining=False))
+
+    async def SetWorkerSlots(self, request: adm.SetWorkerSlotsRequest,
+                             context: grpc.aio.ServicerContext) -> adm.SetWorkerSlotsResponse:
+        if request.HasField("slots"):
+            change: dict[str, object] = {"slots": request.slots}
+        else:
+            change = {"reset_slots": True}
+        return adm.SetWorkerSlotsResponse(
+            worker=await self._control_worker(request.worker_id, context, **change))
+
+    async def GetQueueDepths(self, request: adm.GetQueueDepthsRequest,
+                             context: grpc.aio.ServicerContext) -> adm.GetQueueDepthsResponse:
+        await self._auth.admin(context)
+        try:
+            depths = await self._controls.depths.read()
+        except BrokerUnreachable as exc:
+            await context.abort(grpc.StatusCode.UNAVAILABLE, str(exc))
+        return adm.GetQueueDepthsResponse(queues=[depth_message(d) for d in depths])

@@ -207,7 +207,8 @@ class ExecutionService(api_grpc.ExecutionServiceServicer):
         # The key is checked in the transaction that reads the job: one trip to the store.
         key = KeyCheck(await self._auth.secret(context))
         try:
-            stored = await self._jobs.get(request.job_id, key.tenant)
+            stored = await self._jobs.get(request.job_id, key.tenant,
+                                          include_files=request.include_files)
         except Unauthenticated as exc:
             await context.abort(grpc.StatusCode.UNAUTHENTICATED, str(exc))
         job = None if stored is None else job_message(stored)
@@ -215,6 +216,8 @@ class ExecutionService(api_grpc.ExecutionServiceServicer):
             archived = await self._from_archive(request.job_id, key.principal.tenant_id,
                                                 context)
             job = None if archived is None else archived.job
+            if job is not None and request.include_files:
+                job.files.extend(archived.spec.files)
         if job is None:
             # Another tenant's job reads the same as no job: ids leak nothing.
             await context.abort(grpc.StatusCode.NOT_FOUND, f"job {request.job_id!r} not found")

@@ -146,7 +146,8 @@ def job_message(job: JobRecord) -> pb.Job:
         idempotency_key=job.idempotency_key, ordering_key=job.ordering_key,
         labels=dict(job.labels), limits=limits_message(job.limits),
         create_time=_timestamp(job.created_at), start_time=_timestamp(job.started_at),
-        end_time=_timestamp(job.ended_at), state_reason=job.state_reason)
+        end_time=_timestamp(job.ended_at), state_reason=job.state_reason,
+        files=[pb.File(name=f.name, content=f.content) for f in job.files])
     if job.result is not None:
         message.result.CopyFrom(result_message(job.result))
     return message

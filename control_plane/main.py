@@ -20,8 +20,10 @@ from control_plane.job_publisher import JobPublisher
 from control_plane.language_catalog import LanguageCatalog
 from control_plane.lease_reaper import LeaseReaper
 from control_plane.open_streams import OpenStreams
+from control_plane.queue_depths import QueueDepths
 from control_plane.retention import RetentionSweeper
 from control_plane.rpc_metrics import RpcMetrics
+from control_plane.runtime_controls import RuntimeControls
 from control_plane.stdin_hub import StdinHub
 from control_plane.store.audit import AuditLog
 from control_plane.store.backend import open_store, redacted
@@ -30,9 +32,11 @@ from control_plane.store.job_stdin import JobStdinStore
 from control_plane.store.jobs import JobStore
 from control_plane.store.quotas import QuotaStore, TenantQuota
 from control_plane.store.retention import RetentionStore
+from control_plane.store.tenant_pauses import TenantPauseStore
 from control_plane.store.tenants import TenantStore
 from control_plane.store.worker_languages import WorkerLanguageStore
 from control_plane.store.worker_tokens import WorkerTokenStore
+from control_plane.store.workers import WorkerStore
 from control_plane.watch_hub import WatchHub
 from control_plane.worker_auth import WorkerAuthenticator
 from control_plane.worker_gateway import WorkerGateway
@@ -81,9 +85,10 @@ async def serve(settings: Settings, stop: asyncio.Event) -> None:
     worker_tokens = WorkerTokenStore(db)
     catalog = LanguageCatalog(WorkerLanguageStore(db, CODEC),
                               register_interval_s=settings.worker_register_interval_s)
+    workers = WorkerStore(db)
     stdin, stdin_hub = JobStdinStore(db), StdinHub()
     gateway = WorkerGateway(settings, WorkerAuthenticator(worker_tokens), jobs, hub, catalog,
-                            publisher, stdin, stdin_hub)
+                            publisher, stdin, stdin_hub, workers)
     streams = OpenStreams(settings.max_watches_per_tenant)
 
     api_server = _server(request_max_bytes(settings), response_max_bytes(settings))
@@ -96,7 +101,11 @@ async def serve(settings: Settings, stop: asyncio.Event) -> None:
     admin_service_pb2_grpc.add_AdminServiceServicer_to_server(
         AdminService(settings, auth, tenants, DeadLetterAdmin(jobs, publisher),
                      QuotaStore(db, quota_defaults), AuditLog(db), streams, worker_tokens,
-                     jobs, hub, gateway), api_server)
+                     jobs, hub, gateway,
+                     RuntimeControls(TenantPauseStore(db), workers,
+                                     QueueDepths(settings.rabbitmq_management_address,
+                                                 settings.amqp_vhost, topology))),
+        api_server)
     health_pb2_grpc.add_HealthServicer_to_server(api_health, api_server)
     # grpcurl and other generic clients learn the public API from the server itself; the
     # gateway offers no such map of itself.

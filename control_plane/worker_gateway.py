@@ -32,6 +32,7 @@ from control_plane.store.job_stdin import JobStdinStore
 from control_plane.store.jobs import JobStore
 from control_plane.store.records import OutputStream
 from control_plane.store.worker_tokens import WorkerIdentity
+from control_plane.store.workers import WorkerReport, WorkerStore
 from control_plane.watch_hub import WatchHub
 from control_plane.worker_auth import WorkerAuthenticator
 from sluice.observability import get_logger
@@ -46,6 +47,7 @@ _OUTPUT_STREAMS = frozenset({OutputStream.STDOUT, OutputStream.STDERR})
 # Languages one registration may carry, and the length of an id.
 MAX_LANGUAGES = 256
 MAX_LANGUAGE_ID = 64
+MAX_WORKER_ID = 128
 TOKEN_REVOKED = "the worker token was revoked; this stream ends and its job runs elsewhere"
 
 
@@ -93,10 +95,11 @@ class _AttemptShape:
 class WorkerGateway(gw_grpc.WorkerGatewayServicer):
     def __init__(self, settings: Settings, auth: WorkerAuthenticator, jobs: JobStore,
                  hub: WatchHub, catalog: LanguageCatalog, publisher: JobPublisher,
-                 stdin: JobStdinStore, stdin_hub: StdinHub) -> None:
+                 stdin: JobStdinStore, stdin_hub: StdinHub, workers: WorkerStore) -> None:
         self._stdin = stdin
         self._stdin_hub = stdin_hub
         self._settings = settings
+        self._workers = workers
         self._auth = auth
         self._jobs = jobs
         self._publisher = publisher
@@ -150,11 +153,24 @@ class WorkerGateway(gw_grpc.WorkerGatewayServicer):
                 await context.abort(grpc.StatusCode.INVALID_ARGUMENT,
                                     f"languages.id {language.id[:80]!r} must be 1-"
                                     f"{MAX_LANGUAGE_ID} characters")
+        if not 0 < len(request.worker_id) <= MAX_WORKER_ID:
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT,
+                                f"worker_id must be 1-{MAX_WORKER_ID} characters")
         # Under the token's identity: a worker registers languages for itself only.
         await self._catalog.record(worker.name, list(request.languages))
-        log.info("worker_registered", identity=worker.name, worker_id=request.worker_id,
-                 slots=request.slots, languages=[language.id for language in request.languages])
-        return gw.RegisterWorkerResponse()
+        controls = await self._workers.report(WorkerReport(
+            worker_id=request.worker_id, identity=worker.name,
+            languages=[language.id for language in request.languages], slots=request.slots,
+            active_slots=request.active_slots, running_jobs=request.running_jobs,
+            draining=request.draining))
+        log.debug("worker_registered", identity=worker.name, worker_id=request.worker_id,
+                  slots=request.slots, active_slots=request.active_slots,
+                  running_jobs=request.running_jobs, draining=request.draining,
+                  languages=[language.id for language in request.languages])
+        response = gw.RegisterWorkerResponse(drain=controls.draining)
+        if controls.slots is not None:
+            response.slots = controls.slots
+        return response
 
     async def RunJob(self, request_iterator: object,
                      context: grpc.aio.ServicerContext) -> None:

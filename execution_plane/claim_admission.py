@@ -30,6 +30,16 @@ class ClaimAdmission:
         self._changed = asyncio.Event()
 
     @property
+    def slots(self) -> int:
+        return self._slots
+
+    def set_slots(self, slots: int) -> None:
+        """An operator's control, live: more places admit waiting deliveries at once; fewer
+        admit none until enough runs end (a running job is never stopped for it)."""
+        self._slots = slots
+        self._changed.set()
+
+    @property
     def limit(self) -> int:
         runs = self._recent
         short = len(runs) == runs.maxlen and statistics.median(runs) < self._short_run_s

@@ -48,6 +48,13 @@ class FairScheduler(Generic[T]):
                 return self._lanes[lane].popleft()
         return None
 
+    def take_waiting(self) -> list[T]:
+        """Everything still waiting, taken out (a drain hands it back to the broker)."""
+        items = [item for lane in self._lanes for item in lane]
+        for lane in self._lanes:
+            lane.clear()
+        return items
+
     def close(self) -> list[T]:
         """Takes nothing more and returns everything still waiting (at shutdown, to hand
         back to the broker)."""

@@ -74,6 +74,11 @@ class JobRunner:
         self._running: dict[str, asyncio.Event] = {}  # job id -> its cancel event
         self._abandoning = False
 
+    @property
+    def running_count(self) -> int:
+        """Jobs this worker runs now (claimed and assigned, not yet reported)."""
+        return len(self._running)
+
     def abandon_all(self) -> None:
         """Shutdown past its grace: stop every run and hand the jobs back unreported, so
         another worker runs them again (a shutdown is not the caller's cancel)."""

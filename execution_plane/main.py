@@ -14,6 +14,7 @@ from execution_plane.fair_scheduler import FairScheduler
 from execution_plane.job_runner import Delivery, JobRunner
 from execution_plane.proto_mapping import language_message
 from execution_plane.sandbox import SandboxPool
+from execution_plane.worker_controls import WorkerControls
 from sluice.amqp import connect
 from sluice.gateway_channel import gateway_channel
 from sluice.grpc_channels import TlsConfigError
@@ -21,7 +22,7 @@ from sluice.observability import configure_logging, get_logger, serve_metrics
 from sluice.service_loop import run_until_signalled
 from sluice.settings import Settings, get_settings
 from sluice.topology import Topology, declare_topology
-from sluice.v1 import worker_gateway_pb2 as gw
+from sluice.v1 import job_pb2 as pb
 from sluice.v1 import worker_gateway_pb2_grpc as gw_grpc
 from sluice.worker_credentials import TokenWatch, gateway_stub, require_worker_token
 
@@ -30,17 +31,20 @@ log = get_logger(__name__)
 
 async def keep_registered(
     stub: gw_grpc.WorkerGatewayStub,
-    request: gw.RegisterWorkerRequest,
+    languages: list[pb.Language],
+    controls: WorkerControls,
     registered: asyncio.Event,
     every_s: float,
     token: TokenWatch,
 ) -> None:
+    """Registers, then reports every every_s; each answer carries the operator's controls."""
     delay = 0.2
     while True:
         try:
-            await stub.RegisterWorker(request, timeout=5)
+            answer = await stub.RegisterWorker(controls.report(languages), timeout=5)
+            changed = await controls.apply(answer)
             registered.set()
-            delay = every_s
+            delay = 0 if changed else every_s
         except grpc.aio.AioRpcError as exc:
             if token.check(exc):
                 return
@@ -89,16 +93,15 @@ async def serve(settings: Settings, stop: asyncio.Event) -> None:
     stub = gateway_stub(channel, settings.worker_token)
     token = TokenWatch()
     registered = asyncio.Event()
+    admission = ClaimAdmission(settings.worker_slots)
+    controls = WorkerControls(settings.worker_id, settings.worker_slots, admission)
     registration = asyncio.create_task(
         keep_registered(
             stub,
-            gw.RegisterWorkerRequest(
-                worker_id=settings.worker_id,
-                slots=settings.worker_slots,
-                languages=[language_message(info) for info in languages],
-            ),
+            [language_message(info) for info in languages],
+            controls,
             registered,
-            settings.worker_register_interval_s,
+            min(settings.worker_report_interval_s, settings.worker_register_interval_s),
             token,
         )
     )
@@ -121,10 +124,9 @@ async def serve(settings: Settings, stop: asyncio.Event) -> None:
     # message unacked): a prefetch of twice the slots lets the next job be here already.
     consumer = JobConsumer(amqp_channel, declared, scheduler, prefetch=2 * settings.worker_slots)
     in_flight: set[asyncio.Task[None]] = set()
-    dispatcher = asyncio.create_task(
-        dispatch(scheduler, runner, ClaimAdmission(settings.worker_slots), in_flight)
-    )
-    await consumer.start()
+    dispatcher = asyncio.create_task(dispatch(scheduler, runner, admission, in_flight))
+    # Drained (or at zero slots) by an operator already: it takes no job until undone.
+    await controls.attach(consumer, runner)
     log.info(
         "worker_started",
         worker_id=settings.worker_id,
@@ -136,6 +138,7 @@ async def serve(settings: Settings, stop: asyncio.Event) -> None:
     await first_of(stop, token.refused)
     log.info("worker_stopping", running=len(in_flight), token_refused=token.refused.is_set())
     dispatcher.cancel()
+    await controls.detach()
     await consumer.stop()
     if in_flight:
         _, late = await asyncio.wait(in_flight, timeout=settings.worker_shutdown_grace_s)

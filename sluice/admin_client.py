@@ -192,3 +192,37 @@ class OperatorClient:
     async def purge_parked(self) -> int:
         reply = await self._call(self.stub.PurgeParked, adm.PurgeParkedRequest())
         return reply.purged_messages
+
+    # Runtime controls
+
+    async def pause_tenant(self, tenant: str) -> adm.Tenant:
+        reply = await self._call(self.stub.PauseTenant, adm.PauseTenantRequest(tenant_id=tenant))
+        return reply.tenant
+
+    async def resume_tenant(self, tenant: str) -> adm.Tenant:
+        reply = await self._call(self.stub.ResumeTenant,
+                                 adm.ResumeTenantRequest(tenant_id=tenant))
+        return reply.tenant
+
+    async def list_workers(self) -> adm.ListWorkersResponse:
+        return await self._call(self.stub.ListWorkers, adm.ListWorkersRequest())
+
+    async def drain_worker(self, worker_id: str) -> adm.Worker:
+        reply = await self._call(self.stub.DrainWorker,
+                                 adm.DrainWorkerRequest(worker_id=worker_id))
+        return reply.worker
+
+    async def resume_worker(self, worker_id: str) -> adm.Worker:
+        reply = await self._call(self.stub.ResumeWorker,
+                                 adm.ResumeWorkerRequest(worker_id=worker_id))
+        return reply.worker
+
+    async def set_worker_slots(self, worker_id: str, slots: int | None) -> adm.Worker:
+        request = adm.SetWorkerSlotsRequest(worker_id=worker_id)
+        if slots is not None:
+            request.slots = slots
+        return (await self._call(self.stub.SetWorkerSlots, request)).worker
+
+    async def queue_depths(self) -> list[adm.QueueDepth]:
+        reply = await self._call(self.stub.GetQueueDepths, adm.GetQueueDepthsRequest())
+        return list(reply.queues)

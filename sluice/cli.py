@@ -76,7 +76,71 @@ def cmd_tenant_create(args: argparse.Namespace) -> int:
 def cmd_tenant_list(args: argparse.Namespace) -> int:
     async def action(client: OperatorClient) -> int:
         for tenant in await client.list_tenants():
-            print(f"{tenant.id}\t{tenant.name}")
+            paused = f"\tpaused since {_when(tenant.pause_time)}" if tenant.paused else ""
+            print(f"{tenant.id}\t{tenant.name}{paused}")
+        return 0
+
+    return _operator(action)
+
+
+def cmd_tenant_pause(args: argparse.Namespace) -> int:
+    async def action(client: OperatorClient) -> int:
+        if args.action == "pause":
+            tenant = await client.pause_tenant(args.tenant)
+            print(f"tenant {tenant.name} paused: its jobs wait QUEUED (running ones finish);"
+                  f" `sluice tenant resume {tenant.name}` lets them start")
+        else:
+            tenant = await client.resume_tenant(args.tenant)
+            print(f"tenant {tenant.name} resumed: its waiting jobs start within its quota")
+        return 0
+
+    return _operator(action)
+
+
+# Workers and queues ----------------------------------------------------------------------
+
+
+def _print_worker(worker: adm.Worker) -> None:
+    controls = "draining" if worker.draining else f"slots {worker.desired_slots}"
+    applied = "" if worker.applied else " (not yet applied)"
+    print(f"{worker.worker_id}\t{worker.identity}\t{','.join(worker.languages)}"
+          f"\t{worker.active_slots}/{worker.slots} slots\t{worker.running_jobs} running"
+          f"\t{controls}{applied}\tlast heartbeat {_when(worker.last_heartbeat)}")
+
+
+def cmd_workers(args: argparse.Namespace) -> int:
+    """list; drain, undrain and slots WORKER_ID (from list)."""
+
+    async def action(client: OperatorClient) -> int:
+        if args.action == "list":
+            reply = await client.list_workers()
+            for worker in reply.workers:
+                _print_worker(worker)
+            print(f"sluice: {len(reply.workers)} worker(s); a control acts within "
+                  f"{reply.report_interval_ms} ms (their report interval)", file=sys.stderr)
+            return 0
+        if args.action == "drain":
+            worker = await client.drain_worker(args.worker_id)
+        elif args.action == "undrain":
+            worker = await client.resume_worker(args.worker_id)
+        else:
+            worker = await client.set_worker_slots(args.worker_id,
+                                                   None if args.reset else args.slots)
+        _print_worker(worker)
+        return 0
+
+    if args.action == "slots" and (args.slots is None) == (not args.reset):
+        print("sluice: give the number of slots, or --reset", file=sys.stderr)
+        return 2
+    return _operator(action)
+
+
+def cmd_queues(args: argparse.Namespace) -> int:
+    async def action(client: OperatorClient) -> int:
+        print("queue\tkind\tready\tunacked\tconsumers")
+        for queue in await client.queue_depths():
+            print(f"{queue.name}\t{queue.kind}\t{queue.ready}\t{queue.unacked}"
+                  f"\t{queue.consumers}")
         return 0
 
     return _operator(action)
@@ -405,7 +469,8 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_parser("migrate", help="bring the store's schema up to date (SLUICE_STORE_URL)"
                    ).set_defaults(func=cmd_migrate)
     for name, module in (("control-plane", "control_plane.main"),
-                         ("worker", "execution_plane.main"), ("recovery", "recovery.main")):
+                         ("worker", "execution_plane.main"), ("recovery", "recovery.main"),
+                         ("console", "console.main")):
         service = sub.add_parser(name, help=f"run the {name} service alone")
         service.set_defaults(func=lambda _args, module=module: _run_service(module))
 
@@ -416,6 +481,28 @@ def build_parser() -> argparse.ArgumentParser:
     create.add_argument("--admin", action="store_true", help="the first key is an admin key")
     create.set_defaults(func=cmd_tenant_create)
     tenant.add_parser("list").set_defaults(func=cmd_tenant_list)
+    for action, text in (("pause", "its jobs wait (new ones are accepted); running ones finish"),
+                         ("resume", "its waiting jobs start again")):
+        pause = tenant.add_parser(action, help=text)
+        pause.add_argument("tenant", help="tenant id or name")
+        pause.set_defaults(func=cmd_tenant_pause)
+
+    workers = sub.add_parser("workers", help="worker processes and their controls"
+                             ).add_subparsers(dest="action", required=True)
+    workers.add_parser("list", help="languages, slots, running jobs, last heartbeat"
+                       ).set_defaults(func=cmd_workers)
+    for action, text in (("drain", "take no new job, finish the running ones"),
+                         ("undrain", "take jobs again"),
+                         ("slots", "run this many jobs at once (live; never stops a job)")):
+        control = workers.add_parser(action, help=text)
+        control.add_argument("worker_id", help="from `sluice workers list`")
+        if action == "slots":
+            control.add_argument("slots", type=int, nargs="?")
+            control.add_argument("--reset", action="store_true",
+                                 help="back to the slots it started with")
+        control.set_defaults(func=cmd_workers)
+    sub.add_parser("queues", help="queue depths read from the broker now"
+                   ).set_defaults(func=cmd_queues)
 
     key = sub.add_parser("key", help="API keys").add_subparsers(dest="action", required=True)
     key_create = key.add_parser("create", help="issue a key; it is the last line")

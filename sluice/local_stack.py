@@ -192,10 +192,13 @@ def run_local_stack(*, workers: int, sample: bool) -> int:
         processes[name] = _start(
             name, "recovery.main" if name == "recovery" else "execution_plane.main",
             {**base_env, "SLUICE_WORKER_ID": identity, "SLUICE_WORKER_TOKEN": tokens[identity]})
+    # The web console: a client of the API like any other, holding no key of its own.
+    processes["console"] = _start("console", "console.main", base_env)
     try:
         asyncio.run(_wait_until_ready(settings, api_key))
         _say(f"platform up: API {settings.api_listen}, worker gateway "
              f"{settings.gateway_listen}, {workers} worker(s); logs in {LOG_DIR}/")
+        _say(f"web console: http://{settings.console_listen}/ (sign in with a key below)")
         _say(f"local tenant key in {LOCAL_KEY_FILE} (`sluice run FILE` uses it); operator "
              f"admin key in {ADMIN_KEY_FILE} (`sluice tenant|key|quota|jobs ...` use it)")
         if sample:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 from functools import lru_cache
 from pathlib import Path
+from urllib.parse import unquote, urlsplit
 
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -21,6 +22,10 @@ class Settings(BaseSettings):
     # Every queue and exchange name starts with this, so two deployments (or test runs) can
     # share a broker without seeing each other's messages.
     queue_prefix: str = "sluice"
+    # The broker's management HTTP API (http[s]://USER:PASS@HOST:PORT), where the queue
+    # depths operators read come from (AMQP knows no unacked counts); empty: the AMQP URL's
+    # host and credentials on port 15672.
+    rabbitmq_management_url: str = ""
     api_listen: str = "127.0.0.1:50051"
     # Where the operator commands (and `sluice run`) reach the API, as a gRPC target; empty
     # means api_listen.
@@ -112,6 +117,10 @@ class Settings(BaseSettings):
     # How often a worker re-registers its languages; the control plane lists a language
     # only while some worker does (it drops those unheard of for three intervals).
     worker_register_interval_s: float = 30.0
+    # How often a worker reports its slots and running jobs (a registration, so never less
+    # often than the above) and picks up an operator's controls (drain, slots): the most a
+    # control takes to act.
+    worker_report_interval_s: float = 2.0
     # The worker host's own directory: slots' work dirs and uid locks live there, and only
     # there is a dead worker's leftover reclaimed. Root's alone (owned by root, writable by
     # nobody else, nor any directory above it); created if missing; never /tmp.
@@ -142,6 +151,26 @@ class Settings(BaseSettings):
     retention_s: float = 604_800.0  # a week
     retention_sweep_s: float = 60.0
     audit_retention_s: float = 2_592_000.0  # 30 days
+
+    # Console
+    # `sluice console` (and `sluice up`, which runs it) listens here: host:port.
+    console_listen: str = "127.0.0.1:8080"
+    # How long a console session lives after its last request.
+    console_session_idle_s: float = 3600.0
+
+    @property
+    def rabbitmq_management_address(self) -> str:
+        if self.rabbitmq_management_url:
+            return self.rabbitmq_management_url.rstrip("/")
+        amqp = urlsplit(self.amqp_url)
+        scheme = "https" if amqp.scheme == "amqps" else "http"
+        userinfo = f"{amqp.username or 'guest'}:{amqp.password or 'guest'}@"
+        return f"{scheme}://{userinfo}{amqp.hostname or '127.0.0.1'}:15672"
+
+    @property
+    def amqp_vhost(self) -> str:
+        path = unquote(urlsplit(self.amqp_url).path)
+        return path[1:] if len(path) > 1 else "/"
 
     @property
     def api_address(self) -> str:

@@ -54,6 +54,14 @@ class JobMessage:
 
 
 @dataclass(frozen=True)
+class QueueRole:
+    name: str
+    kind: str  # "work", "retry", "dead_letter" or "parked"
+    shard: int | None = None
+    retry_delay_ms: int | None = None
+
+
+@dataclass(frozen=True)
 class Topology:
     prefix: str
     delivery_limit: int = 10
@@ -87,6 +95,18 @@ class Topology:
 
     def retry_queue(self, delay_ms: int) -> str:
         return f"{self.prefix}.retry.{delay_ms}ms"
+
+    def queues(self) -> list[QueueRole]:
+        """Every queue of the topology with its part in it, in a reading order: the work
+        shards, the retry tiers, the dead letters, the parking lot."""
+        return [
+            *(QueueRole(self.work_queue(shard), "work", shard=shard)
+              for shard in range(self.shard_count)),
+            *(QueueRole(self.retry_queue(delay_ms), "retry", retry_delay_ms=delay_ms)
+              for delay_ms in RETRY_DELAYS_MS),
+            QueueRole(self.dead_letter_queue, "dead_letter"),
+            QueueRole(self.parked_queue, "parked"),
+        ]
 
     @staticmethod
     def shard_key(shard: int) -> str:

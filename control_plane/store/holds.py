@@ -7,6 +7,8 @@ Three things hold a job back:
 - CPU quota: the tenant's jobs used its cpu_seconds_per_day in the rolling day. Submitting
   checks it too, but jobs submitted while it had room may be claimed once it has none; such
   a job says why it waits in its state_reason.
+- a pause: an operator paused the tenant (control_plane/store/tenant_pauses.py); its jobs
+  say so in their state_reason, as the CPU quota's do, until it is resumed.
 
 A job with an unended predecessor is held at submit and never published. A job that a worker
 claims while its tenant is at the running or CPU quota (or, defensively, out of order) is
@@ -25,10 +27,14 @@ from dataclasses import dataclass
 from control_plane.store.backend import Backend, Tx
 from control_plane.store.quotas import TenantQuota, cpu_ms_last_day, quota_of, running_count
 from control_plane.store.records import JobState, Refusal
+from control_plane.store.tenant_pauses import pause_of, paused_reason
 
 ORDERING = "ordering"
 RUNNING_QUOTA = "running_quota"
 CPU_QUOTA = "cpu_quota"
+PAUSED = "paused"
+# Holds whose job says why in its state_reason, cleared when the hold is released.
+_EXPLAINED = (CPU_QUOTA, PAUSED)
 # A released job still not claimed after this long is published again, in case its message
 # was lost; a duplicate is harmless (the claim refuses it).
 REPUBLISH_AFTER_S = 300.0
@@ -69,9 +75,9 @@ def cpu_wait(conn: Tx, tenant_id: str, quota: TenantQuota,
             "starts as that use ages out of the day")
 
 
-def hold_for_cpu(conn: Tx, job_id: str, tenant_id: str, why: str,
-                 now: float) -> None:
-    hold(conn, job_id, tenant_id, CPU_QUOTA, now)
+def hold_explained(conn: Tx, job_id: str, tenant_id: str, reason: str, why: str,
+                   now: float) -> None:
+    hold(conn, job_id, tenant_id, reason, now)
     # The claim that starts it clears the reason.
     conn.execute("UPDATE jobs SET state_reason = ? WHERE id = ? AND state = ?",
                  (why, job_id, JobState.QUEUED))
@@ -109,6 +115,11 @@ class ClaimGate:
             hold(conn, job_id, tenant_id, ORDERING, now)
             return ClaimHeld(Refusal.ORDERED,
                              f"an earlier job with ordering key {ordering_key!r} has not ended")
+        pause = pause_of(conn, tenant_id)
+        if pause is not None:
+            why = paused_reason(pause)
+            hold_explained(conn, job_id, tenant_id, PAUSED, why, now)
+            return ClaimHeld(Refusal.THROTTLED, why)
         quota = quota_of(conn, tenant_id, self._defaults)
         cap = quota.max_running_jobs
         if running_count(conn, tenant_id) >= cap:
@@ -117,7 +128,7 @@ class ClaimGate:
                              f"tenant runs {cap} jobs, its max_running_jobs quota")
         why = cpu_wait(conn, tenant_id, quota, now)
         if why is not None:
-            hold_for_cpu(conn, job_id, tenant_id, why, now)
+            hold_explained(conn, job_id, tenant_id, CPU_QUOTA, why, now)
             return ClaimHeld(Refusal.THROTTLED, why)
         conn.execute("DELETE FROM job_holds WHERE job_id = ?", (job_id,))
         return None
@@ -146,13 +157,15 @@ def releasable(conn: Tx, defaults: TenantQuota, now: float) -> list[Release]:
         by_tenant[row[1]].append(row)
     releases = []
     for tenant_id, held in by_tenant.items():
+        pause = pause_of(conn, tenant_id)
         quota = quota_of(conn, tenant_id, defaults)
-        why = cpu_wait(conn, tenant_id, quota, now)
+        kind, why = ((PAUSED, paused_reason(pause)) if pause is not None
+                     else (CPU_QUOTA, cpu_wait(conn, tenant_id, quota, now)))
         if why is not None:
             # None may start: each says so (a claim would only hold it again).
             for row in held:
-                if row[6] != CPU_QUOTA:
-                    hold_for_cpu(conn, row[0], tenant_id, why, now)
+                if row[6] != kind:
+                    hold_explained(conn, row[0], tenant_id, kind, why, now)
             continue
         # Released but not yet claimed: each will take a running place when it is.
         in_flight = sum(1 for row in held
@@ -184,8 +197,8 @@ def mark_released(conn: Tx, released: list[Release], now: float) -> None:
     # again meanwhile, and that hold still needs its release.
     conn.executemany(
         "UPDATE jobs SET state_reason = '' WHERE id = ? AND state = ? AND EXISTS"
-        " (SELECT 1 FROM job_holds WHERE job_id = ? AND reason = ? AND held_at = ?)",
-        [(release.job_id, JobState.QUEUED, release.job_id, CPU_QUOTA, release.held_at)
+        " (SELECT 1 FROM job_holds WHERE job_id = ? AND reason IN (?, ?) AND held_at = ?)",
+        [(release.job_id, JobState.QUEUED, release.job_id, *_EXPLAINED, release.held_at)
          for release in released])
     conn.executemany(
         "UPDATE job_holds SET released_at = ? WHERE job_id = ? AND held_at = ?",

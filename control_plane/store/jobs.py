@@ -371,7 +371,8 @@ class JobStore:
 
         await self._db.run(tx)
 
-    async def get(self, job_id: str, reader: Reader | None) -> JobRecord | None:
+    async def get(self, job_id: str, reader: Reader | None, *,
+                  include_files: bool = False) -> JobRecord | None:
         """reader None reads any tenant's job (the platform's own calls)."""
 
         def tx(conn: Tx) -> JobRecord | None:
@@ -381,7 +382,12 @@ class JobStore:
             ).fetchone()
             if row is None or (tenant_id is not None and row[1] != tenant_id):
                 return None
-            return jobs_from_rows(conn, self._codec, [row])[0]
+            job = jobs_from_rows(conn, self._codec, [row])[0]
+            if include_files:
+                spec = conn.execute("SELECT spec FROM jobs WHERE id = ?", (job_id,)).fetchone()
+                job = dataclasses.replace(
+                    job, files=self._codec.decode_spec(bytes(spec[0])).files)
+            return job
 
         return await self._db.run(tx)
 

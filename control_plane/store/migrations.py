@@ -356,6 +356,37 @@ CREATE TRIGGER job_stdin_notify AFTER INSERT ON job_stdin
 """
 
 
+_OPERATOR_CONTROLS = """
+CREATE TABLE IF NOT EXISTS tenant_pauses (
+    tenant_id TEXT PRIMARY KEY,
+    paused_at REAL NOT NULL,
+    paused_by TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS workers (
+    worker_id TEXT PRIMARY KEY,
+    identity TEXT NOT NULL,
+    languages TEXT NOT NULL DEFAULT '[]',
+    slots INTEGER NOT NULL,
+    active_slots INTEGER NOT NULL,
+    running_jobs INTEGER NOT NULL,
+    draining INTEGER NOT NULL DEFAULT 0,
+    first_seen REAL NOT NULL,
+    last_seen REAL NOT NULL,
+    -- the operator's controls, handed to the worker on its next report; NULL: as started
+    want_slots INTEGER,
+    want_draining INTEGER NOT NULL DEFAULT 0
+);
+CREATE INDEX IF NOT EXISTS workers_seen ON workers(last_seen);
+"""
+
+
+def _operator_controls(dialect: Dialect) -> str:
+    """Runtime controls (control_plane/store/tenant_pauses.py, workers.py): paused tenants,
+    whose jobs wait QUEUED at the claim; each worker process as it last reported (slots,
+    running jobs, draining) with the controls an operator set for it."""
+    return dialect.ddl(_OPERATOR_CONTROLS)
+
+
 @dataclass(frozen=True)
 class Migration:
     version: int
@@ -373,6 +404,7 @@ MIGRATIONS: tuple[Migration, ...] = (
     Migration(5, "retention", _retention),
     Migration(6, "output_stored_once", _no_sql, _output_stored_once),
     Migration(7, "job_stdin", _job_stdin),
+    Migration(8, "operator_controls", _operator_controls),
 )
 LATEST = MIGRATIONS[-1].version
 

@@ -166,6 +166,8 @@ class JobRecord:
     ordering_key: str = ""
     limits: Limits = field(default_factory=Limits)
     state_reason: str = ""
+    # The files submitted: read only when asked for (GetJob's include_files).
+    files: tuple[SourceFile, ...] = ()
 
 
 @dataclass(frozen=True)

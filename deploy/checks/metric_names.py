@@ -3,8 +3,9 @@
     python metric_names.py RULES.yaml DASHBOARD.json
 
 The metrics Sluice exports are read from the code (control_plane/metrics.py,
-execution_plane/metrics.py, recovery/metrics.py): each Counter, Gauge and Histogram
-declared there, with the sample names prometheus_client gives it (_total, _bucket, ...).
+execution_plane/metrics.py, recovery/metrics.py, console/metrics.py): each Counter, Gauge
+and Histogram declared there, with the sample names prometheus_client gives it (_total,
+_bucket, ...).
 Metrics from elsewhere are listed below with where they come from. A name in a PromQL
 expression that is neither is a finding, so a renamed metric breaks CI, not an alert.
 Standard library only (tests/e2e/test_deploy_metric_names.py uses it against a running
@@ -21,7 +22,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
 METRICS_MODULES = ("control_plane/metrics.py", "execution_plane/metrics.py",
-                   "recovery/metrics.py")
+                   "recovery/metrics.py", "console/metrics.py")
 SUFFIXES = {"Counter": ("_total", "_created"), "Gauge": ("",),
             "Histogram": ("_bucket", "_sum", "_count", "_created"),
             "Summary": ("_sum", "_count", "_created")}

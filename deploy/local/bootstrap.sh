@@ -41,6 +41,12 @@ if ! (exec 3<>"/dev/tcp/127.0.0.1/$amqp_port") 2>/dev/null; then
   rabbitmq-server -detached
   timeout 120 rabbitmqctl await_startup >/dev/null
 fi
+# The management plugin's HTTP API: the queue depths operators read (unacked counts are
+# known to it, not to AMQP). Enabled on a running broker without a restart.
+if ! rabbitmq-plugins list -e -m 2>/dev/null | grep -qx rabbitmq_management; then
+  say "enabling the RabbitMQ management plugin"
+  rabbitmq-plugins enable -q rabbitmq_management >/dev/null
+fi
 
 # PostgreSQL: the store of several control planes, and the tests' second store (they make
 # databases of their own as user postgres on 127.0.0.1, without a password). Installed and

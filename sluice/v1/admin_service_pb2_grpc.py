@@ -127,6 +127,41 @@ class AdminServiceStub:
                 request_serializer=sluice_dot_v1_dot_execution__service__pb2.CancelJobRequest.SerializeToString,
                 response_deserializer=sluice_dot_v1_dot_job__pb2.Job.FromString,
                 _registered_method=True)
+        self.PauseTenant = channel.unary_unary(
+                '/sluice.v1.AdminService/PauseTenant',
+                request_serializer=sluice_dot_v1_dot_admin__service__pb2.PauseTenantRequest.SerializeToString,
+                response_deserializer=sluice_dot_v1_dot_admin__service__pb2.PauseTenantResponse.FromString,
+                _registered_method=True)
+        self.ResumeTenant = channel.unary_unary(
+                '/sluice.v1.AdminService/ResumeTenant',
+                request_serializer=sluice_dot_v1_dot_admin__service__pb2.ResumeTenantRequest.SerializeToString,
+                response_deserializer=sluice_dot_v1_dot_admin__service__pb2.ResumeTenantResponse.FromString,
+                _registered_method=True)
+        self.ListWorkers = channel.unary_unary(
+                '/sluice.v1.AdminService/ListWorkers',
+                request_serializer=sluice_dot_v1_dot_admin__service__pb2.ListWorkersRequest.SerializeToString,
+                response_deserializer=sluice_dot_v1_dot_admin__service__pb2.ListWorkersResponse.FromString,
+                _registered_method=True)
+        self.DrainWorker = channel.unary_unary(
+                '/sluice.v1.AdminService/DrainWorker',
+                request_serializer=sluice_dot_v1_dot_admin__service__pb2.DrainWorkerRequest.SerializeToString,
+                response_deserializer=sluice_dot_v1_dot_admin__service__pb2.DrainWorkerResponse.FromString,
+                _registered_method=True)
+        self.ResumeWorker = channel.unary_unary(
+                '/sluice.v1.AdminService/ResumeWorker',
+                request_serializer=sluice_dot_v1_dot_admin__service__pb2.ResumeWorkerRequest.SerializeToString,
+                response_deserializer=sluice_dot_v1_dot_admin__service__pb2.ResumeWorkerResponse.FromString,
+                _registered_method=True)
+        self.SetWorkerSlots = channel.unary_unary(
+                '/sluice.v1.AdminService/SetWorkerSlots',
+                request_serializer=sluice_dot_v1_dot_admin__service__pb2.SetWorkerSlotsRequest.SerializeToString,
+                response_deserializer=sluice_dot_v1_dot_admin__service__pb2.SetWorkerSlotsResponse.FromString,
+                _registered_method=True)
+        self.GetQueueDepths = channel.unary_unary(
+                '/sluice.v1.AdminService/GetQueueDepths',
+                request_serializer=sluice_dot_v1_dot_admin__service__pb2.GetQueueDepthsRequest.SerializeToString,
+                response_deserializer=sluice_dot_v1_dot_admin__service__pb2.GetQueueDepthsResponse.FromString,
+                _registered_method=True)
 
 
 class AdminServiceServicer:
@@ -259,6 +294,60 @@ class AdminServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def PauseTenant(self, request, context):
+        """Runtime controls: each is recorded in the audit trail with the operator's key as the
+        actor, and takes effect without a restart.
+        A paused tenant's jobs wait QUEUED (their state_reason says why): queued ones and new
+        ones, which are still accepted; running ones finish. Pausing a paused tenant is a no-op.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ResumeTenant(self, request, context):
+        """Its waiting jobs start again, within its running quota.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListWorkers(self, request, context):
+        """Worker processes heard from in the last ten minutes, as each last reported.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def DrainWorker(self, request, context):
+        """The worker takes no new job and finishes those it runs; its waiting messages go back
+        to the queues for other workers. Acts at the worker's next report (report_interval_ms).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ResumeWorker(self, request, context):
+        """Undoes DrainWorker: the worker takes jobs again.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def SetWorkerSlots(self, request, context):
+        """How many jobs the worker runs at once, down or up to its sandbox slots, without a
+        restart; a lower number never stops a running job, it only holds back new ones.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetQueueDepths(self, request, context):
+        """Every queue of the platform's topology, read from the broker now.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_AdminServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -351,6 +440,41 @@ def add_AdminServiceServicer_to_server(servicer, server):
                     servicer.CancelJob,
                     request_deserializer=sluice_dot_v1_dot_execution__service__pb2.CancelJobRequest.FromString,
                     response_serializer=sluice_dot_v1_dot_job__pb2.Job.SerializeToString,
+            ),
+            'PauseTenant': grpc.unary_unary_rpc_method_handler(
+                    servicer.PauseTenant,
+                    request_deserializer=sluice_dot_v1_dot_admin__service__pb2.PauseTenantRequest.FromString,
+                    response_serializer=sluice_dot_v1_dot_admin__service__pb2.PauseTenantResponse.SerializeToString,
+            ),
+            'ResumeTenant': grpc.unary_unary_rpc_method_handler(
+                    servicer.ResumeTenant,
+                    request_deserializer=sluice_dot_v1_dot_admin__service__pb2.ResumeTenantRequest.FromString,
+                    response_serializer=sluice_dot_v1_dot_admin__service__pb2.ResumeTenantResponse.SerializeToString,
+            ),
+            'ListWorkers': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListWorkers,
+                    request_deserializer=sluice_dot_v1_dot_admin__service__pb2.ListWorkersRequest.FromString,
+                    response_serializer=sluice_dot_v1_dot_admin__service__pb2.ListWorkersResponse.SerializeToString,
+            ),
+            'DrainWorker': grpc.unary_unary_rpc_method_handler(
+                    servicer.DrainWorker,
+                    request_deserializer=sluice_dot_v1_dot_admin__service__pb2.DrainWorkerRequest.FromString,
+                    response_serializer=sluice_dot_v1_dot_admin__service__pb2.DrainWorkerResponse.SerializeToString,
+            ),
+            'ResumeWorker': grpc.unary_unary_rpc_method_handler(
+                    servicer.ResumeWorker,
+                    request_deserializer=sluice_dot_v1_dot_admin__service__pb2.ResumeWorkerRequest.FromString,
+                    response_serializer=sluice_dot_v1_dot_admin__service__pb2.ResumeWorkerResponse.SerializeToString,
+            ),
+            'SetWorkerSlots': grpc.unary_unary_rpc_method_handler(
+                    servicer.SetWorkerSlots,
+                    request_deserializer=sluice_dot_v1_dot_admin__service__pb2.SetWorkerSlotsRequest.FromString,
+                    response_serializer=sluice_dot_v1_dot_admin__service__pb2.SetWorkerSlotsResponse.SerializeToString,
+            ),
+            'GetQueueDepths': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetQueueDepths,
+                    request_deserializer=sluice_dot_v1_dot_admin__service__pb2.GetQueueDepthsRequest.FromString,
+                    response_serializer=sluice_dot_v1_dot_admin__service__pb2.GetQueueDepthsResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -840,6 +964,195 @@ class AdminService:
             '/sluice.v1.AdminService/CancelJob',
             sluice_dot_v1_dot_execution__service__pb2.CancelJobRequest.SerializeToString,
             sluice_dot_v1_dot_job__pb2.Job.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def PauseTenant(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/sluice.v1.AdminService/PauseTenant',
+            sluice_dot_v1_dot_admin__service__pb2.PauseTenantRequest.SerializeToString,
+            sluice_dot_v1_dot_admin__service__pb2.PauseTenantResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ResumeTenant(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/sluice.v1.AdminService/ResumeTenant',
+            sluice_dot_v1_dot_admin__service__pb2.ResumeTenantRequest.SerializeToString,
+            sluice_dot_v1_dot_admin__service__pb2.ResumeTenantResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListWorkers(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/sluice.v1.AdminService/ListWorkers',
+            sluice_dot_v1_dot_admin__service__pb2.ListWorkersRequest.SerializeToString,
+            sluice_dot_v1_dot_admin__service__pb2.ListWorkersResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def DrainWorker(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/sluice.v1.AdminService/DrainWorker',
+            sluice_dot_v1_dot_admin__service__pb2.DrainWorkerRequest.SerializeToString,
+            sluice_dot_v1_dot_admin__service__pb2.DrainWorkerResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ResumeWorker(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/sluice.v1.AdminService/ResumeWorker',
+            sluice_dot_v1_dot_admin__service__pb2.ResumeWorkerRequest.SerializeToString,
+            sluice_dot_v1_dot_admin__service__pb2.ResumeWorkerResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def SetWorkerSlots(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/sluice.v1.AdminService/SetWorkerSlots',
+            sluice_dot_v1_dot_admin__service__pb2.SetWorkerSlotsRequest.SerializeToString,
+            sluice_dot_v1_dot_admin__service__pb2.SetWorkerSlotsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetQueueDepths(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/sluice.v1.AdminService/GetQueueDepths',
+            sluice_dot_v1_dot_admin__service__pb2.GetQueueDepthsRequest.SerializeToString,
+            sluice_dot_v1_dot_admin__service__pb2.GetQueueDepthsResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -26,7 +26,7 @@ from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__
 from sluice.v1 import job_pb2 as sluice_dot_v1_dot_job__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n!sluice/v1/execution_service.proto\x12\tsluice.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x13sluice/v1/job.proto\"\x84\x03\n\x10SubmitJobRequest\x12\x10\n\x08language\x18\x01 \x01(\t\x12\x1e\n\x05\x66iles\x18\x02 \x03(\x0b\x32\x0f.sluice.v1.File\x12\r\n\x05stdin\x18\x03 \x01(\x0c\x12\x0c\n\x04\x61rgs\x18\x04 \x03(\t\x12!\n\x06limits\x18\x05 \x01(\x0b\x32\x11.sluice.v1.Limits\x12\x17\n\x0fidempotency_key\x18\x06 \x01(\t\x12\x14\n\x0cordering_key\x18\x07 \x01(\t\x12\x37\n\x06labels\x18\x08 \x03(\x0b\x32\'.sluice.v1.SubmitJobRequest.LabelsEntry\x12\x13\n\x0binteractive\x18\t \x01(\x08\x12\'\n\ntest_cases\x18\n \x03(\x0b\x32\x13.sluice.v1.TestCase\x12)\n\ncomparison\x18\x0b \x01(\x0e\x32\x15.sluice.v1.Comparison\x1a-\n\x0bLabelsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"Y\n\x10\x41ttachJobRequest\x12\x0e\n\x06job_id\x18\x01 \x01(\t\x12\x11\n\tafter_seq\x18\x02 \x01(\x03\x12\r\n\x05stdin\x18\x03 \x01(\x0c\x12\x13\n\x0b\x63lose_stdin\x18\x04 \x01(\x08\"0\n\x11SubmitJobResponse\x12\x1b\n\x03job\x18\x01 \x01(\x0b\x32\x0e.sluice.v1.Job\"\x1f\n\rGetJobRequest\x12\x0e\n\x06job_id\x18\x01 \x01(\t\"4\n\x0fWatchJobRequest\x12\x0e\n\x06job_id\x18\x01 \x01(\t\x12\x11\n\tafter_seq\x18\x02 \x01(\x03\"\"\n\x10\x43\x61ncelJobRequest\x12\x0e\n\x06job_id\x18\x01 \x01(\t\"\xab\x02\n\x0fListJobsRequest\x12\x11\n\tpage_size\x18\x01 \x01(\x05\x12\x12\n\npage_token\x18\x02 \x01(\t\x12#\n\x06states\x18\x03 \x03(\x0e\x32\x13.sluice.v1.JobState\x12\x36\n\x06labels\x18\x04 \x03(\x0b\x32&.sluice.v1.ListJobsRequest.LabelsEntry\x12\x31\n\rcreated_after\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x32\n\x0e\x63reated_before\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x1a-\n\x0bLabelsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"I\n\x10ListJobsResponse\x12\x1c\n\x04jobs\x18\x01 \x03(\x0b\x32\x0e.sluice.v1.Job\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"\x16\n\x14ListLanguagesRequest\"?\n\x15ListLanguagesResponse\x12&\n\tlanguages\x18\x01 \x03(\x0b\x32\x13.sluice.v1.Language2\xe3\x03\n\x10\x45xecutionService\x12\x46\n\tSubmitJob\x12\x1b.sluice.v1.SubmitJobRequest\x1a\x1c.sluice.v1.SubmitJobResponse\x12\x32\n\x06GetJob\x12\x18.sluice.v1.GetJobRequest\x1a\x0e.sluice.v1.Job\x12=\n\x08WatchJob\x12\x1a.sluice.v1.WatchJobRequest\x1a\x13.sluice.v1.JobEvent0\x01\x12\x38\n\tCancelJob\x12\x1b.sluice.v1.CancelJobRequest\x1a\x0e.sluice.v1.Job\x12\x43\n\x08ListJobs\x12\x1a.sluice.v1.ListJobsRequest\x1a\x1b.sluice.v1.ListJobsResponse\x12R\n\rListLanguages\x12\x1f.sluice.v1.ListLanguagesRequest\x1a .sluice.v1.ListLanguagesResponse\x12\x41\n\tAttachJob\x12\x1b.sluice.v1.AttachJobRequest\x1a\x13.sluice.v1.JobEvent(\x01\x30\x01\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n!sluice/v1/execution_service.proto\x12\tsluice.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x13sluice/v1/job.proto\"\x84\x03\n\x10SubmitJobRequest\x12\x10\n\x08language\x18\x01 \x01(\t\x12\x1e\n\x05\x66iles\x18\x02 \x03(\x0b\x32\x0f.sluice.v1.File\x12\r\n\x05stdin\x18\x03 \x01(\x0c\x12\x0c\n\x04\x61rgs\x18\x04 \x03(\t\x12!\n\x06limits\x18\x05 \x01(\x0b\x32\x11.sluice.v1.Limits\x12\x17\n\x0fidempotency_key\x18\x06 \x01(\t\x12\x14\n\x0cordering_key\x18\x07 \x01(\t\x12\x37\n\x06labels\x18\x08 \x03(\x0b\x32\'.sluice.v1.SubmitJobRequest.LabelsEntry\x12\x13\n\x0binteractive\x18\t \x01(\x08\x12\'\n\ntest_cases\x18\n \x03(\x0b\x32\x13.sluice.v1.TestCase\x12)\n\ncomparison\x18\x0b \x01(\x0e\x32\x15.sluice.v1.Comparison\x1a-\n\x0bLabelsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"Y\n\x10\x41ttachJobRequest\x12\x0e\n\x06job_id\x18\x01 \x01(\t\x12\x11\n\tafter_seq\x18\x02 \x01(\x03\x12\r\n\x05stdin\x18\x03 \x01(\x0c\x12\x13\n\x0b\x63lose_stdin\x18\x04 \x01(\x08\"0\n\x11SubmitJobResponse\x12\x1b\n\x03job\x18\x01 \x01(\x0b\x32\x0e.sluice.v1.Job\"6\n\rGetJobRequest\x12\x0e\n\x06job_id\x18\x01 \x01(\t\x12\x15\n\rinclude_files\x18\x02 \x01(\x08\"4\n\x0fWatchJobRequest\x12\x0e\n\x06job_id\x18\x01 \x01(\t\x12\x11\n\tafter_seq\x18\x02 \x01(\x03\"\"\n\x10\x43\x61ncelJobRequest\x12\x0e\n\x06job_id\x18\x01 \x01(\t\"\xab\x02\n\x0fListJobsRequest\x12\x11\n\tpage_size\x18\x01 \x01(\x05\x12\x12\n\npage_token\x18\x02 \x01(\t\x12#\n\x06states\x18\x03 \x03(\x0e\x32\x13.sluice.v1.JobState\x12\x36\n\x06labels\x18\x04 \x03(\x0b\x32&.sluice.v1.ListJobsRequest.LabelsEntry\x12\x31\n\rcreated_after\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x32\n\x0e\x63reated_before\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x1a-\n\x0bLabelsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"I\n\x10ListJobsResponse\x12\x1c\n\x04jobs\x18\x01 \x03(\x0b\x32\x0e.sluice.v1.Job\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"\x16\n\x14ListLanguagesRequest\"?\n\x15ListLanguagesResponse\x12&\n\tlanguages\x18\x01 \x03(\x0b\x32\x13.sluice.v1.Language2\xe3\x03\n\x10\x45xecutionService\x12\x46\n\tSubmitJob\x12\x1b.sluice.v1.SubmitJobRequest\x1a\x1c.sluice.v1.SubmitJobResponse\x12\x32\n\x06GetJob\x12\x18.sluice.v1.GetJobRequest\x1a\x0e.sluice.v1.Job\x12=\n\x08WatchJob\x12\x1a.sluice.v1.WatchJobRequest\x1a\x13.sluice.v1.JobEvent0\x01\x12\x38\n\tCancelJob\x12\x1b.sluice.v1.CancelJobRequest\x1a\x0e.sluice.v1.Job\x12\x43\n\x08ListJobs\x12\x1a.sluice.v1.ListJobsRequest\x1a\x1b.sluice.v1.ListJobsResponse\x12R\n\rListLanguages\x12\x1f.sluice.v1.ListLanguagesRequest\x1a .sluice.v1.ListLanguagesResponse\x12\x41\n\tAttachJob\x12\x1b.sluice.v1.AttachJobRequest\x1a\x13.sluice.v1.JobEvent(\x01\x30\x01\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -46,21 +46,21 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_SUBMITJOBRESPONSE']._serialized_start=584
   _globals['_SUBMITJOBRESPONSE']._serialized_end=632
   _globals['_GETJOBREQUEST']._serialized_start=634
-  _globals['_GETJOBREQUEST']._serialized_end=665
-  _globals['_WATCHJOBREQUEST']._serialized_start=667
-  _globals['_WATCHJOBREQUEST']._serialized_end=719
-  _globals['_CANCELJOBREQUEST']._serialized_start=721
-  _globals['_CANCELJOBREQUEST']._serialized_end=755
-  _globals['_LISTJOBSREQUEST']._serialized_start=758
-  _globals['_LISTJOBSREQUEST']._serialized_end=1057
+  _globals['_GETJOBREQUEST']._serialized_end=688
+  _globals['_WATCHJOBREQUEST']._serialized_start=690
+  _globals['_WATCHJOBREQUEST']._serialized_end=742
+  _globals['_CANCELJOBREQUEST']._serialized_start=744
+  _globals['_CANCELJOBREQUEST']._serialized_end=778
+  _globals['_LISTJOBSREQUEST']._serialized_start=781
+  _globals['_LISTJOBSREQUEST']._serialized_end=1080
   _globals['_LISTJOBSREQUEST_LABELSENTRY']._serialized_start=446
   _globals['_LISTJOBSREQUEST_LABELSENTRY']._serialized_end=491
-  _globals['_LISTJOBSRESPONSE']._serialized_start=1059
-  _globals['_LISTJOBSRESPONSE']._serialized_end=1132
-  _globals['_LISTLANGUAGESREQUEST']._serialized_start=1134
-  _globals['_LISTLANGUAGESREQUEST']._serialized_end=1156
-  _globals['_LISTLANGUAGESRESPONSE']._serialized_start=1158
-  _globals['_LISTLANGUAGESRESPONSE']._serialized_end=1221
-  _globals['_EXECUTIONSERVICE']._serialized_start=1224
-  _globals['_EXECUTIONSERVICE']._serialized_end=1707
+  _globals['_LISTJOBSRESPONSE']._serialized_start=1082
+  _globals['_LISTJOBSRESPONSE']._serialized_end=1155
+  _globals['_LISTLANGUAGESREQUEST']._serialized_start=1157
+  _globals['_LISTLANGUAGESREQUEST']._serialized_end=1179
+  _globals['_LISTLANGUAGESRESPONSE']._serialized_start=1181
+  _globals['_LISTLANGUAGESRESPONSE']._serialized_end=1244
+  _globals['_EXECUTIONSERVICE']._serialized_start=1247
+  _globals['_EXECUTIONSERVICE']._serialized_end=1730
 # @@protoc_insertion_point(module_scope)

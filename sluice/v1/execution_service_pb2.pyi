@@ -62,10 +62,12 @@ class SubmitJobResponse(_message.Message):
     def __init__(self, job: _Optional[_Union[_job_pb2.Job, _Mapping]] = ...) -> None: ...
 
 class GetJobRequest(_message.Message):
-    __slots__ = ("job_id",)
+    __slots__ = ("job_id", "include_files")
     JOB_ID_FIELD_NUMBER: _ClassVar[int]
+    INCLUDE_FILES_FIELD_NUMBER: _ClassVar[int]
     job_id: str
-    def __init__(self, job_id: _Optional[str] = ...) -> None: ...
+    include_files: bool
+    def __init__(self, job_id: _Optional[str] = ..., include_files: _Optional[bool] = ...) -> None: ...
 
 class WatchJobRequest(_message.Message):
     __slots__ = ("job_id", "after_seq")

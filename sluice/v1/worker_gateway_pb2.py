@@ -25,43 +25,43 @@ _sym_db = _symbol_database.Default()
 from sluice.v1 import job_pb2 as sluice_dot_v1_dot_job__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1esluice/v1/worker_gateway.proto\x12\tsluice.v1\x1a\x13sluice/v1/job.proto\"Z\n\x17ReportDeadLetterRequest\x12\x0e\n\x06job_id\x18\x01 \x01(\t\x12\x0f\n\x07replays\x18\x02 \x01(\r\x12\x0e\n\x06reason\x18\x03 \x01(\t\x12\x0e\n\x06parked\x18\x04 \x01(\x08\"O\n\x18ReportDeadLetterResponse\x12\x0f\n\x07\x63urrent\x18\x01 \x01(\x08\x12\"\n\x05state\x18\x02 \x01(\x0e\x32\x13.sluice.v1.JobState\"a\n\x15RegisterWorkerRequest\x12\x11\n\tworker_id\x18\x01 \x01(\t\x12&\n\tlanguages\x18\x02 \x03(\x0b\x32\x13.sluice.v1.Language\x12\r\n\x05slots\x18\x03 \x01(\r\"\x18\n\x16RegisterWorkerResponse\"\xed\x01\n\rRunJobRequest\x12!\n\x05\x63laim\x18\x01 \x01(\x0b\x32\x10.sluice.v1.ClaimH\x00\x12(\n\x06output\x18\x02 \x01(\x0b\x32\x16.sluice.v1.OutputChunkH\x00\x12)\n\theartbeat\x18\x03 \x01(\x0b\x32\x14.sluice.v1.HeartbeatH\x00\x12#\n\x06result\x18\x04 \x01(\x0b\x32\x11.sluice.v1.ResultH\x00\x12\x35\n\x10test_case_result\x18\x05 \x01(\x0b\x32\x19.sluice.v1.TestCaseResultH\x00\x42\x08\n\x06report\"\x92\x01\n\x05\x43laim\x12\x0e\n\x06job_id\x18\x01 \x01(\t\x12\x11\n\tworker_id\x18\x02 \x01(\t\x12\x13\n\x0bredelivered\x18\x03 \x01(\x08\x12\x0f\n\x07replays\x18\x04 \x01(\r\x12\x13\n\x0breplayed_by\x18\x05 \x01(\t\x12\x16\n\x0eresume_attempt\x18\x06 \x01(\r\x12\x13\n\x0bstdin_bytes\x18\x07 \x01(\x04\"\x0b\n\tHeartbeat\"\x94\x02\n\x0eRunJobResponse\x12+\n\nassignment\x18\x01 \x01(\x0b\x32\x15.sluice.v1.AssignmentH\x00\x12%\n\x07refusal\x18\x02 \x01(\x0b\x32\x12.sluice.v1.RefusalH\x00\x12#\n\x06\x63\x61ncel\x18\x03 \x01(\x0b\x32\x11.sluice.v1.CancelH\x00\x12\x34\n\x0fresult_accepted\x18\x04 \x01(\x0b\x32\x19.sluice.v1.ResultAcceptedH\x00\x12%\n\x07resumed\x18\x05 \x01(\x0b\x32\x12.sluice.v1.ResumedH\x00\x12!\n\x05stdin\x18\x06 \x01(\x0b\x32\x10.sluice.v1.StdinH\x00\x42\t\n\x07\x63ommand\"2\n\x05Stdin\x12\x0e\n\x06offset\x18\x01 \x01(\x04\x12\x0c\n\x04\x64\x61ta\x18\x02 \x01(\x0c\x12\x0b\n\x03\x65of\x18\x03 \x01(\x08\"\xa7\x02\n\nAssignment\x12\x0e\n\x06job_id\x18\x01 \x01(\t\x12\x0f\n\x07\x61ttempt\x18\x02 \x01(\r\x12\x10\n\x08language\x18\x03 \x01(\t\x12\x1e\n\x05\x66iles\x18\x04 \x03(\x0b\x32\x0f.sluice.v1.File\x12\r\n\x05stdin\x18\x05 \x01(\x0c\x12\x0c\n\x04\x61rgs\x18\x06 \x03(\t\x12!\n\x06limits\x18\x07 \x01(\x0b\x32\x11.sluice.v1.Limits\x12\x1d\n\x15heartbeat_interval_ms\x18\x08 \x01(\r\x12\x13\n\x0binteractive\x18\t \x01(\x08\x12\'\n\ntest_cases\x18\n \x03(\x0b\x32\x13.sluice.v1.TestCase\x12)\n\ncomparison\x18\x0b \x01(\x0e\x32\x15.sluice.v1.Comparison\"C\n\x07Refusal\x12(\n\x06reason\x18\x01 \x01(\x0e\x32\x18.sluice.v1.RefusalReason\x12\x0e\n\x06\x64\x65tail\x18\x02 \x01(\t\"\x08\n\x06\x43\x61ncel\"\x10\n\x0eResultAccepted\"P\n\x07Resumed\x12\x14\n\x0cstdout_bytes\x18\x01 \x01(\x04\x12\x14\n\x0cstderr_bytes\x18\x02 \x01(\x04\x12\x19\n\x11test_case_results\x18\x03 \x01(\r*\xdd\x01\n\rRefusalReason\x12\x1e\n\x1aREFUSAL_REASON_UNSPECIFIED\x10\x00\x12\x1b\n\x17REFUSAL_REASON_FINISHED\x10\x01\x12\x19\n\x15REFUSAL_REASON_LEASED\x10\x02\x12\x1c\n\x18REFUSAL_REASON_NOT_FOUND\x10\x03\x12\x1a\n\x16REFUSAL_REASON_ORDERED\x10\x04\x12\x1c\n\x18REFUSAL_REASON_EXHAUSTED\x10\x05\x12\x1c\n\x18REFUSAL_REASON_THROTTLED\x10\x06\x32\x86\x02\n\rWorkerGateway\x12U\n\x0eRegisterWorker\x12 .sluice.v1.RegisterWorkerRequest\x1a!.sluice.v1.RegisterWorkerResponse\x12\x41\n\x06RunJob\x12\x18.sluice.v1.RunJobRequest\x1a\x19.sluice.v1.RunJobResponse(\x01\x30\x01\x12[\n\x10ReportDeadLetter\x12\".sluice.v1.ReportDeadLetterRequest\x1a#.sluice.v1.ReportDeadLetterResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1esluice/v1/worker_gateway.proto\x12\tsluice.v1\x1a\x13sluice/v1/job.proto\"Z\n\x17ReportDeadLetterRequest\x12\x0e\n\x06job_id\x18\x01 \x01(\t\x12\x0f\n\x07replays\x18\x02 \x01(\r\x12\x0e\n\x06reason\x18\x03 \x01(\t\x12\x0e\n\x06parked\x18\x04 \x01(\x08\"O\n\x18ReportDeadLetterResponse\x12\x0f\n\x07\x63urrent\x18\x01 \x01(\x08\x12\"\n\x05state\x18\x02 \x01(\x0e\x32\x13.sluice.v1.JobState\"\x9f\x01\n\x15RegisterWorkerRequest\x12\x11\n\tworker_id\x18\x01 \x01(\t\x12&\n\tlanguages\x18\x02 \x03(\x0b\x32\x13.sluice.v1.Language\x12\r\n\x05slots\x18\x03 \x01(\r\x12\x14\n\x0c\x61\x63tive_slots\x18\x04 \x01(\r\x12\x14\n\x0crunning_jobs\x18\x05 \x01(\r\x12\x10\n\x08\x64raining\x18\x06 \x01(\x08\"E\n\x16RegisterWorkerResponse\x12\x12\n\x05slots\x18\x01 \x01(\rH\x00\x88\x01\x01\x12\r\n\x05\x64rain\x18\x02 \x01(\x08\x42\x08\n\x06_slots\"\xed\x01\n\rRunJobRequest\x12!\n\x05\x63laim\x18\x01 \x01(\x0b\x32\x10.sluice.v1.ClaimH\x00\x12(\n\x06output\x18\x02 \x01(\x0b\x32\x16.sluice.v1.OutputChunkH\x00\x12)\n\theartbeat\x18\x03 \x01(\x0b\x32\x14.sluice.v1.HeartbeatH\x00\x12#\n\x06result\x18\x04 \x01(\x0b\x32\x11.sluice.v1.ResultH\x00\x12\x35\n\x10test_case_result\x18\x05 \x01(\x0b\x32\x19.sluice.v1.TestCaseResultH\x00\x42\x08\n\x06report\"\x92\x01\n\x05\x43laim\x12\x0e\n\x06job_id\x18\x01 \x01(\t\x12\x11\n\tworker_id\x18\x02 \x01(\t\x12\x13\n\x0bredelivered\x18\x03 \x01(\x08\x12\x0f\n\x07replays\x18\x04 \x01(\r\x12\x13\n\x0breplayed_by\x18\x05 \x01(\t\x12\x16\n\x0eresume_attempt\x18\x06 \x01(\r\x12\x13\n\x0bstdin_bytes\x18\x07 \x01(\x04\"\x0b\n\tHeartbeat\"\x94\x02\n\x0eRunJobResponse\x12+\n\nassignment\x18\x01 \x01(\x0b\x32\x15.sluice.v1.AssignmentH\x00\x12%\n\x07refusal\x18\x02 \x01(\x0b\x32\x12.sluice.v1.RefusalH\x00\x12#\n\x06\x63\x61ncel\x18\x03 \x01(\x0b\x32\x11.sluice.v1.CancelH\x00\x12\x34\n\x0fresult_accepted\x18\x04 \x01(\x0b\x32\x19.sluice.v1.ResultAcceptedH\x00\x12%\n\x07resumed\x18\x05 \x01(\x0b\x32\x12.sluice.v1.ResumedH\x00\x12!\n\x05stdin\x18\x06 \x01(\x0b\x32\x10.sluice.v1.StdinH\x00\x42\t\n\x07\x63ommand\"2\n\x05Stdin\x12\x0e\n\x06offset\x18\x01 \x01(\x04\x12\x0c\n\x04\x64\x61ta\x18\x02 \x01(\x0c\x12\x0b\n\x03\x65of\x18\x03 \x01(\x08\"\xa7\x02\n\nAssignment\x12\x0e\n\x06job_id\x18\x01 \x01(\t\x12\x0f\n\x07\x61ttempt\x18\x02 \x01(\r\x12\x10\n\x08language\x18\x03 \x01(\t\x12\x1e\n\x05\x66iles\x18\x04 \x03(\x0b\x32\x0f.sluice.v1.File\x12\r\n\x05stdin\x18\x05 \x01(\x0c\x12\x0c\n\x04\x61rgs\x18\x06 \x03(\t\x12!\n\x06limits\x18\x07 \x01(\x0b\x32\x11.sluice.v1.Limits\x12\x1d\n\x15heartbeat_interval_ms\x18\x08 \x01(\r\x12\x13\n\x0binteractive\x18\t \x01(\x08\x12\'\n\ntest_cases\x18\n \x03(\x0b\x32\x13.sluice.v1.TestCase\x12)\n\ncomparison\x18\x0b \x01(\x0e\x32\x15.sluice.v1.Comparison\"C\n\x07Refusal\x12(\n\x06reason\x18\x01 \x01(\x0e\x32\x18.sluice.v1.RefusalReason\x12\x0e\n\x06\x64\x65tail\x18\x02 \x01(\t\"\x08\n\x06\x43\x61ncel\"\x10\n\x0eResultAccepted\"P\n\x07Resumed\x12\x14\n\x0cstdout_bytes\x18\x01 \x01(\x04\x12\x14\n\x0cstderr_bytes\x18\x02 \x01(\x04\x12\x19\n\x11test_case_results\x18\x03 \x01(\r*\xdd\x01\n\rRefusalReason\x12\x1e\n\x1aREFUSAL_REASON_UNSPECIFIED\x10\x00\x12\x1b\n\x17REFUSAL_REASON_FINISHED\x10\x01\x12\x19\n\x15REFUSAL_REASON_LEASED\x10\x02\x12\x1c\n\x18REFUSAL_REASON_NOT_FOUND\x10\x03\x12\x1a\n\x16REFUSAL_REASON_ORDERED\x10\x04\x12\x1c\n\x18REFUSAL_REASON_EXHAUSTED\x10\x05\x12\x1c\n\x18REFUSAL_REASON_THROTTLED\x10\x06\x32\x86\x02\n\rWorkerGateway\x12U\n\x0eRegisterWorker\x12 .sluice.v1.RegisterWorkerRequest\x1a!.sluice.v1.RegisterWorkerResponse\x12\x41\n\x06RunJob\x12\x18.sluice.v1.RunJobRequest\x1a\x19.sluice.v1.RunJobResponse(\x01\x30\x01\x12[\n\x10ReportDeadLetter\x12\".sluice.v1.ReportDeadLetterRequest\x1a#.sluice.v1.ReportDeadLetterResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'sluice.v1.worker_gateway_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_REFUSALREASON']._serialized_start=1575
-  _globals['_REFUSALREASON']._serialized_end=1796
+  _globals['_REFUSALREASON']._serialized_start=1683
+  _globals['_REFUSALREASON']._serialized_end=1904
   _globals['_REPORTDEADLETTERREQUEST']._serialized_start=66
   _globals['_REPORTDEADLETTERREQUEST']._serialized_end=156
   _globals['_REPORTDEADLETTERRESPONSE']._serialized_start=158
   _globals['_REPORTDEADLETTERRESPONSE']._serialized_end=237
-  _globals['_REGISTERWORKERREQUEST']._serialized_start=239
-  _globals['_REGISTERWORKERREQUEST']._serialized_end=336
-  _globals['_REGISTERWORKERRESPONSE']._serialized_start=338
-  _globals['_REGISTERWORKERRESPONSE']._serialized_end=362
-  _globals['_RUNJOBREQUEST']._serialized_start=365
-  _globals['_RUNJOBREQUEST']._serialized_end=602
-  _globals['_CLAIM']._serialized_start=605
-  _globals['_CLAIM']._serialized_end=751
-  _globals['_HEARTBEAT']._serialized_start=753
-  _globals['_HEARTBEAT']._serialized_end=764
-  _globals['_RUNJOBRESPONSE']._serialized_start=767
-  _globals['_RUNJOBRESPONSE']._serialized_end=1043
-  _globals['_STDIN']._serialized_start=1045
-  _globals['_STDIN']._serialized_end=1095
-  _globals['_ASSIGNMENT']._serialized_start=1098
-  _globals['_ASSIGNMENT']._serialized_end=1393
-  _globals['_REFUSAL']._serialized_start=1395
-  _globals['_REFUSAL']._serialized_end=1462
-  _globals['_CANCEL']._serialized_start=1464
-  _globals['_CANCEL']._serialized_end=1472
-  _globals['_RESULTACCEPTED']._serialized_start=1474
-  _globals['_RESULTACCEPTED']._serialized_end=1490
-  _globals['_RESUMED']._serialized_start=1492
-  _globals['_RESUMED']._serialized_end=1572
-  _globals['_WORKERGATEWAY']._serialized_start=1799
-  _globals['_WORKERGATEWAY']._serialized_end=2061
+  _globals['_REGISTERWORKERREQUEST']._serialized_start=240
+  _globals['_REGISTERWORKERREQUEST']._serialized_end=399
+  _globals['_REGISTERWORKERRESPONSE']._serialized_start=401
+  _globals['_REGISTERWORKERRESPONSE']._serialized_end=470
+  _globals['_RUNJOBREQUEST']._serialized_start=473
+  _globals['_RUNJOBREQUEST']._serialized_end=710
+  _globals['_CLAIM']._serialized_start=713
+  _globals['_CLAIM']._serialized_end=859
+  _globals['_HEARTBEAT']._serialized_start=861
+  _globals['_HEARTBEAT']._serialized_end=872
+  _globals['_RUNJOBRESPONSE']._serialized_start=875
+  _globals['_RUNJOBRESPONSE']._serialized_end=1151
+  _globals['_STDIN']._serialized_start=1153
+  _globals['_STDIN']._serialized_end=1203
+  _globals['_ASSIGNMENT']._serialized_start=1206
+  _globals['_ASSIGNMENT']._serialized_end=1501
+  _globals['_REFUSAL']._serialized_start=1503
+  _globals['_REFUSAL']._serialized_end=1570
+  _globals['_CANCEL']._serialized_start=1572
+  _globals['_CANCEL']._serialized_end=1580
+  _globals['_RESULTACCEPTED']._serialized_start=1582
+  _globals['_RESULTACCEPTED']._serialized_end=1598
+  _globals['_RESUMED']._serialized_start=1600
+  _globals['_RESUMED']._serialized_end=1680
+  _globals['_WORKERGATEWAY']._serialized_start=1907
+  _globals['_WORKERGATEWAY']._serialized_end=2169
 # @@protoc_insertion_point(module_scope)

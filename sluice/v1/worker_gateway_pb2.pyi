@@ -46,18 +46,28 @@ class ReportDeadLetterResponse(_message.Message):
     def __init__(self, current: _Optional[bool] = ..., state: _Optional[_Union[_job_pb2.JobState, str]] = ...) -> None: ...
 
 class RegisterWorkerRequest(_message.Message):
-    __slots__ = ("worker_id", "languages", "slots")
+    __slots__ = ("worker_id", "languages", "slots", "active_slots", "running_jobs", "draining")
     WORKER_ID_FIELD_NUMBER: _ClassVar[int]
     LANGUAGES_FIELD_NUMBER: _ClassVar[int]
     SLOTS_FIELD_NUMBER: _ClassVar[int]
+    ACTIVE_SLOTS_FIELD_NUMBER: _ClassVar[int]
+    RUNNING_JOBS_FIELD_NUMBER: _ClassVar[int]
+    DRAINING_FIELD_NUMBER: _ClassVar[int]
     worker_id: str
     languages: _containers.RepeatedCompositeFieldContainer[_job_pb2.Language]
     slots: int
-    def __init__(self, worker_id: _Optional[str] = ..., languages: _Optional[_Iterable[_Union[_job_pb2.Language, _Mapping]]] = ..., slots: _Optional[int] = ...) -> None: ...
+    active_slots: int
+    running_jobs: int
+    draining: bool
+    def __init__(self, worker_id: _Optional[str] = ..., languages: _Optional[_Iterable[_Union[_job_pb2.Language, _Mapping]]] = ..., slots: _Optional[int] = ..., active_slots: _Optional[int] = ..., running_jobs: _Optional[int] = ..., draining: _Optional[bool] = ...) -> None: ...
 
 class RegisterWorkerResponse(_message.Message):
-    __slots__ = ()
-    def __init__(self) -> None: ...
+    __slots__ = ("slots", "drain")
+    SLOTS_FIELD_NUMBER: _ClassVar[int]
+    DRAIN_FIELD_NUMBER: _ClassVar[int]
+    slots: int
+    drain: bool
+    def __init__(self, slots: _Optional[int] = ..., drain: _Optional[bool] = ...) -> None: ...
 
 class RunJobRequest(_message.Message):
     __slots__ = ("claim", "output", "heartbeat", "result", "test_case_result")

@@ -57,7 +57,8 @@ def served_names(port: int, timeout_s: float = 30) -> set[str]:
 
 @pytest.fixture
 async def served(vhost: RunVhost, tmp_path: Path) -> AsyncIterator[set[str]]:
-    ports = {"control-plane": free_port(), "worker": free_port(), "recovery": free_port()}
+    ports = {"control-plane": free_port(), "worker": free_port(), "recovery": free_port(),
+             "console": free_port()}
     platform = Platform(tmp_path, vhost.amqp_url(), prefix=f"{tmp_path.name}-deploy")
     worker = ""
     try:
@@ -66,6 +67,8 @@ async def served(vhost: RunVhost, tmp_path: Path) -> AsyncIterator[set[str]]:
         worker = platform.start_worker(
             {"SLUICE_METRICS_LISTEN": f"127.0.0.1:{ports['worker']}"})
         platform.start_recovery({"SLUICE_METRICS_LISTEN": f"127.0.0.1:{ports['recovery']}"})
+        await asyncio.to_thread(platform.start_console,
+                                {"SLUICE_METRICS_LISTEN": f"127.0.0.1:{ports['console']}"})
         names: set[str] = set()
         for port in ports.values():
             names |= await asyncio.to_thread(served_names, port)

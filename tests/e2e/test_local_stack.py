@@ -9,6 +9,7 @@ import signal
 import stat
 import subprocess
 import sys
+import urllib.request
 from pathlib import Path
 
 from tests.support.broker import RunVhost
@@ -28,6 +29,7 @@ class LocalStack:
             "SLUICE_QUEUE_PREFIX": f"{workdir.name}-up",
             "SLUICE_API_LISTEN": f"127.0.0.1:{free_port()}",
             "SLUICE_GATEWAY_LISTEN": f"127.0.0.1:{free_port()}",
+            "SLUICE_CONSOLE_LISTEN": f"127.0.0.1:{free_port()}",
         }
 
     def up(self) -> subprocess.Popen[str]:
@@ -83,6 +85,10 @@ def test_sluice_up_keeps_an_admin_key_and_a_plain_key_private(vhost: RunVhost,
         ran = stack.sluice("run", str(program))
         assert ran.returncode == 0, ran.stderr
         assert ran.stdout == "from the local tenant\n"
+        # The web console runs beside them and sends a browser to its sign-in page.
+        console = f"http://{stack.env['SLUICE_CONSOLE_LISTEN']}"
+        with urllib.request.urlopen(f"{console}/signin", timeout=10) as page:
+            assert b'action="/signin"' in page.read()
     finally:
         stack.down(process)
 

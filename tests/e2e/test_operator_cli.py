@@ -145,7 +145,10 @@ OPERATOR_COMMANDS = [("tenant", "list"), ("tenant", "create", "never-made"),
                      ("quota", "get", "anyone"), ("audit",), ("jobs", "list", "anyone"),
                      ("jobs", "get", "0" * 28), ("jobs", "watch", "0" * 28),
                      ("jobs", "cancel", "0" * 28), ("dead-letters", "list"),
-                     ("dead-letters", "purge")]
+                     ("dead-letters", "purge"), ("tenant", "pause", "anyone"),
+                     ("tenant", "resume", "anyone"), ("workers", "list"),
+                     ("workers", "drain", "nobody"), ("workers", "slots", "nobody", "1"),
+                     ("queues",)]
 
 
 @pytest.mark.parametrize("command", OPERATOR_COMMANDS, ids=" ".join)

@@ -11,6 +11,7 @@ import subprocess
 import sys
 import threading
 import time
+import urllib.request
 from pathlib import Path
 
 import grpc
@@ -132,6 +133,27 @@ class Platform:
     def start_recovery(self, env: dict[str, str] | None = None) -> None:
         self._start("recovery", "recovery.main",
                     {"SLUICE_WORKER_TOKEN": self.worker_token("recovery"), **(env or {})})
+
+    def start_console(self, env: dict[str, str] | None = None) -> str:
+        """`sluice console` in front of this platform's API, on a port of its own; its URL,
+        once it answers."""
+        port = free_port()
+        self._start("console", "console.main",
+                    {"SLUICE_API_TARGET": self.api_target,
+                     "SLUICE_CONSOLE_LISTEN": f"127.0.0.1:{port}", **(env or {})})
+        url = f"http://127.0.0.1:{port}"
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                with urllib.request.urlopen(f"{url}/healthz", timeout=1):
+                    return url
+            except OSError:
+                if self.processes["console"].poll() is not None:
+                    raise RuntimeError(f"console exited: {self.log('console')[-3000:]}") \
+                        from None
+                if time.monotonic() > deadline:
+                    raise TimeoutError(f"the console did not answer at {url}") from None
+                time.sleep(0.1)
 
     def kill(self, name: str, sig: int = signal.SIGKILL) -> None:
         process = self.processes.pop(name)

@@ -1,0 +1,2 @@
+"""The web console: a process of its own over the public API (like a client), importing
+only the `sluice` kernel."""
