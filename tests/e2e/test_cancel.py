@@ -8,6 +8,8 @@ import time
 from sluice.client import SluiceClient
 from sluice.v1 import job_pb2 as pb
 from tests.conftest import python_job
+from tests.support.admin import AdminClient
+from tests.support.platform import Platform
 
 SLEEPER = "import time\nprint('started', flush=True)\ntime.sleep(50)\n"
 
@@ -34,28 +36,33 @@ async def test_cancel_running_job_kills_it_quickly(client: SluiceClient) -> None
     assert elapsed < 5, elapsed
 
 
-async def test_cancel_queued_job_never_starts(client: SluiceClient) -> None:
-    # Fill both worker slots so the next job waits in the queue.
-    blockers = [await client.submit(python_job(SLEEPER)) for _ in range(2)]
-    for blocker in blockers:
-        await wait_running(client, blocker.id)
-    queued = await client.submit(python_job("print('must not run')"))
-    cancelled = await client.cancel(queued.id)
-    assert cancelled.state == pb.JOB_STATE_CANCELLED
-    assert cancelled.result.verdict == pb.VERDICT_CANCELLED
-    for blocker in blockers:
-        await client.cancel(blocker.id)
-    for blocker in blockers:
-        assert (await client.wait(blocker.id)).state == pb.JOB_STATE_CANCELLED
-    # Give the worker time to receive the cancelled job's message and drop it.
-    await asyncio.sleep(2)
-    final = await client.get(queued.id)
-    assert final.state == pb.JOB_STATE_CANCELLED
-    assert final.attempt == 0 and not final.HasField("start_time")
-    events = [e async for e in client.watch(queued.id)]
-    assert not any(e.HasField("output") for e in events)
-    assert [e.state_change.state for e in events if e.HasField("state_change")] == [
-        pb.JOB_STATE_QUEUED, pb.JOB_STATE_CANCELLED]
+async def test_cancel_queued_job_never_starts(platform: Platform, admin: AdminClient) -> None:
+    # A paused tenant's job is sure to stay queued: full slots are not (after short runs the
+    # worker claims the next job ahead of a free slot, and it shows RUNNING).
+    tenant = await admin.create_tenant("cancel-queued")
+    paused = await asyncio.to_thread(platform.cli, "tenant", "pause", tenant.name)
+    assert paused.returncode == 0, paused.stderr
+    async with SluiceClient(platform.api_target, tenant.key) as client:
+        try:
+            queued = await client.submit(python_job("print('must not run')"))
+            # Long enough for the worker to be offered its message and turn it down.
+            await asyncio.sleep(1.5)
+            assert (await client.get(queued.id)).state == pb.JOB_STATE_QUEUED
+            cancelled = await client.cancel(queued.id)
+            assert cancelled.state == pb.JOB_STATE_CANCELLED
+            assert cancelled.result.verdict == pb.VERDICT_CANCELLED
+        finally:
+            resumed = await asyncio.to_thread(platform.cli, "tenant", "resume", tenant.name)
+            assert resumed.returncode == 0, resumed.stderr
+        # Give the worker time to receive the cancelled job's message and drop it.
+        await asyncio.sleep(2)
+        final = await client.get(queued.id)
+        assert final.state == pb.JOB_STATE_CANCELLED
+        assert final.attempt == 0 and not final.HasField("start_time")
+        events = [e async for e in client.watch(queued.id)]
+        assert not any(e.HasField("output") for e in events)
+        assert [e.state_change.state for e in events if e.HasField("state_change")] == [
+            pb.JOB_STATE_QUEUED, pb.JOB_STATE_CANCELLED]
 
 
 async def test_cancel_finished_job_changes_nothing(client: SluiceClient) -> None:
