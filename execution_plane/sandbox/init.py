@@ -207,9 +207,8 @@ class Init:
         theirs.close()
         self.zygote = pid
         self.zygote_sock = ours
-        # Ready means filtered: a zygote that could not install the filter never runs.
-        if ours.recv(len(ZYGOTE_READY)) != ZYGOTE_READY:
-            raise RuntimeError("the zygote could not install the seccomp filter")
+        # The zygote sets itself up while the service moves it into the run cgroup; its
+        # word that the filter is on is read before it is given a run (see run()).
 
     # -- a run ---------------------------------------------------------------------------
 
@@ -218,6 +217,10 @@ class Init:
             raise RuntimeError("run without a prepared zygote")
         zygote, sock = self.zygote, self.zygote_sock
         self.zygote, self.zygote_sock = None, None
+        # Filtered, or it never runs anything.
+        if sock.recv(len(ZYGOTE_READY)) != ZYGOTE_READY:
+            sock.close()
+            raise RuntimeError("the zygote could not install the seccomp filter")
         err_r, err_w = os.pipe2(os.O_CLOEXEC)
         try:
             socket.send_fds(sock, [json.dumps(message).encode()], [*fds, err_w])
