@@ -10,6 +10,7 @@ import grpc
 from google.protobuf.struct_pb2 import Struct
 from google.protobuf.timestamp_pb2 import Timestamp
 
+from control_plane.archived_jobs import ArchivedJobs
 from control_plane.auth import Authenticator
 from control_plane.dead_letter_admin import DeadLetterAdmin, NotDeadLettered, UnknownJob
 from control_plane.execution_service import list_jobs_page
@@ -49,6 +50,7 @@ from sluice.observability import get_logger
 from sluice.settings import Settings
 from sluice.v1 import admin_service_pb2 as adm
 from sluice.v1 import admin_service_pb2_grpc as adm_grpc
+from sluice.v1 import archive_pb2 as arc
 from sluice.v1 import execution_service_pb2 as api
 from sluice.v1 import job_pb2 as pb
 
@@ -107,7 +109,7 @@ class AdminService(adm_grpc.AdminServiceServicer):
                  dead_letters: DeadLetterAdmin, quotas: QuotaStore, audit: AuditLog,
                  streams: OpenStreams, worker_tokens: WorkerTokenStore,
                  jobs: JobStore, hub: WatchHub, gateway: WorkerGateway,
-                 controls: RuntimeControls) -> None:
+                 controls: RuntimeControls, archived: ArchivedJobs) -> None:
         self._settings = settings
         self._controls = controls
         self._auth = auth
@@ -120,7 +122,8 @@ class AdminService(adm_grpc.AdminServiceServicer):
         self._jobs = jobs
         self._hub = hub
         self._gateway = gateway
-        self._watch = JobWatch(jobs, hub, streams)
+        self._archived = archived
+        self._watch = JobWatch(jobs, hub, streams, archived=archived.read)
 
     async def CreateTenant(self, request: adm.CreateTenantRequest,
                            context: grpc.aio.ServicerContext) -> adm.CreateTenantResponse:
@@ -390,21 +393,49 @@ class AdminService(adm_grpc.AdminServiceServicer):
     async def GetJob(self, request: api.GetJobRequest,
                      context: grpc.aio.ServicerContext) -> pb.Job:
         await self._auth.admin(context)
-        tenant_id = await self._job_tenant(request.job_id, context)
-        job = await self._jobs.get(request.job_id, tenant_id,
-                                   include_files=request.include_files)
-        if job is None:
+        if not request.job_id:
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "job_id is empty")
+        tenant_id = await self._jobs.tenant_of(request.job_id)
+        stored = None if tenant_id is None else await self._jobs.get(
+            request.job_id, tenant_id, include_files=request.include_files)
+        if stored is not None:
+            return job_message(stored)
+        # Gone from the store (before this call, or since its first read): the archive's.
+        archived = await self._from_archive(request.job_id, tenant_id, context)
+        if archived is None:
             await context.abort(grpc.StatusCode.NOT_FOUND, f"job {request.job_id!r} not found")
-        assert job is not None
-        return job_message(job)
+        assert archived is not None
+        job = archived.job
+        if request.include_files:
+            job.files.extend(archived.spec.files)
+        return job
 
     async def WatchJob(self, request: api.WatchJobRequest,
                        context: grpc.aio.ServicerContext) -> AsyncIterator[pb.JobEvent]:
         await self._auth.admin(context)
-        tenant_id = await self._job_tenant(request.job_id, context)
+        if not request.job_id:
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "job_id is empty")
+        tenant_id = await self._jobs.tenant_of(request.job_id)
+        if tenant_id is None and self._archived.enabled:
+            tenant_id = await self._audit.submitter_of(request.job_id)
+        if tenant_id is None:
+            await context.abort(grpc.StatusCode.NOT_FOUND, f"job {request.job_id!r} not found")
+        assert tenant_id is not None
         async for event in self._watch.stream(request.job_id, request.after_seq, tenant_id,
                                               context):
             yield event
+
+    async def _from_archive(self, job_id: str, tenant_id: str | None,
+                            context: grpc.aio.ServicerContext) -> arc.ArchivedJob | None:
+        """An operator names a job, not its tenant: when the store no longer says whose it
+        is, the audit trail (kept longer than jobs) does."""
+        if not self._archived.enabled:
+            return None
+        if tenant_id is None:
+            tenant_id = await self._audit.submitter_of(job_id)
+        if tenant_id is None:
+            return None
+        return await self._archived.read(job_id, tenant_id, context)
 
     async def CancelJob(self, request: api.CancelJobRequest,
                         context: grpc.aio.ServicerContext) -> pb.Job:

@@ -5,14 +5,13 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
-import re
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
 import grpc
 
 from control_plane import metrics
-from control_plane.archive import ArchiveUnavailable, JobArchive
+from control_plane.archived_jobs import JOB_ID, ArchivedJobs
 from control_plane.auth import Authenticator, KeyCheck, Unauthenticated
 from control_plane.job_cancel import cancel_job
 from control_plane.job_messages import job_message, spec_record
@@ -36,7 +35,6 @@ from sluice.message_limits import response_max_bytes
 from sluice.observability import get_logger
 from sluice.settings import Settings
 from sluice.topology import JobMessage
-from sluice.v1 import archive_pb2 as arc
 from sluice.v1 import execution_service_pb2 as api
 from sluice.v1 import execution_service_pb2_grpc as api_grpc
 from sluice.v1 import job_pb2 as pb
@@ -44,7 +42,6 @@ from sluice.v1 import job_pb2 as pb
 log = get_logger(__name__)
 MAX_PAGE_SIZE = 1000
 DEFAULT_PAGE_SIZE = 100
-_JOB_ID = re.compile(r"[0-9a-f]{28}")
 PAGE_SLACK_BYTES = 1024  # the page token and the response's own framing
 PAGE_ENTRY_OVERHEAD_BYTES = 8  # a job's tag and length within the page
 
@@ -68,7 +65,7 @@ async def list_jobs_page(jobs: JobStore, tenant_id: str, request: api.ListJobsRe
             before_id = base64.urlsafe_b64decode(request.page_token.encode()).decode()
         except (ValueError, UnicodeDecodeError):
             before_id = ""
-        if not _JOB_ID.fullmatch(before_id):
+        if not JOB_ID.fullmatch(before_id):
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT,
                                 "page_token is not one ListJobs returned")
     records = await jobs.list_for_tenant(
@@ -109,7 +106,7 @@ class _StdinRefused:
 class ExecutionService(api_grpc.ExecutionServiceServicer):
     def __init__(self, settings: Settings, auth: Authenticator, jobs: JobStore,
                  publisher: JobPublisher, hub: WatchHub, gateway: WorkerGateway,
-                 streams: OpenStreams, archive: JobArchive | None = None, *,
+                 streams: OpenStreams, archived: ArchivedJobs, *,
                  stdin: JobStdinStore, stdin_hub: StdinHub) -> None:
         self._settings = settings
         self._stdin = stdin
@@ -119,8 +116,8 @@ class ExecutionService(api_grpc.ExecutionServiceServicer):
         self._publisher = publisher
         self._hub = hub
         self._gateway = gateway
-        self._archive = archive
-        self._watch = JobWatch(jobs, hub, streams, archived=self._from_archive)
+        self._archived = archived
+        self._watch = JobWatch(jobs, hub, streams, archived=self._archived.read)
         self._quota_defaults = TenantQuota.defaults(settings)
         # Submissions being stored and published, kept until done (see SubmitJob).
         self._admitting: set[asyncio.Future[pb.Job]] = set()
@@ -213,7 +210,7 @@ class ExecutionService(api_grpc.ExecutionServiceServicer):
             await context.abort(grpc.StatusCode.UNAUTHENTICATED, str(exc))
         job = None if stored is None else job_message(stored)
         if job is None and key.principal is not None:
-            archived = await self._from_archive(request.job_id, key.principal.tenant_id,
+            archived = await self._archived.read(request.job_id, key.principal.tenant_id,
                                                 context)
             job = None if archived is None else archived.job
             if job is not None and request.include_files:
@@ -336,24 +333,6 @@ class ExecutionService(api_grpc.ExecutionServiceServicer):
             return _StdinRefused(tenant_id, grpc.StatusCode.NOT_FOUND,
                                  f"job {job_id!r} not found")
 
-    async def _from_archive(self, job_id: str, tenant_id: str,
-                            context: grpc.aio.ServicerContext) -> arc.ArchivedJob | None:
-        """A job of this tenant that the store no longer has, read back from the archive;
-        None without an archive or when it has no such job. Aborts UNAVAILABLE when the
-        archive does not answer: the job may be there, so NOT_FOUND would be a lie."""
-        if self._archive is None or not _JOB_ID.fullmatch(job_id):
-            return None
-        try:
-            return await self._archive.get_job(tenant_id, job_id)
-        except ArchiveUnavailable as exc:
-            metrics.ARCHIVE_FAILURES.labels("get").inc()
-            log.warning("archive_read_failed", tenant=tenant_id, job_id=job_id, error=str(exc))
-            await context.abort(
-                grpc.StatusCode.UNAVAILABLE,
-                f"job {job_id!r} is not in the store and the archive (S3) did not answer;"
-                " retry shortly")
-        return None
-
     async def CancelJob(self, request: api.CancelJobRequest,
                         context: grpc.aio.ServicerContext) -> pb.Job:
         principal = await self._auth.principal(context)
@@ -363,7 +342,7 @@ class ExecutionService(api_grpc.ExecutionServiceServicer):
                                principal.tenant_id, actor=f"key:{principal.key_id}")
         if job is None:
             # An archived job is finished: cancelling it changes nothing, as in the store.
-            archived = await self._from_archive(request.job_id, principal.tenant_id, context)
+            archived = await self._archived.read(request.job_id, principal.tenant_id, context)
             if archived is not None:
                 return archived.job
             await context.abort(grpc.StatusCode.NOT_FOUND, f"job {request.job_id!r} not found")

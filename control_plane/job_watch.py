@@ -71,12 +71,12 @@ class JobWatch:
                             await context.abort(grpc.StatusCode.UNAUTHENTICATED, str(exc))
                         if key is not None and key.principal is not None:
                             reader = key.principal.tenant_id  # checked once, for the stream
-                        if (read is None and self._archived is not None and key is not None
-                                and key.principal is not None):
+                        if (read is None and self._archived is not None
+                                and isinstance(reader, str)):
                             # Gone from the store (before this stream, or during its
-                            # replay): the archive has it all, if it has it.
-                            archive = await self._archived(job_id, key.principal.tenant_id,
-                                                           context)
+                            # replay): the archive has it all, if it has it. The reader is
+                            # a tenant by now (a key's, once checked, or an operator's).
+                            archive = await self._archived(job_id, reader, context)
                             if archive is not None:
                                 if after < 0:
                                     await context.abort(grpc.StatusCode.INVALID_ARGUMENT,

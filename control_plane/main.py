@@ -11,6 +11,7 @@ from grpc_reflection.v1alpha import reflection
 
 from control_plane.admin_service import AdminService
 from control_plane.archive import JobArchive
+from control_plane.archived_jobs import ArchivedJobs
 from control_plane.auth import Authenticator
 from control_plane.dead_letter_admin import DeadLetterAdmin
 from control_plane.execution_service import ExecutionService
@@ -90,12 +91,13 @@ async def serve(settings: Settings, stop: asyncio.Event) -> None:
     gateway = WorkerGateway(settings, WorkerAuthenticator(worker_tokens), jobs, hub, catalog,
                             publisher, stdin, stdin_hub, workers)
     streams = OpenStreams(settings.max_watches_per_tenant)
+    archived = ArchivedJobs(archive)
 
     api_server = _server(request_max_bytes(settings), response_max_bytes(settings))
     gateway_server = _server(report_max_bytes(), response_max_bytes(settings))
     api_health, gateway_health = health.aio.HealthServicer(), health.aio.HealthServicer()
     execution_service_pb2_grpc.add_ExecutionServiceServicer_to_server(
-        ExecutionService(settings, auth, jobs, publisher, hub, gateway, streams, archive,
+        ExecutionService(settings, auth, jobs, publisher, hub, gateway, streams, archived,
                          stdin=stdin, stdin_hub=stdin_hub),
         api_server)
     admin_service_pb2_grpc.add_AdminServiceServicer_to_server(
@@ -104,7 +106,8 @@ async def serve(settings: Settings, stop: asyncio.Event) -> None:
                      jobs, hub, gateway,
                      RuntimeControls(TenantPauseStore(db), workers,
                                      QueueDepths(settings.rabbitmq_management_address,
-                                                 settings.amqp_vhost, topology))),
+                                                 settings.amqp_vhost, topology)),
+                     archived),
         api_server)
     health_pb2_grpc.add_HealthServicer_to_server(api_health, api_server)
     # grpcurl and other generic clients learn the public API from the server itself; the

@@ -74,6 +74,19 @@ class AuditLog:
     def __init__(self, db: Backend) -> None:
         self._db = db
 
+    async def submitter_of(self, job_id: str) -> str | None:
+        """The tenant that submitted job_id, from its `submitted` record; None when the trail
+        does not hold it. Operators name a job, not its tenant: once retention has taken
+        the job from the store, the trail (kept longer) still says whose it was."""
+
+        def tx(conn: Tx) -> str | None:
+            row = conn.execute(
+                "SELECT tenant_id FROM audit_events WHERE job_id = ? AND action = 'submitted'"
+                " ORDER BY seq LIMIT 1", (job_id,)).fetchone()
+            return row[0] if row else None
+
+        return await self._db.run(tx)
+
     async def query(self, *, tenant_id: str = "", job_id: str = "", action: str = "",
                     after_seq: int = 0, limit: int = 100) -> list[AuditRecord]:
         clauses, params = ["seq > ?"], [after_seq]

@@ -22,6 +22,7 @@ from control_plane.store.records import JobSpec
 from control_plane.store.retention import RetentionStore
 from sluice.client import SluiceClient
 from sluice.v1 import archive_pb2 as arc
+from sluice.v1 import execution_service_pb2 as api
 from sluice.v1 import job_pb2 as pb
 from tests.conftest import python_job, wait_for_languages
 from tests.e2e.test_metrics import scrape, value
@@ -201,6 +202,51 @@ async def test_a_job_leaves_the_store_only_once_archived_and_reads_back_the_same
     finally:
         await asyncio.to_thread(platform.stop)
         await proxy.close()
+
+
+async def test_an_operator_reads_an_archived_job_back_by_its_id_alone(
+        vhost: RunVhost, tmp_path: Path, s3: S3Server) -> None:
+    """AdminService names a job, not its tenant: once the job has left the store, the audit
+    trail (kept longer) says whose it was, and the archive gives it back."""
+    platform = Platform(tmp_path, vhost.amqp_url(), prefix=f"{tmp_path.name}-operator",
+                        store="sqlite", extra_env={
+                            **SHORT, **CREDENTIALS, "SLUICE_AUDIT_RETENTION_S": "3600",
+                            "SLUICE_ARCHIVE_URL": f"s3://{BUCKET}/{PREFIX}",
+                            "SLUICE_S3_ENDPOINT_URL": s3.endpoint_url})
+    store = tmp_path / "sluice.db"
+    try:
+        admin, owner, _ = await start(platform)
+        async with admin, SluiceClient(platform.api_target, owner.key) as mine:
+            job = await mine.submit(python_job(NOISY))
+            await mine.wait(job.id)
+            before = await admin.stub.GetJob(api.GetJobRequest(job_id=job.id),
+                                             metadata=admin.metadata)
+            with_files = await admin.stub.GetJob(
+                api.GetJobRequest(job_id=job.id, include_files=True), metadata=admin.metadata)
+            events = [e async for e in admin.stub.WatchJob(
+                api.WatchJobRequest(job_id=job.id), metadata=admin.metadata)]
+            assert before.result.stdout == b"out 0\nout 1\nout 2\n"
+
+            async def gone() -> bool:
+                return stored_rows(store, job.id) == (0, 0)
+
+            await eventually(gone, "the job never left the store")
+            assert audit_rows(store, job.id) > 0  # the trail still holds it
+            assert await admin.stub.GetJob(api.GetJobRequest(job_id=job.id),
+                                           metadata=admin.metadata) == before
+            assert await admin.stub.GetJob(
+                api.GetJobRequest(job_id=job.id, include_files=True),
+                metadata=admin.metadata) == with_files
+            after = events[len(events) // 2].seq
+            assert [e async for e in admin.stub.WatchJob(
+                api.WatchJobRequest(job_id=job.id, after_seq=after),
+                metadata=admin.metadata)] == [e for e in events if e.seq > after]
+            unknown = job.id[:-4] + "0000"
+            assert await expect(grpc.StatusCode.NOT_FOUND, admin.stub.GetJob(
+                api.GetJobRequest(job_id=unknown), metadata=admin.metadata)) == (
+                f"job {unknown!r} not found")
+    finally:
+        await asyncio.to_thread(platform.stop)
 
 
 async def test_without_an_archive_retention_deletes(vhost: RunVhost, tmp_path: Path) -> None:
