@@ -341,7 +341,8 @@ def cmd_jobs_get(args: argparse.Namespace) -> int:
 
 
 def cmd_jobs_watch(args: argparse.Namespace) -> int:
-    from sluice.file_runner import report_result, stream_to_terminal
+    from sluice.file_runner import report_result
+    from sluice.terminal_session import stream_to_terminal
 
     async def action(client: OperatorClient) -> int:
         result = await stream_to_terminal(client.watch_job(args.job_id, args.after))

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import signal
 import sys
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import grpc
@@ -13,7 +12,7 @@ import grpc
 from sluice.case_table import NoCases, print_cases, read_cases
 from sluice.client import SluiceClient, local_api_key
 from sluice.settings import get_settings
-from sluice.terminal_session import run_interactive
+from sluice.terminal_session import run_interactive, stream_to_terminal
 from sluice.v1 import execution_service_pb2 as api
 from sluice.v1 import job_pb2 as pb
 
@@ -82,22 +81,6 @@ async def run_file(path: Path, *, language: str | None, stdin: bytes, args: list
         return report_result(result)
 
 
-async def stream_to_terminal(events: AsyncIterator[pb.JobEvent]) -> pb.Result | None:
-    """A job's output to this terminal as it comes (stdout here, stderr and the reasons of
-    state changes to stderr); its result, None when it ended without one."""
-    result = None
-    async for event in events:
-        if event.HasField("output"):
-            out = (sys.stdout if event.output.stream == pb.OUTPUT_STREAM_STDOUT
-                   else sys.stderr)
-            out.buffer.write(event.output.data)
-            out.flush()
-        elif event.HasField("result"):
-            result = event.result
-        elif event.HasField("state_change") and event.state_change.reason:
-            print(f"sluice: {pb.JobState.Name(event.state_change.state)}: "
-                  f"{event.state_change.reason}", file=sys.stderr)
-    return result
 
 
 def report_result(result: pb.Result) -> int:

@@ -13,11 +13,30 @@ import os
 import signal
 import sys
 import threading
+from collections.abc import AsyncIterator
 
 from sluice.client import Attachment, SluiceClient
 from sluice.v1 import job_pb2 as pb
 
 READ_BYTES = 64 * 1024
+
+
+async def stream_to_terminal(events: AsyncIterator[pb.JobEvent]) -> pb.Result | None:
+    """A job's output to this terminal as it comes (stdout here, stderr and the reasons of
+    state changes to stderr); its result, None when it ended without one."""
+    result = None
+    async for event in events:
+        if event.HasField("output"):
+            out = (sys.stdout if event.output.stream == pb.OUTPUT_STREAM_STDOUT
+                   else sys.stderr)
+            out.buffer.write(event.output.data)
+            out.flush()
+        elif event.HasField("result"):
+            result = event.result
+        elif event.HasField("state_change") and event.state_change.reason:
+            print(f"sluice: {pb.JobState.Name(event.state_change.state)}: "
+                  f"{event.state_change.reason}", file=sys.stderr)
+    return result
 
 
 async def _forward_stdin(attachment: Attachment) -> None:
@@ -63,19 +82,8 @@ async def run_interactive(client: SluiceClient, job_id: str) -> pb.Result | None
         await client.cancel(job_id)
 
     canceller = asyncio.create_task(cancel_on_interrupt())
-    result = None
     try:
-        async for event in attachment.events():
-            if event.HasField("output"):
-                out = (sys.stdout if event.output.stream == pb.OUTPUT_STREAM_STDOUT
-                       else sys.stderr)
-                out.buffer.write(event.output.data)
-                out.flush()
-            elif event.HasField("result"):
-                result = event.result
-            elif event.HasField("state_change") and event.state_change.reason:
-                print(f"sluice: {pb.JobState.Name(event.state_change.state)}: "
-                      f"{event.state_change.reason}", file=sys.stderr)
+        result = await stream_to_terminal(attachment.events())
     finally:
         loop.remove_signal_handler(signal.SIGINT)
         for task in (forwarding, canceller, cancelling):

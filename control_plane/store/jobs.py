@@ -216,6 +216,17 @@ SubmitCheck = Callable[[Tx, str, str, float], JobSpec | None]
 Reader = str | Callable[[Tx], str]
 
 
+def _next_seq_of_attempt(conn: Tx, job_id: str, attempt: int, owner: str) -> int | None:
+    """The seq of the attempt's next event, taken by the statement that checks the attempt
+    is current and the owner's; None when it is not (a superseded worker's late report)."""
+    current = conn.execute(
+        "UPDATE jobs SET last_seq = last_seq + 1 WHERE id = ? AND attempt = ?"
+        " AND state = ? AND lease_owner = ? RETURNING last_seq",
+        (job_id, attempt, JobState.RUNNING, owner),
+    ).fetchone()
+    return None if current is None else current[0]
+
+
 def reader_tenant(conn: Tx, reader: Reader) -> str:
     return reader if isinstance(reader, str) else reader(conn)
 
@@ -548,15 +559,10 @@ class JobStore:
         now = time.time()
 
         def tx(conn: Tx) -> EventRecord | None:
-            # The event's seq is taken by the statement that checks the attempt.
-            current = conn.execute(
-                "UPDATE jobs SET last_seq = last_seq + 1 WHERE id = ? AND attempt = ?"
-                " AND state = ? AND lease_owner = ? RETURNING last_seq",
-                (job_id, attempt, JobState.RUNNING, owner),
-            ).fetchone()
-            if current is None:
+            seq = _next_seq_of_attempt(conn, job_id, attempt, owner)
+            if seq is None:
                 return None
-            return self._append_event(conn, job_id, now, seq=current[0],
+            return self._append_event(conn, job_id, now, seq=seq,
                                       output=OutputChunk(stream=stream, data=data))
 
         return await self._db.run(tx)
@@ -567,15 +573,10 @@ class JobStore:
         now = time.time()
 
         def tx(conn: Tx) -> EventRecord | None:
-            current = conn.execute(
-                "UPDATE jobs SET last_seq = last_seq + 1 WHERE id = ? AND attempt = ?"
-                " AND state = ? AND lease_owner = ? RETURNING last_seq",
-                (job_id, attempt, JobState.RUNNING, owner),
-            ).fetchone()
-            if current is None:
+            seq = _next_seq_of_attempt(conn, job_id, attempt, owner)
+            if seq is None:
                 return None
-            return self._append_event(conn, job_id, now, seq=current[0],
-                                      test_case_result=case)
+            return self._append_event(conn, job_id, now, seq=seq, test_case_result=case)
 
         return await self._db.run(tx)
 

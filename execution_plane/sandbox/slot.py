@@ -20,6 +20,7 @@ from pathlib import Path
 from execution_plane.sandbox import workdir
 from execution_plane.sandbox.bwrap import TMP_BYTES
 from execution_plane.sandbox.cgroups import SlotCgroup
+from execution_plane.sandbox.socket_messages import read_messages
 from execution_plane.sandbox.warm import WarmSandbox
 
 RUNNER_SCRIPT = str(Path(__file__).with_name("runner.py"))
@@ -146,16 +147,8 @@ class Slot:
             self.mounted.discard(anchor)
 
     async def _read_events(self) -> None:
-        loop = asyncio.get_running_loop()
         assert self.sock is not None
-        try:
-            while True:
-                data = await loop.sock_recv(self.sock, MAX_MESSAGE)
-                if not data:
-                    break
-                await self.events.put(json.loads(data))
-        except (OSError, ValueError):
-            pass
+        await read_messages(self.sock, self.events, MAX_MESSAGE)
         self.broken = True
         await self.events.put({"ev": "gone"})
 

@@ -24,6 +24,7 @@ import socket
 from execution_plane.sandbox.bwrap import SANDBOX_UID, WORK_DIR
 from execution_plane.sandbox.cgroups import SlotCgroup
 from execution_plane.sandbox.init import MAX_MESSAGE, TMP_DIR
+from execution_plane.sandbox.socket_messages import read_messages
 
 EVENT_SECONDS = 10.0  # how long init may take to answer (a cold python start included)
 BWRAP_ERROR_BYTES = 4096
@@ -86,16 +87,8 @@ class WarmSandbox:
         self._send({"op": "init", "seccomp": base64.b64encode(seccomp_bpf).decode()})
 
     async def _read_events(self) -> None:
-        loop = asyncio.get_running_loop()
         assert self.sock is not None
-        try:
-            while True:
-                data = await loop.sock_recv(self.sock, MAX_MESSAGE)
-                if not data:
-                    break
-                await self.events.put(json.loads(data))
-        except (OSError, ValueError):
-            pass
+        await read_messages(self.sock, self.events, MAX_MESSAGE)
         self.gone = True
         await self.events.put({"ev": "gone"})
 
